@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "buf.h"
+
+#include <string.h>
+
+void hf_buf_init(HfBuf *b, size_t max)
+{
+        *b = HF_BUF_INIT(max);
+}
+
+void hf_buf_free(HfBuf *b)
+{
+        free(b->data);
+        b->data = NULL;
+        b->len = b->cap = 0;
+}
+
+void hf_buf_reset(HfBuf *b)
+{
+        b->len = 0;
+        if (b->data)
+                b->data[0] = 0;
+}
+
+int hf_buf_reserve(HfBuf *b, size_t n)
+{
+        size_t need, ncap;
+        uint8_t *p;
+
+        /* The last test keeps len + n + 1 from wrapping when max is SIZE_MAX ("no limit"). */
+        if (n > b->max || b->len > b->max - n || b->len + n == SIZE_MAX)
+                return -E2BIG;
+        need = b->len + n + 1;
+        if (need <= b->cap)
+                return 0;
+        ncap = b->cap ? b->cap : 64;
+        while (ncap < need)
+                ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
+        if (ncap - 1 > b->max) /* not ncap > max + 1, which wraps for SIZE_MAX */
+                ncap = b->max + 1;
+        p = realloc(b->data, ncap);
+        if (!p)
+                return -ENOMEM;
+        b->data = p;
+        b->cap = ncap;
+        return 0;
+}
+
+int hf_buf_append(HfBuf *b, const void *p, size_t n)
+{
+        int r = hf_buf_reserve(b, n);
+        if (r < 0)
+                return r;
+        if (n)
+                memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = 0;
+        return 0;
+}
+
+int hf_buf_putc(HfBuf *b, char c)
+{
+        return hf_buf_append(b, &c, 1);
+}
+
+int hf_buf_puts(HfBuf *b, const char *s)
+{
+        return hf_buf_append(b, s, strlen(s));
+}
+
+int hf_buf_vprintf(HfBuf *b, const char *fmt, va_list ap)
+{
+        va_list aq;
+        int n, r;
+
+        va_copy(aq, ap);
+        n = vsnprintf(NULL, 0, fmt, aq);
+        va_end(aq);
+        if (n < 0)
+                return -EINVAL;
+        r = hf_buf_reserve(b, (size_t)n);
+        if (r < 0)
+                return r;
+        (void)vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+        b->len += (size_t)n;
+        return 0;
+}
+
+int hf_buf_printf(HfBuf *b, const char *fmt, ...)
+{
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = hf_buf_vprintf(b, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+uint8_t *hf_buf_steal(HfBuf *b, size_t *ret_len)
+{
+        uint8_t *p = b->data;
+
+        if (ret_len)
+                *ret_len = b->len;
+        b->data = NULL;
+        b->len = b->cap = 0;
+        return p;
+}

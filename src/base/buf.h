@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * A growable byte buffer with a ceiling (curl's dynbuf). Appending past max fails with -E2BIG
+ * and leaves the buffer as it was. The data is always followed by a NUL byte that is not
+ * counted in len, so text can be used as a C string.
+ */
+
+#include <stdarg.h>
+
+#include "macro.h"
+
+typedef struct HfBuf {
+        uint8_t *data;
+        size_t len;
+        size_t cap;
+        size_t max;
+} HfBuf;
+
+#define HF_BUF_INIT(m) ((HfBuf){ .data = NULL, .len = 0, .cap = 0, .max = (m) })
+
+void hf_buf_init(HfBuf *b, size_t max);
+void hf_buf_free(HfBuf *b);
+/* Empties the buffer, keeps the allocation. */
+void hf_buf_reset(HfBuf *b);
+/* Makes room for n more bytes (plus the NUL). -E2BIG past max, -ENOMEM. */
+int hf_buf_reserve(HfBuf *b, size_t n);
+int hf_buf_append(HfBuf *b, const void *p, size_t n);
+int hf_buf_putc(HfBuf *b, char c);
+int hf_buf_puts(HfBuf *b, const char *s);
+int hf_buf_printf(HfBuf *b, const char *fmt, ...) _printf_(2, 3);
+int hf_buf_vprintf(HfBuf *b, const char *fmt, va_list ap) _printf_(2, 0);
+/* Hands the data to the caller (NUL-terminated, may be NULL when empty); the buffer is reset. */
+uint8_t *hf_buf_steal(HfBuf *b, size_t *ret_len);
+
+static inline void hf_buf_freep(HfBuf *b)
+{
+        hf_buf_free(b);
+}
+#define _cleanup_buf_ _cleanup_(hf_buf_freep)

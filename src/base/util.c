@@ -1,0 +1,497 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "util.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#include "log.h"
+
+static const char hexdigits[] = "0123456789abcdef";
+
+void hf_hex_encode(const void *in, size_t n, char *out)
+{
+        const uint8_t *p = in;
+
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = hexdigits[p[i] >> 4];
+                out[2 * i + 1] = hexdigits[p[i] & 15];
+        }
+        out[2 * n] = 0;
+}
+
+static int unhex(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+int hf_hex_decode(const char *s, size_t slen, uint8_t *out, size_t outmax, size_t *ret_n)
+{
+        if (slen % 2 || slen / 2 > outmax)
+                return -EINVAL;
+        for (size_t i = 0; i < slen / 2; i++) {
+                int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                out[i] = (uint8_t)(hi << 4 | lo);
+        }
+        if (ret_n)
+                *ret_n = slen / 2;
+        return 0;
+}
+
+void hf_id_hex(const HfId *id, char out[HF_ID_HEX_LEN + 1])
+{
+        hf_hex_encode(id->b, sizeof(id->b), out);
+}
+
+int hf_id_parse(const char *s, size_t n, HfId *ret)
+{
+        HfId id;
+
+        if (n != HF_ID_HEX_LEN)
+                return -EINVAL;
+        if (hf_hex_decode(s, n, id.b, sizeof(id.b), NULL) < 0)
+                return -EINVAL;
+        *ret = id;
+        return 0;
+}
+
+bool hf_id_is_zero(const HfId *id)
+{
+        for (size_t i = 0; i < sizeof(id->b); i++)
+                if (id->b[i])
+                        return false;
+        return true;
+}
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int hf_base64_encode(HfBuf *out, const void *in, size_t n)
+{
+        const uint8_t *p = in;
+        size_t olen = (n + 2) / 3 * 4;
+        char *o;
+        int r;
+
+        r = hf_buf_reserve(out, olen);
+        if (r < 0)
+                return r;
+        o = (char *)out->data + out->len;
+        for (size_t i = 0; i < n; i += 3) {
+                uint32_t v = (uint32_t)p[i] << 16;
+                if (i + 1 < n)
+                        v |= (uint32_t)p[i + 1] << 8;
+                if (i + 2 < n)
+                        v |= p[i + 2];
+                *o++ = b64chars[(v >> 18) & 63];
+                *o++ = b64chars[(v >> 12) & 63];
+                *o++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
+                *o++ = i + 2 < n ? b64chars[v & 63] : '=';
+        }
+        out->len += olen;
+        out->data[out->len] = 0;
+        return 0;
+}
+
+static int b64val(char c)
+{
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        if (c == '+')
+                return 62;
+        if (c == '/')
+                return 63;
+        return -1;
+}
+
+int hf_base64_decode(HfBuf *out, const char *s, size_t n)
+{
+        size_t start = out->len;
+        int r;
+
+        if (n % 4)
+                return -EINVAL;
+        r = hf_buf_reserve(out, n / 4 * 3);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i += 4) {
+                int v[4], pad = 0;
+                for (int j = 0; j < 4; j++) {
+                        if (s[i + j] == '=' && i + 4 == n && j >= 2) {
+                                v[j] = 0;
+                                pad++;
+                                continue;
+                        }
+                        if (pad)
+                                goto bad;
+                        v[j] = b64val(s[i + j]);
+                        if (v[j] < 0)
+                                goto bad;
+                }
+                uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                             (uint32_t)v[3];
+                /* Reject non-canonical encodings: unused bits must be zero. */
+                if ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff)))
+                        goto bad;
+                out->data[out->len++] = (uint8_t)(w >> 16);
+                if (pad < 2)
+                        out->data[out->len++] = (uint8_t)(w >> 8);
+                if (pad < 1)
+                        out->data[out->len++] = (uint8_t)w;
+        }
+        out->data[out->len] = 0;
+        return 0;
+bad:
+        out->len = start;
+        out->data[out->len] = 0;
+        return -EINVAL;
+}
+
+int hf_read_fd(int fd, size_t max, HfBuf *out)
+{
+        struct stat st;
+        size_t hint = 65536, start = out->len;
+        int r;
+
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+                hint = (size_t)st.st_size + 1;
+        for (;;) {
+                /* max counts the bytes read from fd, whatever out held before. */
+                size_t left = max - (out->len - start), room;
+                ssize_t n;
+
+                if (left == 0) {
+                        /* At the ceiling: one more byte means too big. */
+                        uint8_t c;
+                        n = read(fd, &c, 1);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0)
+                                return -errno;
+                        return n == 0 ? 0 : -E2BIG;
+                }
+                r = hf_buf_reserve(out, MIN(hint, left));
+                if (r < 0)
+                        return r;
+                /* The buffer may have grown past left; never read beyond the ceiling. */
+                room = MIN(out->cap - out->len - 1, left);
+                n = read(fd, out->data + out->len, room);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                out->len += (size_t)n;
+                out->data[out->len] = 0;
+                hint = 65536;
+        }
+        return 0;
+}
+
+int hf_read_file_at(int dirfd, const char *path, size_t max, HfBuf *out)
+{
+        _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        return hf_read_fd(fd, max, out);
+}
+
+int hf_write_all(int fd, const void *p, size_t n)
+{
+        const uint8_t *q = p;
+
+        while (n > 0) {
+                ssize_t k = write(fd, q, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EIO;
+                q += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+int hf_pread_all(int fd, void *p, size_t n, uint64_t off)
+{
+        uint8_t *q = p;
+
+        while (n > 0) {
+                ssize_t k = pread(fd, q, n, (off_t)off);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -ENODATA; /* file shorter than expected */
+                q += k;
+                n -= (size_t)k;
+                off += (uint64_t)k;
+        }
+        return 0;
+}
+
+int hf_fsync_dirfd(int dirfd)
+{
+        if (fsync(dirfd) < 0 && errno != EINVAL && errno != EROFS)
+                return -errno;
+        return 0;
+}
+
+int hf_write_file_atomic_at(int dirfd, const char *name, const void *p, size_t n, mode_t mode,
+                            bool exclusive)
+{
+        static atomic_uint counter;
+        char tmp[512];
+        int fd, r;
+
+        r = snprintf(tmp, sizeof(tmp), ".%s-tmp-%d-%u", name, (int)getpid(),
+                     atomic_fetch_add(&counter, 1));
+        if (r < 0 || (size_t)r >= sizeof(tmp))
+                return -ENAMETOOLONG;
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        r = hf_write_all(fd, p, n);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && fchmod(fd, mode) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r >= 0)
+                r = -errno;
+        if (r < 0)
+                goto fail;
+        if (exclusive) {
+                /* link() refuses to replace, unlike rename(). */
+                if (linkat(dirfd, tmp, dirfd, name, 0) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                (void)unlinkat(dirfd, tmp, 0);
+        } else if (renameat(dirfd, tmp, dirfd, name) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        return hf_fsync_dirfd(dirfd);
+fail:
+        (void)unlinkat(dirfd, tmp, 0);
+        return r;
+}
+
+int hf_mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        /* From p, not p + 1: for "" that would already be past the NUL. */
+        for (char *s = p; *s; s++) {
+                if (*s != '/' || s == p)
+                        continue;
+                *s = 0;
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int hf_parse_u64(const char *s, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        if (!s || !*s)
+                return -EINVAL;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9')
+                        return -EINVAL;
+                if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+                        return -ERANGE;
+                v = v * 10 + (uint64_t)(*s - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+int hf_parse_size(const char *s, uint64_t *ret)
+{
+        uint64_t whole = 0, frac = 0, fracdiv = 1, mult = 1;
+        const char *p = s;
+
+        if (!s || !*s)
+                return -EINVAL;
+        for (; *p >= '0' && *p <= '9'; p++) {
+                uint64_t d = (uint64_t)(*p - '0');
+                if (whole > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                whole = whole * 10 + d;
+        }
+        if (p == s)
+                return -EINVAL;
+        if (*p == '.') {
+                p++;
+                /* Nine fraction digits are below a byte even in TiB; later ones are ignored. */
+                for (; *p >= '0' && *p <= '9'; p++) {
+                        if (fracdiv >= 1000000000)
+                                continue;
+                        frac = frac * 10 + (uint64_t)(*p - '0');
+                        fracdiv *= 10;
+                }
+        }
+        switch (*p) {
+        case 0:
+                break;
+        case 'k':
+        case 'K':
+                mult = 1ULL << 10;
+                p++;
+                break;
+        case 'm':
+        case 'M':
+                mult = 1ULL << 20;
+                p++;
+                break;
+        case 'g':
+        case 'G':
+                mult = 1ULL << 30;
+                p++;
+                break;
+        case 't':
+        case 'T':
+                mult = 1ULL << 40;
+                p++;
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (*p == 'i' && mult > 1)
+                p++;
+        if (*p == 'B' || *p == 'b')
+                p++;
+        if (*p)
+                return -EINVAL;
+        if (whole > UINT64_MAX / mult)
+                return -ERANGE;
+        /* frac * mult overflows (10^9 * 2^40), so split mult around fracdiv; still exact. */
+        *ret = whole * mult + frac * (mult / fracdiv) + frac * (mult % fracdiv) / fracdiv;
+        return 0;
+}
+
+const char *hf_format_bytes(char *buf, size_t n, uint64_t bytes)
+{
+        static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+        double v = (double)bytes;
+        size_t u = 0;
+
+        while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
+                v /= 1024;
+                u++;
+        }
+        if (u == 0)
+                (void)snprintf(buf, n, "%llu B", (unsigned long long)bytes);
+        else
+                (void)snprintf(buf, n, "%.*f %s", v < 10 ? 2 : v < 100 ? 1 : 0, v, units[u]);
+        return buf;
+}
+
+const char *hf_format_duration(char *buf, size_t n, double s)
+{
+        if (s < 0)
+                s = 0;
+        if (s < 10)
+                (void)snprintf(buf, n, "%.2fs", s);
+        else if (s < 60)
+                (void)snprintf(buf, n, "%.1fs", s);
+        else if (s < 3600)
+                (void)snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+        else
+                (void)snprintf(buf, n, "%dh%02dm%02ds", (int)s / 3600, (int)s / 60 % 60,
+                               (int)s % 60);
+        return buf;
+}
+
+double hf_now_mono(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int hf_ncpus(void)
+{
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+size_t hf_utf8_decode(const uint8_t *s, size_t n, int32_t *ret_cp)
+{
+        uint8_t c = s[0];
+        int32_t cp, min;
+        size_t len;
+
+        if (c < 0x80) {
+                *ret_cp = c;
+                return 1;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+                len = 2;
+                cp = c & 0x1f;
+                min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                len = 3;
+                cp = c & 0x0f;
+                min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                len = 4;
+                cp = c & 0x07;
+                min = 0x10000;
+        } else
+                goto bad;
+        if (n < len)
+                goto bad;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        goto bad;
+                cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                goto bad;
+        *ret_cp = cp;
+        return len;
+bad:
+        *ret_cp = -1;
+        return 1;
+}
+
+bool hf_utf8_valid(const char *s, size_t n)
+{
+        const uint8_t *p = (const uint8_t *)s;
+
+        while (n > 0) {
+                int32_t cp;
+                size_t k = hf_utf8_decode(p, n, &cp);
+                if (cp < 0)
+                        return false;
+                p += k;
+                n -= k;
+        }
+        return true;
+}

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "buf.h"
+#include "macro.h"
+
+/* A 32-byte object or blob ID (SHA-256). */
+typedef struct HfId {
+        uint8_t b[32];
+} HfId;
+
+#define HF_ID_HEX_LEN 64
+
+/* Writes 64 hex characters and a NUL into out. */
+void hf_id_hex(const HfId *id, char out[HF_ID_HEX_LEN + 1]);
+/* Parses exactly 64 hex characters (either case). -EINVAL otherwise. */
+int hf_id_parse(const char *s, size_t n, HfId *ret);
+bool hf_id_is_zero(const HfId *id);
+static inline int hf_id_cmp(const HfId *a, const HfId *b)
+{
+        return memcmp(a->b, b->b, sizeof(a->b));
+}
+static inline bool hf_id_eq(const HfId *a, const HfId *b)
+{
+        return memcmp(a->b, b->b, sizeof(a->b)) == 0;
+}
+/* First 8 bytes as an integer; IDs are uniform so this is a fine hash. */
+static inline uint64_t hf_id_hash(const HfId *id)
+{
+        uint64_t h;
+        memcpy(&h, id->b, sizeof(h));
+        return h;
+}
+
+/* Lowercase hex of n bytes into out (2n+1 bytes with the NUL). */
+void hf_hex_encode(const void *in, size_t n, char *out);
+/* Decodes 2n hex characters into n bytes. -EINVAL on odd length or a non-hex character. */
+int hf_hex_decode(const char *s, size_t slen, uint8_t *out, size_t outmax, size_t *ret_n);
+
+/* Standard base64 with padding (RFC 4648 §4). */
+int hf_base64_encode(HfBuf *out, const void *in, size_t n);
+/* Strict decoding; -EINVAL on a bad character or bad padding. Appends to out. */
+int hf_base64_decode(HfBuf *out, const char *s, size_t n);
+
+/* Reads the whole of fd (from its current position) into out; -E2BIG beyond max bytes. */
+int hf_read_fd(int fd, size_t max, HfBuf *out);
+/* Reads a whole file relative to dirfd (AT_FDCWD for the cwd). */
+int hf_read_file_at(int dirfd, const char *path, size_t max, HfBuf *out);
+/* Writes all n bytes, retrying on short writes and EINTR. */
+int hf_write_all(int fd, const void *p, size_t n);
+int hf_pread_all(int fd, void *p, size_t n, uint64_t off);
+/*
+ * Durable atomic creation of dirfd/name: write a temp file in the same folder, fsync, rename
+ * over name, fsync the folder, then chmod to mode. With exclusive set, an existing name is
+ * never replaced (-EEXIST), which is what write-once vault files need.
+ */
+int hf_write_file_atomic_at(int dirfd, const char *name, const void *p, size_t n, mode_t mode,
+                            bool exclusive);
+int hf_fsync_dirfd(int dirfd);
+/* mkdir -p with mode for the created components. */
+int hf_mkdir_p(const char *path, mode_t mode);
+
+/* Strict unsigned integer parsing: the whole string, decimal, no sign, no overflow. */
+int hf_parse_u64(const char *s, uint64_t *ret);
+/* Sizes like "16M", "1.5G", "4096" (binary units). */
+int hf_parse_size(const char *s, uint64_t *ret);
+
+/* Human-readable sizes ("1.5 MiB") and durations ("1m02s") into a caller buffer. */
+const char *hf_format_bytes(char *buf, size_t n, uint64_t bytes);
+const char *hf_format_duration(char *buf, size_t n, double seconds);
+
+double hf_now_mono(void);
+int hf_ncpus(void);
+
+/* True when s (length n) is valid UTF-8 with no surrogates and no overlong forms. */
+bool hf_utf8_valid(const char *s, size_t n);
+/*
+ * Decodes one UTF-8 sequence at s (n bytes available). Returns its length and stores the code
+ * point, or returns 1 with *ret_cp = -1 for an invalid byte (Go's RuneError semantics).
+ */
+size_t hf_utf8_decode(const uint8_t *s, size_t n, int32_t *ret_cp);
