@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Where vault files live. A backend stores opaque, write-once files by (type, name); it knows
+ * nothing about encryption. Names are "config" for the config file and 64 hex characters for
+ * every other type. Implementations: local directory (this folder), later REST and S3.
+ *
+ * Errors: -ENOENT for a missing file, -EEXIST when saving over an existing name (files are
+ * never overwritten), -ENOSPC/-EDQUOT when storage is full, -EACCES when refused.
+ */
+
+#include "../base/buf.h"
+#include "../base/macro.h"
+
+typedef enum HfFileType {
+        HF_FILE_CONFIG,
+        HF_FILE_KEY,
+        HF_FILE_SNAPSHOT,
+        HF_FILE_INDEX,
+        HF_FILE_LOCK,
+        HF_FILE_PACK,
+        _HF_FILE_TYPE_MAX,
+} HfFileType;
+
+/* "config", "keys", "snapshots", "index", "locks", "data": the folder names restic uses. */
+const char *hf_file_type_dir(HfFileType t);
+/* Singular names for messages: "config", "key", "snapshot", "index", "lock", "pack". */
+const char *hf_file_type_name(HfFileType t);
+
+typedef struct HfBackend HfBackend;
+
+typedef int (*HfListFn)(void *userdata, const char *name, uint64_t size);
+
+typedef struct HfBackendOps {
+        /* Creates the layout for a new vault; -EEXIST when a config is already there. */
+        int (*create)(HfBackend *b);
+        /* Durable, atomic, exclusive create of (type, name). */
+        int (*save)(HfBackend *b, HfFileType t, const char *name, const void *p, size_t n);
+        /* Reads len bytes at off (len 0: to the end), appending to out. */
+        int (*load)(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len,
+                    HfBuf *out);
+        /* Reads exactly len bytes at off into p (hot path: no allocation). */
+        int (*read_at)(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len,
+                       void *p);
+        int (*stat)(HfBackend *b, HfFileType t, const char *name, uint64_t *ret_size);
+        int (*remove)(HfBackend *b, HfFileType t, const char *name);
+        /* Calls fn for every file of type t; a negative return from fn stops and is returned. */
+        int (*list)(HfBackend *b, HfFileType t, HfListFn fn, void *userdata);
+        void (*free)(HfBackend *b);
+} HfBackendOps;
+
+struct HfBackend {
+        const HfBackendOps *ops;
+        char *location; /* as the user gave it, for messages */
+};
+
+/*
+ * Opens the backend a location names: a local path for now ("local:" prefix optional). With
+ * create, the location is made when missing (for init); otherwise -ENOENT when it is not there.
+ * -EPROTONOSUPPORT for a scheme this build does not know.
+ */
+int hf_backend_open(const char *location, bool create, HfBackend **ret);
+HfBackend *hf_backend_free(HfBackend *b);
+DEFINE_TRIVIAL_CLEANUP_FUNC(HfBackend *, hf_backend_free);
+
+int hf_backend_local_open(const char *path, bool create, HfBackend **ret);
+
+static inline int hf_backend_save(HfBackend *b, HfFileType t, const char *name, const void *p,
+                                  size_t n)
+{
+        return b->ops->save(b, t, name, p, n);
+}
+static inline int hf_backend_load(HfBackend *b, HfFileType t, const char *name, uint64_t off,
+                                  size_t len, HfBuf *out)
+{
+        return b->ops->load(b, t, name, off, len, out);
+}
+static inline int hf_backend_read_at(HfBackend *b, HfFileType t, const char *name, uint64_t off,
+                                     size_t len, void *p)
+{
+        return b->ops->read_at(b, t, name, off, len, p);
+}
+static inline int hf_backend_stat(HfBackend *b, HfFileType t, const char *name,
+                                  uint64_t *ret_size)
+{
+        return b->ops->stat(b, t, name, ret_size);
+}
+static inline int hf_backend_remove(HfBackend *b, HfFileType t, const char *name)
+{
+        return b->ops->remove(b, t, name);
+}
+static inline int hf_backend_list(HfBackend *b, HfFileType t, HfListFn fn, void *userdata)
+{
+        return b->ops->list(b, t, fn, userdata);
+}

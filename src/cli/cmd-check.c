@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "cli.h"
+
+static int run(CliContext *ctx, int argc, char **argv)
+{
+        return EXIT_FAILED;
+}
+
+const CliCommand cmd_check = {
+        .name = "check",
+        .summary = "not yet",
+        .run = run,
+};

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "codec.h"
+
+#include <string.h>
+#include <zstd.h>
+
+#include "../base/log.h"
+
+struct HfCodec {
+        HfCipher *cipher;
+        ZSTD_CCtx *cctx;
+        ZSTD_DCtx *dctx;
+        HfBuf scratch;
+        int level;
+};
+
+const char *hf_blob_type_name(HfBlobType t)
+{
+        return t == HF_BLOB_TREE ? "tree" : "data";
+}
+
+int hf_compression_from_string(const char *s, HfCompression *ret)
+{
+        if (strcmp(s, "auto") == 0)
+                *ret = HF_COMPRESSION_AUTO;
+        else if (strcmp(s, "off") == 0)
+                *ret = HF_COMPRESSION_OFF;
+        else if (strcmp(s, "max") == 0)
+                *ret = HF_COMPRESSION_MAX;
+        else if (strcmp(s, "fastest") == 0)
+                *ret = HF_COMPRESSION_FASTEST;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+static int level_of(HfCompression c)
+{
+        switch (c) {
+        case HF_COMPRESSION_OFF:
+                return 0;
+        case HF_COMPRESSION_MAX:
+                return 19;
+        case HF_COMPRESSION_FASTEST:
+                return 1;
+        case HF_COMPRESSION_AUTO:
+        default:
+                return 3;
+        }
+}
+
+int hf_codec_new(const HfKey *key, HfCompression compression, HfCodec **ret)
+{
+        _cleanup_(hf_codec_freep) HfCodec *c = calloc(1, sizeof(*c));
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        r = hf_cipher_new(key, &c->cipher);
+        if (r < 0)
+                return r;
+        c->cctx = ZSTD_createCCtx();
+        c->dctx = ZSTD_createDCtx();
+        if (!c->cctx || !c->dctx)
+                return -ENOMEM;
+        c->level = level_of(compression);
+        /* Even with compression off, tree blobs and files are compressed, as restic does. */
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel,
+                                                c->level ? c->level : 3)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_checksumFlag, 0)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_contentSizeFlag, 1)))
+                return -EIO;
+        hf_buf_init(&c->scratch, HF_BLOB_MAX_PLAIN + 1024);
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+HfCodec *hf_codec_free(HfCodec *c)
+{
+        if (!c)
+                return NULL;
+        hf_cipher_free(c->cipher);
+        ZSTD_freeCCtx(c->cctx);
+        ZSTD_freeDCtx(c->dctx);
+        hf_buf_free(&c->scratch);
+        free(c);
+        return NULL;
+}
+
+/* Compresses into c->scratch; returns the compressed size or a negative error. */
+static ssize_t compress_to_scratch(HfCodec *c, const void *plain, size_t n)
+{
+        size_t bound = ZSTD_compressBound(n), k;
+        int r;
+
+        hf_buf_reset(&c->scratch);
+        r = hf_buf_reserve(&c->scratch, bound);
+        if (r < 0)
+                return r;
+        k = ZSTD_compress2(c->cctx, c->scratch.data, bound, plain, n);
+        if (ZSTD_isError(k))
+                return -EIO;
+        c->scratch.len = k;
+        return (ssize_t)k;
+}
+
+int hf_codec_seal(HfCodec *c, const void *plain, size_t n, bool compress, HfBuf *out,
+                  uint32_t *ret_ulen)
+{
+        const void *src = plain;
+        size_t srclen = n;
+        uint32_t ulen = 0;
+        int r;
+
+        if (n > HF_BLOB_MAX_PLAIN)
+                return -E2BIG;
+        /* A zero-length blob must never be marked compressed (restic reads ulen 0 as "not"). */
+        if (compress && n > 0) {
+                ssize_t k = compress_to_scratch(c, plain, n);
+                if (k < 0)
+                        return (int)k;
+                if ((size_t)k < n) {
+                        src = c->scratch.data;
+                        srclen = (size_t)k;
+                        ulen = (uint32_t)n;
+                }
+        }
+        hf_buf_reset(out);
+        r = hf_buf_reserve(out, srclen + HF_CRYPTO_OVERHEAD);
+        if (r < 0)
+                return r;
+        r = hf_cipher_encrypt(c->cipher, src, srclen, out->data);
+        if (r < 0)
+                return r;
+        out->len = srclen + HF_CRYPTO_OVERHEAD;
+        *ret_ulen = ulen;
+        return 0;
+}
+
+int hf_codec_decrypt(HfCodec *c, const void *enc, size_t n, HfBuf *out)
+{
+        int r;
+
+        if (n < HF_CRYPTO_OVERHEAD)
+                return -EPROTO;
+        r = hf_buf_reserve(out, n);
+        if (r < 0)
+                return r;
+        r = hf_cipher_decrypt(c->cipher, enc, n, out->data + out->len);
+        if (r < 0)
+                return r;
+        out->len += n - HF_CRYPTO_OVERHEAD;
+        out->data[out->len] = 0;
+        return 0;
+}
+
+int hf_codec_open(HfCodec *c, const void *enc, size_t n, uint32_t ulen, HfBuf *out)
+{
+        size_t k;
+        int r;
+
+        if (ulen == 0)
+                return hf_codec_decrypt(c, enc, n, out);
+        if (ulen > HF_BLOB_MAX_PLAIN)
+                return -EPROTO;
+        hf_buf_reset(&c->scratch);
+        r = hf_codec_decrypt(c, enc, n, &c->scratch);
+        if (r < 0)
+                return r;
+        r = hf_buf_reserve(out, ulen);
+        if (r < 0)
+                return r;
+        /* Handles concatenated frames and frames without a content size. */
+        k = ZSTD_decompressDCtx(c->dctx, out->data + out->len, ulen, c->scratch.data,
+                                c->scratch.len);
+        if (ZSTD_isError(k) || k != ulen)
+                return -EPROTO;
+        out->len += k;
+        out->data[out->len] = 0;
+        return 0;
+}
+
+int hf_zstd_decompress_stream(const void *src, size_t n, size_t max, HfBuf *out)
+{
+        ZSTD_DStream *ds = ZSTD_createDStream();
+        ZSTD_inBuffer in = { src, n, 0 };
+        size_t start = out->len;
+        int r = 0;
+
+        if (!ds)
+                return -ENOMEM;
+        for (;;) {
+                ZSTD_outBuffer ob;
+                size_t k, produced = out->len - start, room;
+
+                /* Room for one byte past max, so "too big" is seen rather than cut off. */
+                if (produced > max) {
+                        r = -E2BIG;
+                        break;
+                }
+                r = hf_buf_reserve(out, MIN((size_t)1 << 20, max + 1 - produced));
+                if (r < 0)
+                        break;
+                room = MIN(out->cap - out->len - 1, max + 1 - produced);
+                ob = (ZSTD_outBuffer){ out->data + out->len, room, 0 };
+                k = ZSTD_decompressStream(ds, &ob, &in);
+                out->len += ob.pos;
+                out->data[out->len] = 0;
+                if (ZSTD_isError(k)) {
+                        r = -EPROTO;
+                        break;
+                }
+                if (out->len - start > max) {
+                        r = -E2BIG;
+                        break;
+                }
+                if (k == 0 && in.pos == in.size)
+                        break; /* last frame complete */
+                if (in.pos == in.size && ob.pos < ob.size) {
+                        r = -EPROTO; /* input ended inside a frame */
+                        break;
+                }
+        }
+        ZSTD_freeDStream(ds);
+        return r;
+}
+
+int hf_codec_seal_file(HfCodec *c, int version, const void *json, size_t n, HfBuf *out)
+{
+        const void *src = json;
+        size_t srclen = n;
+        int r;
+
+        if (version >= 2) {
+                size_t bound = ZSTD_compressBound(n) + 1, k;
+                hf_buf_reset(&c->scratch);
+                r = hf_buf_reserve(&c->scratch, bound);
+                if (r < 0)
+                        return r;
+                c->scratch.data[0] = 0x02;
+                k = ZSTD_compress2(c->cctx, c->scratch.data + 1, bound - 1, json, n);
+                if (ZSTD_isError(k))
+                        return -EIO;
+                c->scratch.len = k + 1;
+                src = c->scratch.data;
+                srclen = c->scratch.len;
+        }
+        hf_buf_reset(out);
+        r = hf_buf_reserve(out, srclen + HF_CRYPTO_OVERHEAD);
+        if (r < 0)
+                return r;
+        r = hf_cipher_encrypt(c->cipher, src, srclen, out->data);
+        if (r < 0)
+                return r;
+        out->len = srclen + HF_CRYPTO_OVERHEAD;
+        return 0;
+}
+
+int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_t max,
+                       HfBuf *out)
+{
+        int r;
+
+        hf_buf_reset(&c->scratch);
+        r = hf_codec_decrypt(c, enc, n, &c->scratch);
+        if (r < 0)
+                return r;
+        if (c->scratch.len == 0)
+                return -EPROTO;
+        switch (c->scratch.data[0]) {
+        case '{':
+        case '[':
+                if (c->scratch.len > max)
+                        return -E2BIG;
+                return hf_buf_append(out, c->scratch.data, c->scratch.len);
+        case 0x02:
+                if (version < 2)
+                        return -EPROTO;
+                return hf_zstd_decompress_stream(c->scratch.data + 1, c->scratch.len - 1, max,
+                                                 out);
+        default:
+                return -EPROTO;
+        }
+}
