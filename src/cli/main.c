@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include "../base/log.h"
+#include "../base/interrupt.h"
 #include "cli.h"
 
 static const CliCommand *const commands[] = {
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
         bool help = false;
 
         (void)setvbuf(stdout, NULL, _IOLBF, 0);
+        hf_signal_setup();
         /* The command is the first argument that is not an option or an option's value. */
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--") == 0)

@@ -338,6 +338,27 @@ int hf_saver_finish(HfSaver *s)
         return r;
 }
 
+int hf_saver_abort(HfSaver *s)
+{
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        for (int t = 0; t < 2; t++)
+                if (s->packers[t]) {
+                        /* Blobs only in this pack are forgotten: they were never stored. */
+                        const HfPackBlob *b = hf_packer_blobs(s->packers[t]);
+                        for (size_t i = 0; i < hf_packer_count(s->packers[t]); i++)
+                                (void)hf_index_remove(s->index, (HfBlobType)b[i].type, &b[i].id);
+                        put_packer(s, s->packers[t]);
+                        s->packers[t] = NULL;
+                }
+        while (s->in_flight > 0)
+                pthread_cond_wait(&s->idle, &s->lock);
+        r = write_index_locked(s);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
 void hf_saver_stats(HfSaver *s, HfSaverStats *ret)
 {
         pthread_mutex_lock(&s->lock);

@@ -40,4 +40,9 @@ bool hf_saver_known(HfSaver *s, HfBlobType t, const HfId *id);
 
 /* Flushes partial packs, waits for every upload, writes the remaining index entries. */
 int hf_saver_finish(HfSaver *s);
+/*
+ * After a failure: drops the open packs, waits for uploads under way, and indexes the packs
+ * that were stored, so the next run reuses them. Returns the index write's result.
+ */
+int hf_saver_abort(HfSaver *s);
 void hf_saver_stats(HfSaver *s, HfSaverStats *ret);

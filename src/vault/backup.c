@@ -26,6 +26,7 @@
 
 #include "../base/log.h"
 #include "../base/queue.h"
+#include "../base/interrupt.h"
 #include "../chunker/chunker.h"
 #include "../repo/lock.h"
 #include "../repo/saver.h"
@@ -400,6 +401,10 @@ static int backup_file(Worker *w, FileJob *job)
                 }
                 if (k == 0)
                         break;
+                if (hf_is_interrupted()) {
+                        r = -EINTR;
+                        goto fatal;
+                }
                 scanned = w->chunk.len;
                 w->chunk.len += (size_t)k;
                 hf_progress_add_bytes(b->progress, (uint64_t)k);
@@ -461,6 +466,8 @@ static void *worker_main(void *arg)
 
                 if (!job)
                         break;
+                if (hf_is_interrupted())
+                        set_fatal(b, -EINTR);
                 r = get_fatal(b) ? -ECANCELED : backup_file(w, job);
                 if (r < 0) {
                         job->dir->skip[job->idx] = true;
@@ -758,6 +765,10 @@ static int walk_dir(Backup *b, DirJob *d, const struct stat *dst, const HfTree *
                 node->name_len = names[i].len;
         }
         for (size_t i = 0; i < d->tree.n && r >= 0; i++) {
+                if (hf_is_interrupted()) {
+                        r = -EINTR;
+                        break;
+                }
                 const HfNode *o = old ? hf_tree_find(old, d->tree.nodes[i].name,
                                                      d->tree.nodes[i].name_len)
                                       : NULL;
@@ -1329,8 +1340,17 @@ stop:
         b.progress = NULL;
         if (r >= 0)
                 r = get_fatal(&b);
-        if (r < 0)
+        if (r < 0) {
+                /* Keep what was stored: the next run finds it through the index. */
+                if (hf_saver_abort(saver) >= 0)
+                        log_notice("the packs stored so far are indexed; the next backup "
+                                   "reuses them");
+                if (r == -EINTR)
+                        log_error("backup interrupted; no snapshot was saved");
+                else
+                        log_error_errno(r, "backup failed; no snapshot was saved: %m");
                 goto out;
+        }
 
         /* Packs, then index, then the snapshot that refers to them. */
         r = hf_saver_finish(saver);

@@ -1,2 +1,893 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Restore: plan, then execute.
+ *
+ * The walker loads the snapshot's trees, applies --include/--exclude, creates the folders (mode
+ * 0700 while we work in them) and the small items (symlinks, fifos, devices), and collects the
+ * files to write. Workers then write files in parallel, each into a temporary name in its
+ * folder that is renamed into place only when complete, so a file is never half-written under
+ * its real name. Hard links are made after their first name is written. Folder metadata
+ * (owner, mode, xattrs, times) is applied last, deepest first, because creating entries
+ * changes a folder's mtime.
+ *
+ * Damaged or missing blobs do not stop the run: the file is reported, what could be read is
+ * kept next to it as NAME.holdfast-partial, and the run ends as incomplete (exit 3).
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include "../base/log.h"
+#include "../crypto/crypto.h"
+#include "progress.h"
 #include "vault.h"
+
+#define PARTIAL_SUFFIX ".holdfast-partial"
+
+typedef struct RDir {
+        size_t parent; /* index in dirs, SIZE_MAX for the target itself */
+        char *relpath; /* relative to the target, "" for the target */
+        HfNode node;   /* metadata to apply (type DIR); unset for the target root */
+        bool has_node;
+        bool keep_meta; /* an existing folder we only pass through (ancestor of an include) */
+} RDir;
+
+typedef struct RFile {
+        size_t dir;
+        HfNode node;
+        ssize_t group;     /* hard link group, -1 for none */
+        bool link_only;    /* a later name of a hard link group */
+        char *snap_path;   /* path inside the snapshot, for messages */
+} RFile;
+
+typedef struct RGroup {
+        uint64_t device_id, inode;
+        size_t primary; /* file index written with content */
+} RGroup;
+
+typedef struct Restore {
+        HfRepo *repo;
+        const HfRestoreOptions *opts;
+        int targetfd;
+        HfCodec *codec; /* walker's */
+        HfProgress *progress;
+
+        RDir *dirs;
+        size_t n_dirs, cap_dirs;
+        RFile *files;
+        size_t n_files, cap_files;
+        RGroup *groups;
+        size_t n_groups, cap_groups;
+
+        atomic_size_t next_file;
+        atomic_uint_fast64_t bytes, files_done, files_failed, verified, verify_failed;
+        uint64_t others, failed_other;
+        bool is_root;
+} Restore;
+
+static int reserve(void **v, size_t *cap, size_t n, size_t size)
+{
+        if (n < *cap)
+                return 0;
+        size_t ncap = *cap ? *cap * 2 : 64;
+        void *nv = realloc(*v, ncap * size);
+        if (!nv)
+                return -ENOMEM;
+        *v = nv;
+        *cap = ncap;
+        return 0;
+}
+
+static char *join(const char *a, const char *b)
+{
+        char *p = NULL;
+        if (!*a)
+                return strdup(b);
+        if (asprintf(&p, "%s/%s", a, b) < 0)
+                return NULL;
+        return p;
+}
+
+/* Opens a folder below the target without following symlinks anywhere on the way. */
+static int open_dir(Restore *rs, const char *relpath)
+{
+        int fd, dfd;
+        _cleanup_free_ char *copy = NULL;
+        char *s, *save = NULL;
+
+        if (!*relpath)
+                return fcntl(rs->targetfd, F_DUPFD_CLOEXEC, 3);
+        copy = strdup(relpath);
+        if (!copy)
+                return -ENOMEM;
+        dfd = fcntl(rs->targetfd, F_DUPFD_CLOEXEC, 3);
+        if (dfd < 0)
+                return -errno;
+        for (s = strtok_r(copy, "/", &save); s; s = strtok_r(NULL, "/", &save)) {
+                fd = openat(dfd, s, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                close(dfd);
+                if (fd < 0)
+                        return -errno;
+                dfd = fd;
+        }
+        return dfd;
+}
+
+/* ---- metadata --------------------------------------------------------------------------- */
+
+static struct timespec to_ts(const HfTime *t)
+{
+        return (struct timespec){ .tv_sec = (time_t)t->sec, .tv_nsec = t->nsec };
+}
+
+/* Owner, mode and xattrs on an open fd (files and folders). Returns the first error. */
+static int apply_meta_fd(Restore *rs, int fd, const HfNode *n)
+{
+        int r = 0;
+
+        if (rs->is_root && fchown(fd, n->uid, n->gid) < 0)
+                r = -errno;
+        /* After chown, which clears setuid/setgid. */
+        if (fchmod(fd, hf_mode_from_go(n->mode)) < 0 && r == 0)
+                r = -errno;
+        for (size_t i = 0; i < n->n_xattrs; i++)
+                if (fsetxattr(fd, n->xattrs[i].name, n->xattrs[i].value, n->xattrs[i].len, 0) <
+                            0 &&
+                    r == 0)
+                        r = -errno;
+        return r;
+}
+
+static int apply_times_fd(int fd, const HfNode *n)
+{
+        struct timespec ts[2] = { to_ts(&n->atime), to_ts(&n->mtime) };
+        return futimens(fd, ts) < 0 ? -errno : 0;
+}
+
+/* For items that cannot be opened (symlinks, fifos, devices): by name, not following. */
+static int apply_meta_at(Restore *rs, int dfd, const char *name, const HfNode *n)
+{
+        struct timespec ts[2] = { to_ts(&n->atime), to_ts(&n->mtime) };
+        _cleanup_free_ char *proc = NULL;
+        int r = 0;
+
+        if (rs->is_root && fchownat(dfd, name, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) < 0)
+                r = -errno;
+        if (n->type != HF_NODE_SYMLINK &&
+            fchmodat(dfd, name, hf_mode_from_go(n->mode), 0) < 0 && r == 0)
+                r = -errno;
+        if (n->n_xattrs && asprintf(&proc, "/proc/self/fd/%d/%s", dfd, name) >= 0)
+                for (size_t i = 0; i < n->n_xattrs; i++)
+                        if (lsetxattr(proc, n->xattrs[i].name, n->xattrs[i].value,
+                                      n->xattrs[i].len, 0) < 0 &&
+                            r == 0 && errno != EPERM)
+                                r = -errno;
+        if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 && r == 0)
+                r = -errno;
+        return r;
+}
+
+/* ---- planning --------------------------------------------------------------------------- */
+
+/* Include/exclude decision for a snapshot path: 0 skip, 1 restore (all below), 2 only pass
+ * through (a folder some include may match below). */
+static int decide(const HfRestoreOptions *o, const char *path, const char *name, bool is_dir)
+{
+        if (hf_exclude_match(o->excludes, o->n_excludes, path, name))
+                return 0;
+        if (o->n_includes == 0)
+                return 1;
+        if (hf_exclude_match(o->includes, o->n_includes, path, name))
+                return 1;
+        return is_dir ? 2 : 0;
+}
+
+/* Removes whatever is at dfd/name unless it is a folder (which is kept: never rm -r). */
+static int make_room(int dfd, const char *name, bool want_dir)
+{
+        struct stat st;
+
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (S_ISDIR(st.st_mode))
+                return want_dir ? 1 : -EISDIR;
+        return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
+}
+
+static int create_other(Restore *rs, int dfd, const HfNode *n, const char *snap_path)
+{
+        int r;
+
+        r = make_room(dfd, n->name, false);
+        if (r < 0)
+                goto fail;
+        switch (n->type) {
+        case HF_NODE_SYMLINK: {
+                _cleanup_free_ char *t = strndup(n->linktarget ? n->linktarget : "",
+                                                 n->linktarget_len);
+                if (!t)
+                        return -ENOMEM;
+                if (symlinkat(t, dfd, n->name) < 0)
+                        r = -errno;
+                break;
+        }
+        case HF_NODE_FIFO:
+                if (mknodat(dfd, n->name, S_IFIFO | 0600, 0) < 0)
+                        r = -errno;
+                break;
+        case HF_NODE_DEV:
+        case HF_NODE_CHARDEV:
+                if (mknodat(dfd, n->name, (n->type == HF_NODE_DEV ? S_IFBLK : S_IFCHR) | 0600,
+                            (dev_t)n->device) < 0)
+                        r = -errno;
+                break;
+        case HF_NODE_SOCKET:
+        case HF_NODE_IRREGULAR:
+        default:
+                return 0; /* restic does not restore these either */
+        }
+        if (r < 0)
+                goto fail;
+        r = apply_meta_at(rs, dfd, n->name, n);
+        if (r < 0 && r != -EPERM && r != -ENOTSUP)
+                hf_report_error(&rs->opts->out, "restore", snap_path, r,
+                                "restored, but its metadata could not be set: %m");
+        rs->others++;
+        return 0;
+fail:
+        hf_report_error(&rs->opts->out, "restore", snap_path, r, "cannot create: %m");
+        rs->failed_other++;
+        return 0;
+}
+
+static int add_dir(Restore *rs, size_t parent, const char *relpath, const HfNode *n,
+                   size_t *ret)
+{
+        RDir *d;
+        int r = reserve((void **)&rs->dirs, &rs->cap_dirs, rs->n_dirs, sizeof(RDir));
+
+        if (r < 0)
+                return r;
+        d = &rs->dirs[rs->n_dirs];
+        memset(d, 0, sizeof(*d));
+        d->parent = parent;
+        d->relpath = strdup(relpath);
+        if (!d->relpath)
+                return -ENOMEM;
+        if (n) {
+                r = hf_node_copy(n, &d->node);
+                if (r < 0) {
+                        free(d->relpath);
+                        return r;
+                }
+                d->has_node = true;
+        }
+        *ret = rs->n_dirs++;
+        return 0;
+}
+
+static ssize_t find_group(Restore *rs, const HfNode *n)
+{
+        for (size_t i = 0; i < rs->n_groups; i++)
+                if (rs->groups[i].inode == n->inode && rs->groups[i].device_id == n->device_id)
+                        return (ssize_t)i;
+        return -1;
+}
+
+static int plan_tree(Restore *rs, const HfId *tree, size_t dir, int dfd, const char *snap_prefix,
+                     bool all);
+
+static int plan_node(Restore *rs, const HfNode *n, size_t dir, int dfd, const char *snap_prefix,
+                     bool all)
+{
+        _cleanup_free_ char *snap_path = NULL;
+        int sel, r;
+
+        /* Snapshot paths are absolute: "" + "/" + name at the top. */
+        if (asprintf(&snap_path, "%s/%s", snap_prefix, n->name) < 0)
+                snap_path = NULL;
+
+        if (!snap_path)
+                return -ENOMEM;
+        sel = all ? (hf_exclude_match(rs->opts->excludes, rs->opts->n_excludes, snap_path,
+                                      n->name)
+                             ? 0
+                             : 1)
+                  : decide(rs->opts, snap_path, n->name, n->type == HF_NODE_DIR);
+        if (sel == 0)
+                return 0;
+
+        if (n->type == HF_NODE_DIR) {
+                _cleanup_free_ char *rel = join(rs->dirs[dir].relpath, n->name);
+                int cfd;
+                size_t idx;
+
+                if (!rel)
+                        return -ENOMEM;
+                r = make_room(dfd, n->name, true);
+                if (r == 0 && mkdirat(dfd, n->name, 0700) < 0)
+                        r = -errno;
+                if (r < 0) {
+                        hf_report_error(&rs->opts->out, "restore", snap_path, r,
+                                        "cannot create folder (its content is skipped): %m");
+                        rs->failed_other++;
+                        return 0;
+                }
+                cfd = openat(dfd, n->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (cfd < 0) {
+                        hf_report_error(&rs->opts->out, "restore", snap_path, -errno,
+                                        "cannot open folder (its content is skipped): %m");
+                        rs->failed_other++;
+                        return 0;
+                }
+                r = add_dir(rs, dir, rel, n, &idx);
+                if (r >= 0) {
+                        /* Pass-through folders are made so includes below fit, but keep the
+                         * snapshot's metadata too: they exist in the snapshot as well. */
+                        if (n->has_subtree)
+                                r = plan_tree(rs, &n->subtree, idx, cfd, snap_path, sel == 1);
+                }
+                close(cfd);
+                return r;
+        }
+        if (n->type == HF_NODE_FILE) {
+                RFile *f;
+                ssize_t g = -1;
+                bool link_only = false;
+
+                if (n->links > 1 && n->inode) {
+                        g = find_group(rs, n);
+                        if (g >= 0)
+                                link_only = true;
+                }
+                r = reserve((void **)&rs->files, &rs->cap_files, rs->n_files, sizeof(RFile));
+                if (r < 0)
+                        return r;
+                if (n->links > 1 && n->inode && g < 0) {
+                        r = reserve((void **)&rs->groups, &rs->cap_groups, rs->n_groups,
+                                    sizeof(RGroup));
+                        if (r < 0)
+                                return r;
+                        rs->groups[rs->n_groups] = (RGroup){ .device_id = n->device_id,
+                                                             .inode = n->inode,
+                                                             .primary = rs->n_files };
+                        g = (ssize_t)rs->n_groups++;
+                }
+                f = &rs->files[rs->n_files];
+                memset(f, 0, sizeof(*f));
+                r = hf_node_copy(n, &f->node);
+                if (r < 0)
+                        return r;
+                f->dir = dir;
+                f->group = g;
+                f->link_only = link_only;
+                f->snap_path = TAKE_PTR(snap_path);
+                rs->n_files++;
+                return 0;
+        }
+        return create_other(rs, dfd, n, snap_path);
+}
+
+static int plan_tree(Restore *rs, const HfId *tree, size_t dir, int dfd, const char *snap_prefix,
+                     bool all)
+{
+        HfTree t = { 0 };
+        int r;
+
+        r = hf_load_tree(rs->repo, rs->codec, tree, &t);
+        if (r < 0) {
+                hf_report_error(&rs->opts->out, "restore", *snap_prefix ? snap_prefix : "/", r,
+                                "folder content cannot be read from the vault (skipped)");
+                rs->failed_other++;
+                return 0;
+        }
+        for (size_t i = 0; i < t.n && r >= 0; i++)
+                r = plan_node(rs, &t.nodes[i], dir, dfd, snap_prefix, all);
+        hf_tree_done(&t);
+        return r;
+}
+
+/* ---- writing files ---------------------------------------------------------------------- */
+
+typedef struct RWorker {
+        Restore *rs;
+        HfCodec *codec;
+        HfBuf blob;
+        HfBuf check;
+        size_t cached_dir;
+        int cached_fd;
+        pthread_t thread;
+} RWorker;
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+        static const uint8_t zero[4096];
+
+        while (n >= sizeof(zero)) {
+                if (memcmp(p, zero, sizeof(zero)) != 0)
+                        return false;
+                p += sizeof(zero);
+                n -= sizeof(zero);
+        }
+        return memcmp(p, zero, n) == 0;
+}
+
+static int worker_dirfd(RWorker *w, size_t dir)
+{
+        if (w->cached_fd >= 0 && w->cached_dir == dir)
+                return w->cached_fd;
+        if (w->cached_fd >= 0)
+                close(w->cached_fd);
+        w->cached_fd = open_dir(w->rs, w->rs->dirs[dir].relpath);
+        w->cached_dir = dir;
+        return w->cached_fd;
+}
+
+/* Re-reads what was written and hashes it chunk by chunk against the content IDs. */
+static int verify_file(RWorker *w, int fd, const HfNode *n, const uint32_t *sizes)
+{
+        uint64_t off = 0;
+        int r;
+
+        (void)fdatasync(fd);
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        for (size_t i = 0; i < n->n_content; i++) {
+                HfId got;
+                hf_buf_reset(&w->check);
+                r = hf_buf_reserve(&w->check, sizes[i]);
+                if (r < 0)
+                        return r;
+                r = hf_pread_all(fd, w->check.data, sizes[i], off);
+                if (r < 0)
+                        return r;
+                hf_sha256(w->check.data, sizes[i], &got);
+                if (!hf_id_eq(&got, &n->content[i]))
+                        return -EBADMSG;
+                off += sizes[i];
+        }
+        return 0;
+}
+
+static int restore_file(RWorker *w, RFile *f)
+{
+        Restore *rs = w->rs;
+        const HfNode *n = &f->node;
+        _cleanup_free_ uint32_t *sizes = NULL;
+        _cleanup_free_ char *tmp = NULL;
+        int dfd, fd, r, first_err = 0;
+        uint64_t off = 0;
+        ssize_t last = -1;
+        char rnd[9];
+        uint8_t rb[4];
+
+        dfd = worker_dirfd(w, f->dir);
+        if (dfd < 0) {
+                hf_report_error(&rs->opts->out, "restore", f->snap_path, dfd,
+                                "cannot open its folder: %m");
+                return dfd;
+        }
+        if (hf_random_bytes(rb, sizeof(rb)) < 0)
+                memset(rb, 0x5a, sizeof(rb));
+        hf_hex_encode(rb, sizeof(rb), rnd);
+        if (asprintf(&tmp, ".%.200s.holdfast-%s", n->name, rnd) < 0)
+                return -ENOMEM;
+        fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
+                                "cannot create a file in its folder: %m");
+                return r;
+        }
+        sizes = calloc(MAX(n->n_content, (size_t)1), sizeof(uint32_t));
+        if (!sizes) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        for (size_t i = 0; i < n->n_content; i++) {
+                /* A run of identical blobs (zeros in sparse files) is loaded once. */
+                if (last < 0 || !hf_id_eq(&n->content[i], &n->content[last])) {
+                        hf_buf_reset(&w->blob);
+                        r = hf_repo_load_blob(rs->repo, w->codec, HF_BLOB_DATA, &n->content[i],
+                                              &w->blob);
+                        if (r < 0) {
+                                char hex[HF_ID_HEX_LEN + 1];
+                                hf_id_hex(&n->content[i], hex);
+                                hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
+                                                "blob %.16s at offset %llu %s", hex,
+                                                (unsigned long long)off,
+                                                r == -ENOENT ? "is missing from the vault"
+                                                : r == -EBADMSG
+                                                        ? "is damaged (MAC or hash mismatch)"
+                                                        : "cannot be read");
+                                if (first_err == 0)
+                                        first_err = r;
+                                /* Leave a hole of the blob's size (when the index knows it),
+                                 * so everything after it stays at its offset. */
+                                const HfIndexEntry *e = hf_index_lookup(
+                                        hf_repo_index(rs->repo), HF_BLOB_DATA, &n->content[i]);
+                                sizes[i] = e ? (e->uncompressed_length
+                                                        ? e->uncompressed_length
+                                                        : e->length - HF_CRYPTO_OVERHEAD)
+                                             : 0;
+                                off += sizes[i];
+                                last = -1;
+                                continue;
+                        }
+                        last = (ssize_t)i;
+                }
+                sizes[i] = (uint32_t)w->blob.len;
+                if (!all_zero(w->blob.data, w->blob.len)) {
+                        r = 0;
+                        for (size_t done = 0; done < w->blob.len && r >= 0;) {
+                                ssize_t k = pwrite(fd, w->blob.data + done, w->blob.len - done,
+                                                   (off_t)(off + done));
+                                if (k < 0 && errno == EINTR)
+                                        continue;
+                                if (k <= 0)
+                                        r = k < 0 ? -errno : -EIO;
+                                else
+                                        done += (size_t)k;
+                        }
+                        if (r < 0)
+                                goto fail;
+                }
+                off += w->blob.len;
+                hf_progress_add_bytes(rs->progress, w->blob.len);
+                atomic_fetch_add(&rs->bytes, w->blob.len);
+        }
+        /* Sets the size, which also leaves trailing zero blocks as a hole. */
+        if (ftruncate(fd, (off_t)(first_err ? MAX(off, n->size) : off)) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (!first_err && off != n->size)
+                hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
+                                "content is %llu bytes but the snapshot says %llu",
+                                (unsigned long long)off, (unsigned long long)n->size);
+        if (!first_err && rs->opts->verify) {
+                r = verify_file(w, fd, n, sizes);
+                if (r < 0) {
+                        atomic_fetch_add(&rs->verify_failed, 1);
+                        hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
+                                        "verification failed: what was written does not hash "
+                                        "to the snapshot's content (%m)");
+                        first_err = r;
+                } else
+                        atomic_fetch_add(&rs->verified, 1);
+        }
+        r = apply_meta_fd(rs, fd, n);
+        if (r < 0 && r != -ENOTSUP)
+                hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
+                                "restored, but its owner, mode or xattrs could not be set: %m");
+        r = apply_times_fd(fd, n);
+        if (close(fd) < 0 && r >= 0)
+                r = -errno;
+        fd = -1;
+        if (first_err) {
+                _cleanup_free_ char *partial = NULL;
+                if (asprintf(&partial, "%s" PARTIAL_SUFFIX, n->name) >= 0 &&
+                    renameat(dfd, tmp, dfd, partial) == 0)
+                        hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
+                                        "not restored; what could be read is in %s", partial);
+                else
+                        (void)unlinkat(dfd, tmp, 0);
+                return first_err;
+        }
+        if (renameat(dfd, tmp, dfd, n->name) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        return 0;
+fail:
+        hf_report_error(&rs->opts->out, "restore", f->snap_path, r, "cannot restore: %m");
+        if (fd >= 0)
+                close(fd);
+        (void)unlinkat(dfd, tmp, 0);
+        return r;
+}
+
+static void *rworker_main(void *arg)
+{
+        RWorker *w = arg;
+        Restore *rs = w->rs;
+
+        for (;;) {
+                size_t i = atomic_fetch_add(&rs->next_file, 1);
+                RFile *f;
+                int r;
+
+                if (i >= rs->n_files)
+                        break;
+                f = &rs->files[i];
+                if (f->link_only)
+                        continue;
+                r = restore_file(w, f); /* reports its own problems */
+                if (r < 0) {
+                        atomic_fetch_add(&rs->files_failed, 1);
+                        f->group = -2; /* tells its hard links the first name is missing */
+                } else
+                        atomic_fetch_add(&rs->files_done, 1);
+                hf_progress_add_files(rs->progress, 1);
+        }
+        return NULL;
+}
+
+/* ---- links, folders, deletion ----------------------------------------------------------- */
+
+static int make_links(Restore *rs)
+{
+        for (size_t i = 0; i < rs->n_files; i++) {
+                RFile *f = &rs->files[i];
+                RFile *p;
+                int sfd, dfd, r = 0;
+
+                if (!f->link_only)
+                        continue;
+                p = &rs->files[rs->groups[f->group].primary];
+                if (p->group == -2) {
+                        atomic_fetch_add(&rs->files_failed, 1);
+                        hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
+                                        "hard link not made: its first name %s failed",
+                                        p->snap_path);
+                        continue;
+                }
+                sfd = open_dir(rs, rs->dirs[p->dir].relpath);
+                dfd = open_dir(rs, rs->dirs[f->dir].relpath);
+                if (sfd < 0 || dfd < 0)
+                        r = sfd < 0 ? sfd : dfd;
+                if (r >= 0)
+                        r = make_room(dfd, f->node.name, false);
+                if (r >= 0 && linkat(sfd, p->node.name, dfd, f->node.name, 0) < 0)
+                        r = -errno;
+                if (sfd >= 0)
+                        close(sfd);
+                if (dfd >= 0)
+                        close(dfd);
+                if (r < 0) {
+                        atomic_fetch_add(&rs->files_failed, 1);
+                        hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
+                                        "cannot make hard link: %m");
+                } else
+                        atomic_fetch_add(&rs->files_done, 1);
+        }
+        return 0;
+}
+
+/* Removes what the snapshot does not have from one restored folder (--delete). */
+static uint64_t delete_extra(Restore *rs, size_t dir, const HfTree *t)
+{
+        int dfd = open_dir(rs, rs->dirs[dir].relpath);
+        uint64_t removed = 0;
+        DIR *d;
+        struct dirent *de;
+
+        if (dfd < 0)
+                return 0;
+        d = fdopendir(dfd);
+        if (!d) {
+                close(dfd);
+                return 0;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (hf_tree_find(t, de->d_name, strlen(de->d_name)))
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (S_ISDIR(st.st_mode)) {
+                        /* Whole folders go only when empty; say so otherwise. */
+                        if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0)
+                                removed++;
+                        else
+                                hf_report_error(&rs->opts->out, "restore", de->d_name, -errno,
+                                                "not in the snapshot, but not removed: %m");
+                } else if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                        removed++;
+        }
+        closedir(d);
+        return removed;
+}
+
+static void finish_dirs(Restore *rs)
+{
+        /* Deepest first: dirs are in creation order, so children come after parents. */
+        for (size_t i = rs->n_dirs; i-- > 0;) {
+                RDir *d = &rs->dirs[i];
+                int fd, r;
+
+                if (!d->has_node)
+                        continue;
+                fd = open_dir(rs, d->relpath);
+                if (fd < 0)
+                        continue;
+                r = apply_meta_fd(rs, fd, &d->node);
+                if (r < 0 && r != -ENOTSUP)
+                        hf_report_error(&rs->opts->out, "restore", d->relpath, r,
+                                        "folder restored, but its owner, mode or xattrs could "
+                                        "not be set: %m");
+                (void)apply_times_fd(fd, &d->node);
+                close(fd);
+        }
+}
+
+/* ---- the run ---------------------------------------------------------------------------- */
+
+static int find_subtree(Restore *rs, const HfId *root, const char *sub, HfId *ret,
+                        char **ret_prefix)
+{
+        _cleanup_free_ char *copy = strdup(sub);
+        HfId cur = *root;
+        char *s, *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        for (s = strtok_r(copy, "/", &save); s; s = strtok_r(NULL, "/", &save)) {
+                HfTree t = { 0 };
+                const HfNode *n;
+                int r = hf_load_tree(rs->repo, rs->codec, &cur, &t);
+                if (r < 0)
+                        return r;
+                n = hf_tree_find(&t, s, strlen(s));
+                if (!n || n->type != HF_NODE_DIR || !n->has_subtree) {
+                        hf_tree_done(&t);
+                        return log_error_errno(ENOENT, "the snapshot has no folder \"%s\"", sub);
+                }
+                cur = n->subtree;
+                hf_tree_done(&t);
+        }
+        *ret = cur;
+        *ret_prefix = strdup(sub[0] == '/' ? sub + 1 : sub);
+        return *ret_prefix ? 0 : -ENOMEM;
+}
+
+int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opts,
+               HfRestoreResult *ret)
+{
+        Restore rs = { .repo = repo, .opts = opts, .targetfd = -1 };
+        RWorker *workers = NULL;
+        unsigned n_workers = opts->workers ? opts->workers : (unsigned)hf_ncpus();
+        _cleanup_free_ char *prefix = NULL;
+        HfId root = snap->tree;
+        double t0 = hf_now_mono();
+        size_t rootdir;
+        int r;
+
+        rs.is_root = geteuid() == 0;
+        r = hf_mkdir_p(opts->target, 0700);
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot create the target folder: %m",
+                                       opts->target);
+        rs.targetfd = open(opts->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rs.targetfd < 0)
+                return log_error_errno(errno, "%s: cannot open the target folder: %m",
+                                       opts->target);
+        r = hf_repo_new_codec(repo, &rs.codec);
+        if (r < 0)
+                goto out;
+        if (opts->subpath && *opts->subpath) {
+                r = find_subtree(&rs, &snap->tree, opts->subpath, &root, &prefix);
+                if (r < 0)
+                        goto out;
+        } else {
+                prefix = strdup("");
+                if (!prefix) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+        r = add_dir(&rs, SIZE_MAX, "", NULL, &rootdir);
+        if (r < 0)
+                goto out;
+        {
+                /* Snapshot paths are shown absolute. */
+                _cleanup_free_ char *sp = NULL;
+                if (asprintf(&sp, "%s%s", *prefix ? "/" : "", prefix) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                r = plan_tree(&rs, &root, rootdir, rs.targetfd, sp, false);
+        }
+        if (r < 0)
+                goto out;
+
+        r = hf_progress_new("restore", opts->out.progress, &rs.progress);
+        if (r < 0)
+                goto out;
+        {
+                uint64_t total = 0;
+                for (size_t i = 0; i < rs.n_files; i++)
+                        if (!rs.files[i].link_only)
+                                total += rs.files[i].node.size;
+                hf_progress_add_total(rs.progress, rs.n_files, total);
+                hf_progress_total_known(rs.progress);
+        }
+        workers = calloc(n_workers, sizeof(RWorker));
+        if (!workers) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (unsigned i = 0; i < n_workers; i++) {
+                RWorker *w = &workers[i];
+                w->rs = &rs;
+                w->cached_fd = -1;
+                hf_buf_init(&w->blob, HF_BLOB_MAX_PLAIN);
+                hf_buf_init(&w->check, HF_BLOB_MAX_PLAIN);
+                r = hf_repo_new_codec(repo, &w->codec);
+                if (r >= 0 && pthread_create(&w->thread, NULL, rworker_main, w) != 0)
+                        r = -EAGAIN;
+                if (r < 0) {
+                        hf_codec_free(w->codec);
+                        w->codec = NULL;
+                        n_workers = i;
+                        break;
+                }
+        }
+        for (unsigned i = 0; i < n_workers; i++)
+                pthread_join(workers[i].thread, NULL);
+        if (n_workers == 0)
+                goto out;
+        r = 0;
+        make_links(&rs);
+        hf_progress_free(rs.progress);
+        rs.progress = NULL;
+
+        if (opts->delete_extra && opts->n_includes == 0) {
+                /* Compare each restored folder with its tree again. */
+                for (size_t i = 0; i < rs.n_dirs; i++) {
+                        RDir *d = &rs.dirs[i];
+                        HfTree t = { 0 };
+                        const HfId *id = d->has_node ? &d->node.subtree : &root;
+                        if (d->has_node && !d->node.has_subtree)
+                                continue;
+                        if (hf_load_tree(repo, rs.codec, id, &t) < 0)
+                                continue;
+                        ret->deleted += delete_extra(&rs, i, &t);
+                        hf_tree_done(&t);
+                }
+        }
+        finish_dirs(&rs);
+
+        ret->files = atomic_load(&rs.files_done);
+        ret->files_failed = atomic_load(&rs.files_failed) + rs.failed_other;
+        ret->dirs = rs.n_dirs - 1;
+        ret->others = rs.others;
+        ret->bytes = atomic_load(&rs.bytes);
+        ret->verified = atomic_load(&rs.verified);
+        ret->verify_failed = atomic_load(&rs.verify_failed);
+        ret->seconds = hf_now_mono() - t0;
+        r = ret->files_failed ? HF_INCOMPLETE : 0;
+out:
+        if (workers) {
+                for (unsigned i = 0; i < n_workers; i++) {
+                        hf_codec_free(workers[i].codec);
+                        hf_buf_free(&workers[i].blob);
+                        hf_buf_free(&workers[i].check);
+                        if (workers[i].cached_fd >= 0)
+                                close(workers[i].cached_fd);
+                }
+                free(workers);
+        }
+        hf_progress_free(rs.progress);
+        for (size_t i = 0; i < rs.n_dirs; i++) {
+                free(rs.dirs[i].relpath);
+                hf_node_done(&rs.dirs[i].node);
+        }
+        free(rs.dirs);
+        for (size_t i = 0; i < rs.n_files; i++) {
+                hf_node_done(&rs.files[i].node);
+                free(rs.files[i].snap_path);
+        }
+        free(rs.files);
+        free(rs.groups);
+        hf_codec_free(rs.codec);
+        if (rs.targetfd >= 0)
+                close(rs.targetfd);
+        return r;
+}
