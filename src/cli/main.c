@@ -145,7 +145,8 @@ int main(int argc, char **argv)
         struct option longopts[129];
         char shortopts[128] = "+";
         size_t n_all = 0, sp = 0;
-        char **pos = NULL;
+        _cleanup_free_ char **pos = NULL;
+        _cleanup_free_ CliValue *values = NULL;
         int n_pos = 0, r;
         bool help = false;
 
@@ -186,7 +187,7 @@ int main(int argc, char **argv)
         shortopts[sp] = 0;
         longopts[n_all] = (struct option){ 0 };
 
-        ctx.values = calloc((size_t)argc + 1, sizeof(CliValue));
+        ctx.values = values = calloc((size_t)argc + 1, sizeof(CliValue));
         pos = calloc((size_t)argc + 1, sizeof(char *));
         if (!ctx.values || !pos)
                 return EXIT_FAILED;
@@ -268,7 +269,5 @@ int main(int argc, char **argv)
                 .progress = !ctx.json && !ctx.quiet && isatty(STDERR_FILENO),
         };
         r = cmd->run(&ctx, n_pos, pos);
-        free(ctx.values);
-        free(pos);
         return r;
 }

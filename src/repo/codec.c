@@ -185,35 +185,27 @@ int hf_zstd_decompress_stream(const void *src, size_t n, size_t max, HfBuf *out)
         ZSTD_DStream *ds = ZSTD_createDStream();
         ZSTD_inBuffer in = { src, n, 0 };
         size_t start = out->len;
+        uint8_t tmp[64 * 1024];
         int r = 0;
 
         if (!ds)
                 return -ENOMEM;
+        /* Through a bounce buffer, so both max and out's own ceiling are honoured exactly. */
         for (;;) {
-                ZSTD_outBuffer ob;
-                size_t k, produced = out->len - start, room;
+                ZSTD_outBuffer ob = { tmp, sizeof(tmp), 0 };
+                size_t k = ZSTD_decompressStream(ds, &ob, &in);
 
-                /* Room for one byte past max, so "too big" is seen rather than cut off. */
-                if (produced > max) {
-                        r = -E2BIG;
-                        break;
-                }
-                r = hf_buf_reserve(out, MIN((size_t)1 << 20, max + 1 - produced));
-                if (r < 0)
-                        break;
-                room = MIN(out->cap - out->len - 1, max + 1 - produced);
-                ob = (ZSTD_outBuffer){ out->data + out->len, room, 0 };
-                k = ZSTD_decompressStream(ds, &ob, &in);
-                out->len += ob.pos;
-                out->data[out->len] = 0;
                 if (ZSTD_isError(k)) {
                         r = -EPROTO;
                         break;
                 }
-                if (out->len - start > max) {
+                if (ob.pos > max - MIN(max, out->len - start)) {
                         r = -E2BIG;
                         break;
                 }
+                r = hf_buf_append(out, tmp, ob.pos);
+                if (r < 0)
+                        break;
                 if (k == 0 && in.pos == in.size)
                         break; /* last frame complete */
                 if (in.pos == in.size && ob.pos < ob.size) {
@@ -222,6 +214,11 @@ int hf_zstd_decompress_stream(const void *src, size_t n, size_t max, HfBuf *out)
                 }
         }
         ZSTD_freeDStream(ds);
+        if (r < 0) {
+                out->len = start;
+                if (out->data)
+                        out->data[start] = 0;
+        }
         return r;
 }
 

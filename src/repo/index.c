@@ -297,8 +297,16 @@ static bool get_id(json_t *o, const char *key, HfId *ret)
                hf_id_parse(json_string_value(v), json_string_length(v), ret) >= 0;
 }
 
+typedef struct ParsedEntry {
+        size_t pack; /* position in the file's pack list */
+        HfIndexEntry e;
+} ParsedEntry;
+
 int hf_index_parse(HfIndex *idx, const void *json, size_t n, HfBuf *err)
 {
+        _cleanup_free_ ParsedEntry *v = NULL;
+        _cleanup_free_ HfId *pack_ids = NULL;
+        size_t nv = 0, capv = 0;
         json_error_t jerr;
         json_t *root, *packs;
         int r = 0;
@@ -318,12 +326,16 @@ int hf_index_parse(HfIndex *idx, const void *json, size_t n, HfBuf *err)
                                      "index)");
                 goto out;
         }
+        pack_ids = calloc(MAX(json_array_size(packs), (size_t)1), sizeof(HfId));
+        if (!pack_ids) {
+                r = -ENOMEM;
+                goto out;
+        }
+        /* Validate everything first: a malformed file contributes nothing. */
         for (size_t i = 0; i < json_array_size(packs); i++) {
                 json_t *p = json_array_get(packs, i), *blobs;
-                HfId pack_id;
-                uint32_t pos;
 
-                if (!json_is_object(p) || !get_id(p, "id", &pack_id)) {
+                if (!json_is_object(p) || !get_id(p, "id", &pack_ids[i])) {
                         r = parse_error(err, "a pack entry has no valid \"id\"");
                         goto out;
                 }
@@ -335,12 +347,9 @@ int hf_index_parse(HfIndex *idx, const void *json, size_t n, HfBuf *err)
                         r = parse_error(err, "a pack entry has no \"blobs\" array");
                         goto out;
                 }
-                r = hf_index_add_pack(idx, &pack_id, &pos);
-                if (r < 0)
-                        goto out;
                 for (size_t j = 0; j < json_array_size(blobs); j++) {
                         json_t *b = json_array_get(blobs, j), *type;
-                        HfIndexEntry e = { .pack = pos };
+                        HfIndexEntry e = { 0 };
 
                         if (!json_is_object(b) || !get_id(b, "id", &e.id)) {
                                 r = parse_error(err, "a blob entry has no valid \"id\"");
@@ -371,10 +380,28 @@ int hf_index_parse(HfIndex *idx, const void *json, size_t n, HfBuf *err)
                                 r = parse_error(err, "a blob entry has an impossible length");
                                 goto out;
                         }
-                        r = hf_index_add(idx, &e);
-                        if (r < 0)
-                                goto out;
+                        if (nv == capv) {
+                                size_t ncap = capv ? capv * 2 : 256;
+                                ParsedEntry *nvv = realloc(v, ncap * sizeof(*nvv));
+                                if (!nvv) {
+                                        r = -ENOMEM;
+                                        goto out;
+                                }
+                                v = nvv;
+                                capv = ncap;
+                        }
+                        v[nv++] = (ParsedEntry){ .pack = i, .e = e };
                 }
+        }
+        for (size_t i = 0; i < nv; i++) {
+                uint32_t pos;
+                r = hf_index_add_pack(idx, &pack_ids[v[i].pack], &pos);
+                if (r < 0)
+                        goto out;
+                v[i].e.pack = pos;
+                r = hf_index_add(idx, &v[i].e);
+                if (r < 0)
+                        goto out;
         }
         r = 0;
 out:

@@ -63,7 +63,7 @@ int hf_index_sorted_by_pack(const HfIndex *idx, HfIndexEntry **ret, size_t *ret_
 /*
  * Merges an index file's JSON (restic-format.md §6.1) into idx. Unknown fields are ignored;
  * every field restic requires is checked: -EPROTO with a message in err (if not NULL) for
- * malformed input. Entries whose pack is in skip_pack (may be NULL) are ignored.
+ * malformed input.
  */
 int hf_index_parse(HfIndex *idx, const void *json, size_t n, HfBuf *err);
 

@@ -52,7 +52,10 @@ int hf_kdf_params_parse(const char *s, HfKdfParams *ret)
 
         if (sscanf(s, "%llu,%u,%u%c", &n, &r, &p, &extra) != 3)
                 return -EINVAL;
-        if (n < 2 || (n & (n - 1)) || r == 0 || p == 0 || 128ULL * n * r > (1ULL << 30))
+        if (n < 2 || (n & (n - 1)) || r == 0 || p == 0 || r > (1u << 20) || p > (1u << 20))
+                return -EINVAL;
+        /* 128*N*r bytes of memory, at most 1 GiB; divide rather than multiply (overflow). */
+        if (n > (1ULL << 30) / (128ULL * r) || (uint64_t)r * p >= (1ULL << 30))
                 return -EINVAL;
         *ret = (HfKdfParams){ .N = n, .r = r, .p = p };
         return 0;

@@ -28,6 +28,9 @@ struct HfRepo {
         size_t pack_size;
         pthread_mutex_t codec_lock;
         HfCodec *codec; /* for the slow paths, under codec_lock */
+        /* Blobs of packs no index file lists, found through the packs' headers. */
+        HfIndexEntry *recovered;
+        size_t n_recovered, cap_recovered;
 };
 
 HfRepo *hf_repo_free(HfRepo *r)
@@ -39,6 +42,7 @@ HfRepo *hf_repo_free(HfRepo *r)
         hf_buf_free(&r->config_json);
         hf_index_free(r->index);
         hf_codec_free(r->codec);
+        free(r->recovered);
         pthread_mutex_destroy(&r->codec_lock);
         free(r);
         return NULL;
@@ -579,6 +583,16 @@ static int index_unindexed_packs(HfRepo *r, unsigned *errors)
                 k = hf_index_add_pack(r->index, &l.ids[i], &pos);
                 if (k < 0)
                         goto out;
+                if (r->n_recovered + nb > r->cap_recovered) {
+                        size_t ncap = MAX(r->cap_recovered * 2, r->n_recovered + nb + 64);
+                        HfIndexEntry *nv = realloc(r->recovered, ncap * sizeof(*nv));
+                        if (!nv) {
+                                k = -ENOMEM;
+                                goto out;
+                        }
+                        r->recovered = nv;
+                        r->cap_recovered = ncap;
+                }
                 for (size_t j = 0; j < nb; j++) {
                         HfIndexEntry e = {
                                 .id = blobs[j].id,
@@ -591,11 +605,12 @@ static int index_unindexed_packs(HfRepo *r, unsigned *errors)
                         k = hf_index_add(r->index, &e);
                         if (k < 0)
                                 goto out;
+                        r->recovered[r->n_recovered++] = e;
                 }
                 added++;
         }
         if (added)
-                log_notice("%u pack(s) missing from the index were read from their headers",
+                log_notice("%u pack(s) that no index file lists were read from their headers",
                            added);
         k = 0;
 out:
@@ -639,13 +654,33 @@ int hf_repo_load_index(HfRepo *r, unsigned *ret_errors)
                 if (k < 0)
                         return k;
         }
-        if (errors) {
-                k = index_unindexed_packs(r, &errors);
-                if (k < 0)
-                        return k;
-        }
+        /* Packs of an interrupted run, or whose index file was lost or damaged: their
+         * headers still say what they hold, so nothing in them is out of reach. */
+        k = index_unindexed_packs(r, &errors);
+        if (k < 0)
+                return k;
         if (ret_errors)
                 *ret_errors = errors;
+        return 0;
+}
+
+int hf_repo_save_recovered_index(HfRepo *r)
+{
+        _cleanup_buf_ HfBuf json = HF_BUF_INIT(FILE_MAX);
+        int k;
+
+        if (r->n_recovered == 0)
+                return 0;
+        /* Entries were added pack by pack, so they are grouped as the format wants. */
+        k = hf_index_format(r->index, r->recovered, r->n_recovered, &json);
+        if (k < 0)
+                return k;
+        k = hf_repo_save_file(r, HF_FILE_INDEX, json.data, json.len, NULL);
+        if (k < 0)
+                return k;
+        log_notice("wrote an index file for %zu blobs found only in pack headers",
+                   r->n_recovered);
+        r->n_recovered = 0;
         return 0;
 }
 

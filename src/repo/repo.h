@@ -67,11 +67,16 @@ int hf_repo_list_ids(HfRepo *r, HfFileType t, HfId **ret, size_t *ret_n);
 int hf_repo_find_id(HfRepo *r, HfFileType t, const char *prefix, HfId *ret);
 
 /*
- * Loads every index file. A file that cannot be read or parsed is reported (warning naming
- * it) and counted in *ret_errors; then the headers of packs no index lists are read, so blobs
+ * Loads every index file. A file that cannot be read or parsed is reported (error naming it)
+ * and counted in *ret_errors; then the headers of packs no index lists are read, so blobs
  * stay reachable. Returns < 0 only for errors that prevent loading at all.
  */
 int hf_repo_load_index(HfRepo *r, unsigned *ret_errors);
+/*
+ * Writes an index file for the blobs hf_repo_load_index() found only in pack headers, so a new
+ * snapshot may refer to them (restic resolves blobs through index files only).
+ */
+int hf_repo_save_recovered_index(HfRepo *r);
 HfIndex *hf_repo_index(HfRepo *r);
 
 /*

@@ -434,10 +434,77 @@ static bool get_u64(json_t *o, const char *key, uint64_t *ret)
                 *ret = 0;
                 return true;
         }
+        /* Quoted by quote_big_integers(): a uint64 above INT64_MAX. */
+        if (json_is_string(v))
+                return hf_parse_u64(json_string_value(v), ret) >= 0;
         if (!json_is_integer(v) || json_integer_value(v) < 0)
                 return false;
         *ret = (uint64_t)json_integer_value(v);
         return true;
+}
+
+static bool is_digit(char c)
+{
+        return c >= '0' && c <= '9';
+}
+
+/*
+ * jansson refuses integers above INT64_MAX, but restic writes inode, size, device and links
+ * as uint64 (FUSE and NFS inodes can be that large). Such numbers are copied into out as
+ * quoted strings, which get_u64() accepts. Returns 1 when anything was quoted, 0 when the
+ * input needs no change (out untouched).
+ */
+static int quote_big_integers(const char *s, size_t n, HfBuf *out)
+{
+        static const char max[] = "9223372036854775807";
+        size_t copied = 0;
+        bool in_str = false, changed = false;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                size_t j;
+
+                if (in_str) {
+                        if (s[i] == '\\')
+                                i++;
+                        else if (s[i] == '"')
+                                in_str = false;
+                        continue;
+                }
+                if (s[i] == '"') {
+                        in_str = true;
+                        continue;
+                }
+                if (!is_digit(s[i]) || (i > 0 && (is_digit(s[i - 1]) || s[i - 1] == '.' ||
+                                                  s[i - 1] == '-' || s[i - 1] == '+' ||
+                                                  s[i - 1] == 'e' || s[i - 1] == 'E')))
+                        continue;
+                for (j = i; j < n && is_digit(s[j]); j++)
+                        ;
+                if (j < n && (s[j] == '.' || s[j] == 'e' || s[j] == 'E'))
+                        continue;
+                if (j - i < sizeof(max) - 1 ||
+                    (j - i == sizeof(max) - 1 && memcmp(s + i, max, j - i) <= 0)) {
+                        i = j - 1;
+                        continue;
+                }
+                r = hf_buf_append(out, s + copied, i - copied);
+                if (r >= 0)
+                        r = hf_buf_putc(out, '"');
+                if (r >= 0)
+                        r = hf_buf_append(out, s + i, j - i);
+                if (r >= 0)
+                        r = hf_buf_putc(out, '"');
+                if (r < 0)
+                        return r;
+                copied = j;
+                changed = true;
+                i = j - 1;
+        }
+        if (!changed)
+                return 0;
+        r = hf_buf_append(out, s + copied, n - copied);
+        return r < 0 ? r : 1;
 }
 
 static bool get_time(json_t *o, const char *key, HfTime *ret)
@@ -580,11 +647,19 @@ static int parse_node(json_t *o, HfNode *n, size_t i, HfBuf *err)
 
 int hf_tree_parse(const void *json, size_t n, HfTree *ret, HfBuf *err)
 {
+        _cleanup_buf_ HfBuf quoted = HF_BUF_INIT(n + n / 4 + 64);
         HfTree t = { 0 };
         json_error_t jerr;
         json_t *root, *nodes;
         int r;
 
+        r = quote_big_integers(json, n, &quoted);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                json = quoted.data;
+                n = quoted.len;
+        }
         root = json_loadb(json, n, 0, &jerr);
         if (!root) {
                 if (err) {

@@ -1225,6 +1225,8 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
         if (r < 0)
                 goto out;
         r = hf_repo_load_index(repo, NULL);
+        if (r >= 0)
+                r = hf_repo_save_recovered_index(repo);
         if (r < 0)
                 goto out;
         r = hf_repo_new_codec(repo, &b.walker_codec);

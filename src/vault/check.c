@@ -1,2 +1,1627 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * holdfast check: index files, pack headers against the index, every snapshot's trees and the
+ * data blobs their files name; with read_data also every pack's hash and every blob's MAC and
+ * hash.
+ *
+ * The index is loaded here, not through hf_repo_load_index: check must see exactly what the
+ * index files say (that loader patches a broken index from pack headers, which would hide the
+ * damage), and must keep every (blob, pack) pair the files list, where HfIndex keeps only the
+ * first copy of each blob. Order: load indexes, check all packs, read all data (optional),
+ * then check snapshots, trees and blobs last, so that a file whose blob sits in a missing or
+ * damaged pack can be named.
+ */
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "../base/gojson.h"
+#include "../base/log.h"
+#include "../base/queue.h"
+#include "../repo/pack.h"
+#include "progress.h"
 #include "vault.h"
+
+/* Index and snapshot files larger than this are not valid (restic keeps indexes near 8 MiB). */
+#define UNPACKED_MAX (256u * 1024 * 1024)
+/* The largest pack read whole: a full pack, one oversized blob and a full header. */
+#define PACK_READ_MAX ((size_t)HF_PACK_SIZE_MAX + HF_BLOB_MAX_PLAIN + HF_PACK_HEADER_MAX)
+/* "data/xx/" + 64 hex + NUL */
+#define PACK_FILE_LEN (8 + HF_ID_HEX_LEN + 1)
+#define MSG_MAX 8192
+
+typedef struct Pack {
+        HfId id;
+        char file[PACK_FILE_LEN]; /* "data/xx/<id>", as errors name it */
+        const char *hex;          /* points into file */
+        uint64_t size;            /* as listed */
+        bool listed;              /* the file exists */
+        bool header_ok;
+        size_t first, n_claims; /* its entries in Check.claims */
+        uint32_t index_file;    /* 1 + position in Check.index_ids of an index listing it */
+        HfPackBlob *orphan;     /* header of a pack no index lists */
+        size_t n_orphan;
+        /* Blobs of this unreferenced pack that snapshots use, and the first such use. */
+        uint64_t orphan_uses;
+        HfId use_blob;
+        uint8_t use_type;
+        char *use_path;
+        char use_snap[16 + HF_ID_HEX_LEN];
+} Pack;
+
+/* A set of IDs (open addressing; the zero ID marks an empty slot and is never added). */
+typedef struct IdSet {
+        HfId *slots;
+        size_t mask, count;
+} IdSet;
+
+typedef struct Dir {
+        HfId id;
+        char *path; /* "" for the root, else "/a/b" */
+} Dir;
+
+typedef struct Stack {
+        Dir *v;
+        size_t n, cap;
+} Stack;
+
+typedef enum Job {
+        JOB_HEADER,
+        JOB_READ,
+} Job;
+
+typedef struct Check Check;
+
+typedef struct Worker {
+        Check *c;
+        pthread_t thread;
+        Job job;
+        HfCodec *codec;
+        HfCipher *cipher;
+        HfBuf pack;  /* read_data: the whole pack */
+        HfBuf plain; /* one blob's plaintext, or a decrypted header */
+} Worker;
+
+struct Check {
+        HfRepo *repo;
+        HfBackend *backend;
+        const HfCheckOptions *opts;
+        const HfOutput *out;
+        int version;
+        HfCodec *codec; /* the main thread's */
+
+        HfId *index_ids;
+        size_t n_index_ids;
+        HfIndex *index;       /* first copy of every blob; its pack table numbers the packs */
+        HfIndexEntry *claims; /* every (blob, pack) pair of the index files, by pack, offset */
+        size_t n_claims, cap_claims;
+        uint32_t *pack_index_file; /* by pack position, while loading */
+        size_t cap_pack_index_file;
+        Pack *packs;
+        size_t n_packs, n_listed, n_unreferenced;
+        HfIndex *orphans;     /* blobs of unreferenced packs (pack = position) */
+        HfIndex *bad;         /* indexed copies that readers cannot use: missing or damaged */
+        pthread_mutex_t lock; /* guards bad, orphans_used and the packs' use_* fields */
+
+        HfId *snap_ids;
+        size_t n_snaps;
+        uint64_t snapshots;
+        IdSet trees;        /* visited; guarded by walk_lock */
+        IdSet orphans_used; /* blobs counted in Pack.orphan_uses */
+
+        /* The tree walk, one snapshot at a time: folders waiting, and workers on one. */
+        pthread_mutex_t walk_lock;
+        pthread_cond_t walk_cond;
+        Stack todo;
+        unsigned busy;
+        bool walk_done;
+        const char *walk_snap;
+
+        Worker *workers;
+        unsigned n_workers;
+        HfQueue *queue;
+        HfProgress *progress;
+
+        atomic_uint_fast64_t errors, data_read;
+        atomic_int fatal; /* a negative errno that stops the check (out of memory) */
+        const char *phase_name;
+        double phase_start;
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Output */
+
+static void report(Check *c, const char *file, const HfId *blob, const char *fmt, ...)
+        _printf_(4, 5);
+
+/* One integrity error: a JSON line on stdout with json set, else one line on stderr. */
+static void report(Check *c, const char *file, const HfId *blob, const char *fmt, ...)
+{
+        char msg[MSG_MAX], hex[HF_ID_HEX_LEN + 1] = "";
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (blob)
+                hf_id_hex(blob, hex);
+        atomic_fetch_add(&c->errors, 1);
+
+        hf_out_lock();
+        if (c->out->json) {
+                HfBuf b = HF_BUF_INIT(4 * MSG_MAX);
+                int r;
+
+                r = hf_buf_puts(&b, "{\"message_type\":\"error\",\"file\":");
+                if (r >= 0)
+                        r = hf_json_put_string(&b, file, strlen(file));
+                if (r >= 0)
+                        r = hf_buf_printf(&b, ",\"blob\":\"%s\",\"message\":", hex);
+                if (r >= 0)
+                        r = hf_json_put_string(&b, msg, strlen(msg));
+                if (r >= 0)
+                        r = hf_buf_puts(&b, "}\n");
+                if (r >= 0)
+                        (void)fwrite(b.data, 1, b.len, stdout);
+                fflush(stdout);
+                hf_buf_free(&b);
+        } else
+                fprintf(stderr, "%sholdfast: %s: %s%s%s%s\n", c->out->progress ? "\r\033[K" : "",
+                        file, blob ? "blob " : "", hex, blob ? ": " : "", msg);
+        hf_out_unlock();
+}
+
+static void note(Check *c, const char *fmt, ...) _printf_(2, 3);
+
+/* Something worth knowing that is not an integrity error (stderr, not with --quiet). */
+static void note(Check *c, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (c->out->quiet)
+                return;
+        hf_out_lock();
+        fputs("holdfast: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        hf_out_unlock();
+}
+
+/* restic's narrative of the phases (and, with -vv, how long the previous one took). */
+static void phase(Check *c, const char *what)
+{
+        double now = hf_now_mono();
+
+        if (c->phase_name)
+                log_debug("%s: %.3f s", c->phase_name, now - c->phase_start);
+        c->phase_name = what;
+        c->phase_start = now;
+        if (c->out->quiet || !what)
+                return;
+        hf_out_lock();
+        fprintf(stderr, "%s\n", what);
+        hf_out_unlock();
+}
+
+static void set_fatal(Check *c, int r)
+{
+        int expected = 0;
+
+        (void)atomic_compare_exchange_strong(&c->fatal, &expected, r);
+}
+
+static const char *blob_kind(uint8_t type)
+{
+        return type == HF_BLOB_TREE ? "tree" : "data";
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+        return hf_id_cmp(a, b);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* ID set */
+
+static int idset_add(IdSet *s, const HfId *id)
+{
+        size_t i;
+
+        if ((s->count + 1) * 4 > (s->mask + 1) * 3 || !s->slots) {
+                size_t nmask = s->slots ? s->mask * 2 + 1 : 1023;
+                HfId *ns = calloc(nmask + 1, sizeof(HfId));
+
+                if (!ns)
+                        return -ENOMEM;
+                for (size_t k = 0; s->slots && k <= s->mask; k++) {
+                        if (hf_id_is_zero(&s->slots[k]))
+                                continue;
+                        for (i = hf_id_hash(&s->slots[k]) & nmask; !hf_id_is_zero(&ns[i]);
+                             i = (i + 1) & nmask)
+                                ;
+                        ns[i] = s->slots[k];
+                }
+                free(s->slots);
+                s->slots = ns;
+                s->mask = nmask;
+        }
+        for (i = hf_id_hash(id) & s->mask; !hf_id_is_zero(&s->slots[i]); i = (i + 1) & s->mask)
+                if (hf_id_eq(&s->slots[i], id))
+                        return 0;
+        s->slots[i] = *id;
+        s->count++;
+        return 1;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Unpacked files: index and snapshots */
+
+/*
+ * Loads, verifies (name = hash of the bytes) and decodes an index or snapshot file into out,
+ * reporting any problem with the file's name. Returns < 0 when the file is unusable;
+ * -ENOMEM is the caller's to treat as fatal.
+ */
+static int load_unpacked(Check *c, HfFileType t, const HfId *id, const char *file, HfBuf *out)
+{
+        _cleanup_buf_ HfBuf enc = HF_BUF_INIT(UNPACKED_MAX + HF_CRYPTO_OVERHEAD + 1);
+        char hex[HF_ID_HEX_LEN + 1];
+        HfId got;
+        int r;
+
+        hf_id_hex(id, hex);
+        r = hf_backend_load(c->backend, t, hex, 0, 0, &enc);
+        if (r == -ENOMEM)
+                return r;
+        if (r == -E2BIG) {
+                report(c, file, NULL, "file is larger than %u MiB, which no valid %s file is",
+                       UNPACKED_MAX >> 20, hf_file_type_name(t));
+                return r;
+        }
+        if (r < 0) {
+                report(c, file, NULL, "cannot read the file: %s", strerror(-r));
+                return r;
+        }
+        hf_sha256(enc.data, enc.len, &got);
+        if (!hf_id_eq(&got, id)) {
+                report(c, file, NULL,
+                       "file is damaged: its %zu bytes do not hash to its name (truncated or "
+                       "altered)",
+                       enc.len);
+                return -EBADMSG;
+        }
+        r = hf_codec_open_file(c->codec, c->version, enc.data, enc.len, UNPACKED_MAX, out);
+        if (r == -ENOMEM)
+                return r;
+        if (r == -EBADMSG)
+                report(c, file, NULL, "file does not decrypt with this vault's key (MAC mismatch)");
+        else if (r < 0)
+                report(c, file, NULL,
+                       "file decrypts, but its content is neither JSON nor a valid zstd stream "
+                       "(%s)",
+                       strerror(-r));
+        return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Load indexes */
+
+static int note_index_file(Check *c, uint32_t pos, uint32_t file)
+{
+        if (pos >= c->cap_pack_index_file) {
+                size_t ncap = MAX((size_t)pos + 1, c->cap_pack_index_file * 2);
+                uint32_t *nv = realloc(c->pack_index_file, ncap * sizeof(uint32_t));
+
+                if (!nv)
+                        return -ENOMEM;
+                memset(nv + c->cap_pack_index_file, 0,
+                       (ncap - c->cap_pack_index_file) * sizeof(uint32_t));
+                c->pack_index_file = nv;
+                c->cap_pack_index_file = ncap;
+        }
+        if (!c->pack_index_file[pos])
+                c->pack_index_file[pos] = file;
+        return 0;
+}
+
+typedef struct Merge {
+        Check *c;
+        const uint32_t *map; /* pack position in the file's index -> position in Check.index */
+} Merge;
+
+static int merge_entry(void *ud, const HfIndexEntry *e)
+{
+        Merge *m = ud;
+        Check *c = m->c;
+        HfIndexEntry g = *e;
+        int r;
+
+        g.pack = m->map[e->pack];
+        if (c->n_claims == c->cap_claims) {
+                size_t ncap = c->cap_claims ? c->cap_claims * 2 : 4096;
+                HfIndexEntry *nv = realloc(c->claims, ncap * sizeof(HfIndexEntry));
+
+                if (!nv)
+                        return -ENOMEM;
+                c->claims = nv;
+                c->cap_claims = ncap;
+        }
+        c->claims[c->n_claims++] = g;
+        r = hf_index_add(c->index, &g);
+        return r < 0 ? r : 0;
+}
+
+/* Adds what one index file says to the check's index and claims. */
+static int merge_index(Check *c, const HfIndex *tmp, uint32_t file)
+{
+        size_t n = hf_index_n_packs(tmp);
+        _cleanup_free_ uint32_t *map = calloc(MAX(n, (size_t)1), sizeof(uint32_t));
+        Merge m = { .c = c, .map = map };
+        int r;
+
+        if (!map)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                r = hf_index_add_pack(c->index, hf_index_pack_id(tmp, (uint32_t)i), &map[i]);
+                if (r >= 0)
+                        r = note_index_file(c, map[i], file);
+                if (r < 0)
+                        return r;
+        }
+        return hf_index_foreach(tmp, merge_entry, &m);
+}
+
+static int load_indexes(Check *c)
+{
+        int r;
+
+        r = hf_repo_list_ids(c->repo, HF_FILE_INDEX, &c->index_ids, &c->n_index_ids);
+        if (r < 0)
+                return log_error_errno(r, "%s/index: cannot list the index files: %m",
+                                       c->backend->location);
+        if (c->n_index_ids > 1)
+                qsort(c->index_ids, c->n_index_ids, sizeof(HfId), cmp_id);
+
+        for (size_t i = 0; i < c->n_index_ids; i++) {
+                _cleanup_buf_ HfBuf json = HF_BUF_INIT(UNPACKED_MAX), err = HF_BUF_INIT(512);
+                _cleanup_(hf_index_freep) HfIndex *tmp = NULL;
+                char hex[HF_ID_HEX_LEN + 1], file[16 + HF_ID_HEX_LEN];
+
+                hf_id_hex(&c->index_ids[i], hex);
+                (void)snprintf(file, sizeof(file), "index/%s", hex);
+                r = load_unpacked(c, HF_FILE_INDEX, &c->index_ids[i], file, &json);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        continue;
+                /* A file of its own first: a malformed one then adds nothing, as in restic. */
+                r = hf_index_new(&tmp);
+                if (r < 0)
+                        return r;
+                r = hf_index_parse(tmp, json.data, json.len, &err);
+                if (r == -EPROTO) {
+                        report(c, file, NULL, "malformed index: %s; none of its entries are used",
+                               err.len ? (char *)err.data : "unknown problem");
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+                r = merge_index(c, tmp, (uint32_t)i + 1);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The pack table */
+
+typedef struct Listed {
+        uint32_t *pos;
+        uint64_t *size;
+        size_t n, cap;
+        Check *c;
+} Listed;
+
+static int list_pack(void *ud, const char *name, uint64_t size)
+{
+        Listed *l = ud;
+        uint32_t pos;
+        HfId id;
+        int r;
+
+        if (hf_id_parse(name, strlen(name), &id) < 0)
+                return 0;
+        r = hf_index_add_pack(l->c->index, &id, &pos);
+        if (r < 0)
+                return r;
+        if (l->n == l->cap) {
+                size_t ncap = l->cap ? l->cap * 2 : 1024;
+                uint32_t *np = realloc(l->pos, ncap * sizeof(uint32_t));
+                uint64_t *ns;
+
+                if (!np)
+                        return -ENOMEM;
+                l->pos = np;
+                ns = realloc(l->size, ncap * sizeof(uint64_t));
+                if (!ns)
+                        return -ENOMEM;
+                l->size = ns;
+                l->cap = ncap;
+        }
+        l->pos[l->n] = pos;
+        l->size[l->n++] = size;
+        return 0;
+}
+
+static int cmp_claim(const void *a, const void *b)
+{
+        const HfIndexEntry *x = a, *y = b;
+        int k;
+
+        if (x->pack != y->pack)
+                return x->pack < y->pack ? -1 : 1;
+        if (x->offset != y->offset)
+                return x->offset < y->offset ? -1 : 1;
+        if (x->type != y->type)
+                return x->type < y->type ? -1 : 1;
+        k = hf_id_cmp(&x->id, &y->id);
+        if (k)
+                return k;
+        if (x->length != y->length)
+                return x->length < y->length ? -1 : 1;
+        if (x->uncompressed_length != y->uncompressed_length)
+                return x->uncompressed_length < y->uncompressed_length ? -1 : 1;
+        return 0;
+}
+
+/* Lists the pack files and builds the pack table: indexed packs first, then the others. */
+static int build_packs(Check *c)
+{
+        Listed l = { .c = c };
+        size_t j = 0;
+        int r;
+
+        r = hf_backend_list(c->backend, HF_FILE_PACK, list_pack, &l);
+        if (r < 0) {
+                log_error_errno(r, "%s/data: cannot list the pack files: %m", c->backend->location);
+                goto out;
+        }
+        c->n_packs = hf_index_n_packs(c->index);
+        c->packs = calloc(MAX(c->n_packs, (size_t)1), sizeof(Pack));
+        if (!c->packs) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < c->n_packs; i++) {
+                Pack *p = &c->packs[i];
+                char hex[HF_ID_HEX_LEN + 1];
+
+                p->id = *hf_index_pack_id(c->index, (uint32_t)i);
+                hf_id_hex(&p->id, hex);
+                (void)snprintf(p->file, sizeof(p->file), "data/%.2s/%s", hex, hex);
+                p->hex = p->file + 8;
+                if (i < c->cap_pack_index_file)
+                        p->index_file = c->pack_index_file[i];
+        }
+        for (size_t i = 0; i < l.n; i++) {
+                Pack *p = &c->packs[l.pos[i]];
+                if (!p->listed)
+                        c->n_listed++;
+                p->listed = true;
+                p->size = l.size[i];
+        }
+
+        /* Claims by pack and offset; the same pack in two index files is listed once. */
+        if (c->n_claims)
+                qsort(c->claims, c->n_claims, sizeof(HfIndexEntry), cmp_claim);
+        for (size_t i = 0; i < c->n_claims; i++)
+                if (j == 0 || cmp_claim(&c->claims[j - 1], &c->claims[i]) != 0)
+                        c->claims[j++] = c->claims[i];
+        c->n_claims = j;
+        for (size_t i = 0; i < c->n_claims; i++) {
+                Pack *p = &c->packs[c->claims[i].pack];
+                if (p->n_claims++ == 0)
+                        p->first = i;
+        }
+        r = 0;
+out:
+        free(l.pos);
+        free(l.size);
+        return r;
+}
+
+/* Marks the copy of a blob that readers use as unusable, when e is that copy. */
+static int mark_bad(Check *c, const HfIndexEntry *e)
+{
+        const HfIndexEntry *m = hf_index_lookup(c->index, e->type, &e->id);
+        int r = 0;
+
+        if (!m || m->pack != e->pack || m->offset != e->offset)
+                return 0;
+        pthread_mutex_lock(&c->lock);
+        r = hf_index_add(c->bad, m);
+        pthread_mutex_unlock(&c->lock);
+        if (r < 0)
+                set_fatal(c, r);
+        return r;
+}
+
+static void mark_pack_bad(Check *c, const Pack *p)
+{
+        for (size_t i = 0; i < p->n_claims; i++)
+                (void)mark_bad(c, &c->claims[p->first + i]);
+}
+
+/* What the index expects the pack file's size to be (its blobs, header and length field). */
+static uint64_t expected_size(const Check *c, const Pack *p)
+{
+        uint64_t end = 0, header = HF_CRYPTO_OVERHEAD + 4;
+
+        for (size_t i = 0; i < p->n_claims; i++) {
+                const HfIndexEntry *e = &c->claims[p->first + i];
+                end = MAX(end, (uint64_t)e->offset + e->length);
+                header += e->uncompressed_length ? HF_PACK_ENTRY_COMPRESSED : HF_PACK_ENTRY_PLAIN;
+        }
+        return end + header;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Check all packs: headers against the index */
+
+static int cmp_pack_blob(const void *a, const void *b)
+{
+        const HfPackBlob *x = a, *y = b;
+        int k;
+
+        if (x->type != y->type)
+                return x->type < y->type ? -1 : 1;
+        k = hf_id_cmp(&x->id, &y->id);
+        if (k)
+                return k;
+        return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* The header entry for (type, id), preferring one at offset; NULL when there is none. */
+static HfPackBlob *find_header_blob(HfPackBlob *v, size_t n, uint8_t type, const HfId *id,
+                                    uint32_t offset)
+{
+        size_t lo = 0, hi = n;
+        HfPackBlob *first = NULL;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int k = v[mid].type != type ? (v[mid].type < type ? -1 : 1)
+                                            : hf_id_cmp(&v[mid].id, id);
+                if (k < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (size_t i = lo; i < n && v[i].type == type && hf_id_eq(&v[i].id, id); i++) {
+                if (v[i].offset == offset)
+                        return &v[i];
+                if (!first)
+                        first = &v[i];
+        }
+        return first;
+}
+
+static void compare_header(Worker *w, Pack *p, const HfPackBlob *blobs, size_t n)
+{
+        Check *c = w->c;
+        _cleanup_free_ HfPackBlob *v = malloc(MAX(n, (size_t)1) * sizeof(HfPackBlob));
+        _cleanup_free_ bool *matched = calloc(MAX(n, (size_t)1), sizeof(bool));
+
+        if (!v || !matched) {
+                set_fatal(c, -ENOMEM);
+                return;
+        }
+        if (n)
+                memcpy(v, blobs, n * sizeof(HfPackBlob));
+        if (n > 1)
+                qsort(v, n, sizeof(HfPackBlob), cmp_pack_blob);
+
+        for (size_t i = 0; i < p->n_claims; i++) {
+                const HfIndexEntry *e = &c->claims[p->first + i];
+                HfPackBlob *b = find_header_blob(v, n, e->type, &e->id, e->offset);
+
+                if (!b) {
+                        b = find_header_blob(v, n, (uint8_t)!e->type, &e->id, e->offset);
+                        if (b) {
+                                matched[b - v] = true;
+                                report(c, p->file, &e->id,
+                                       "the index says this is a %s blob, the pack header says "
+                                       "%s",
+                                       blob_kind(e->type), blob_kind(b->type));
+                        } else
+                                report(c, p->file, &e->id,
+                                       "the index lists this %s blob in the pack (offset %u, "
+                                       "length %u), but the pack header does not have it",
+                                       blob_kind(e->type), e->offset, e->length);
+                        (void)mark_bad(c, e);
+                        continue;
+                }
+                matched[b - v] = true;
+                if (b->offset != e->offset || b->length != e->length ||
+                    b->uncompressed_length != e->uncompressed_length) {
+                        report(c, p->file, &e->id,
+                               "%s blob: the index says offset %u, length %u, uncompressed "
+                               "length %u; the pack header says offset %u, length %u, "
+                               "uncompressed length %u",
+                               blob_kind(e->type), e->offset, e->length, e->uncompressed_length,
+                               b->offset, b->length, b->uncompressed_length);
+                        (void)mark_bad(c, e);
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                const HfIndexEntry *m;
+
+                if (c->version < 2 && v[i].uncompressed_length)
+                        report(c, p->file, &v[i].id,
+                               "%s blob is compressed, which a version 1 vault does not allow",
+                               blob_kind(v[i].type));
+                if (matched[i])
+                        continue;
+                /*
+                 * Not claimed for this pack: fine when the index has the blob elsewhere (a
+                 * duplicate; the index keeps one copy) or here at another offset (a blob
+                 * stored twice in one pack).
+                 */
+                m = hf_index_lookup(c->index, v[i].type, &v[i].id);
+                if (m)
+                        continue;
+                report(c, p->file, &v[i].id,
+                       "%s blob is in the pack header (offset %u, length %u) but in no index",
+                       blob_kind(v[i].type), v[i].offset, v[i].length);
+        }
+}
+
+static void check_header(Worker *w, Pack *p)
+{
+        Check *c = w->c;
+        _cleanup_free_ HfPackBlob *blobs = NULL;
+        _cleanup_buf_ HfBuf err = HF_BUF_INIT(256);
+        size_t n = 0;
+        int r;
+
+        r = hf_pack_read_header(c->backend, w->cipher, p->hex, p->size, &blobs, &n, &err);
+        if (r == -ENOMEM) {
+                set_fatal(c, r);
+                return;
+        }
+        if (r < 0) {
+                const char *why = err.len ? (const char *)err.data : strerror(-r);
+                uint64_t want;
+
+                if (p->n_claims == 0)
+                        return; /* noted with the unreferenced packs */
+                want = expected_size(c, p);
+                if (want != p->size)
+                        report(c, p->file, NULL,
+                               "%s; the file is %llu bytes, the index expects %llu (%s)", why,
+                               (unsigned long long)p->size, (unsigned long long)want,
+                               p->size < want ? "truncated" : "data appended or altered");
+                else
+                        report(c, p->file, NULL, "%s (the file has the size the index expects)",
+                               why);
+                return;
+        }
+        p->header_ok = true;
+        if (p->n_claims == 0) {
+                p->orphan = TAKE_PTR(blobs);
+                p->n_orphan = n;
+                return;
+        }
+        compare_header(w, p, blobs, n);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Read all data */
+
+/* Parses the header of a pack held in memory. *ret_data_end is where the blobs end. */
+static int parse_header_mem(Worker *w, const uint8_t *data, uint64_t size, HfPackBlob **ret,
+                            size_t *ret_n, uint64_t *ret_data_end)
+{
+        uint64_t data_len;
+        uint32_t hlen;
+        int r;
+
+        if (size < 4 + HF_CRYPTO_OVERHEAD)
+                return -EPROTO;
+        hlen = (uint32_t)data[size - 4] | (uint32_t)data[size - 3] << 8 |
+               (uint32_t)data[size - 2] << 16 | (uint32_t)data[size - 1] << 24;
+        if (hlen < HF_CRYPTO_OVERHEAD || hlen > size - 4 || hlen > HF_PACK_HEADER_MAX)
+                return -EPROTO;
+        hf_buf_reset(&w->plain);
+        r = hf_codec_decrypt(w->codec, data + size - 4 - hlen, hlen, &w->plain);
+        if (r < 0)
+                return r;
+        r = hf_pack_parse_header(w->plain.data, w->plain.len, ret, ret_n, &data_len);
+        if (r < 0)
+                return r;
+        if (data_len + hlen + 4 != size) {
+                free(*ret);
+                *ret = NULL;
+                return -EPROTO;
+        }
+        *ret_data_end = data_len;
+        return 0;
+}
+
+static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_end)
+{
+        Check *c = w->c;
+        HfIndexEntry e = {
+                .id = b->id,
+                .pack = (uint32_t)(p - c->packs),
+                .offset = b->offset,
+                .length = b->length,
+                .uncompressed_length = b->uncompressed_length,
+                .type = b->type,
+        };
+        char hex[HF_ID_HEX_LEN + 1];
+        HfId got;
+        int r;
+
+        if ((uint64_t)b->offset + b->length > data_end) {
+                report(c, p->file, &b->id,
+                       "%s blob lies beyond the end of the pack's data (offset %u, length %u, "
+                       "data ends at %llu)",
+                       blob_kind(b->type), b->offset, b->length, (unsigned long long)data_end);
+                (void)mark_bad(c, &e);
+                return;
+        }
+        hf_buf_reset(&w->plain);
+        r = hf_codec_open(w->codec, w->pack.data + b->offset, b->length, b->uncompressed_length,
+                          &w->plain);
+        if (r == -ENOMEM) {
+                set_fatal(c, r);
+                return;
+        }
+        if (r == -EBADMSG) {
+                report(c, p->file, &b->id,
+                       "%s blob at offset %u does not decrypt: MAC mismatch (its bytes are "
+                       "damaged)",
+                       blob_kind(b->type), b->offset);
+                (void)mark_bad(c, &e);
+                return;
+        }
+        if (r < 0) {
+                report(c, p->file, &b->id,
+                       "%s blob at offset %u decrypts but does not decompress to %u bytes: %s",
+                       blob_kind(b->type), b->offset, b->uncompressed_length, strerror(-r));
+                (void)mark_bad(c, &e);
+                return;
+        }
+        hf_sha256(w->plain.data, w->plain.len, &got);
+        if (!hf_id_eq(&got, &b->id)) {
+                hf_id_hex(&got, hex);
+                report(c, p->file, &b->id,
+                       "%s blob at offset %u decrypts, but its content hashes to %.16s, not to "
+                       "its ID",
+                       blob_kind(b->type), b->offset, hex);
+                (void)mark_bad(c, &e);
+        }
+}
+
+static void read_pack(Worker *w, Pack *p)
+{
+        Check *c = w->c;
+        _cleanup_free_ HfPackBlob *blobs = NULL;
+        char hex[HF_ID_HEX_LEN + 1];
+        uint64_t data_end = 0;
+        size_t n = 0;
+        HfId got;
+        int r;
+
+        hf_progress_set_item(c->progress, p->file);
+        if (p->size > PACK_READ_MAX) {
+                report(c, p->file, NULL, "pack is %llu bytes, larger than any valid pack: not read",
+                       (unsigned long long)p->size);
+                mark_pack_bad(c, p);
+                return;
+        }
+        hf_buf_reset(&w->pack);
+        r = hf_buf_reserve(&w->pack, (size_t)p->size);
+        if (r < 0) {
+                set_fatal(c, r);
+                return;
+        }
+        r = hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex, 0, (size_t)p->size, w->pack.data);
+        if (r < 0) {
+                report(c, p->file, NULL, "cannot read the pack: %s",
+                       r == -ENODATA ? "it became shorter while being read" : strerror(-r));
+                mark_pack_bad(c, p);
+                return;
+        }
+        w->pack.len = (size_t)p->size;
+        atomic_fetch_add(&c->data_read, p->size);
+        hf_progress_add_files(c->progress, 1);
+        hf_progress_add_bytes(c->progress, p->size);
+
+        hf_sha256(w->pack.data, w->pack.len, &got);
+        if (!hf_id_eq(&got, &p->id)) {
+                hf_id_hex(&got, hex);
+                report(c, p->file, NULL,
+                       "pack is damaged: its content hashes to %.16s, not to its name", hex);
+        }
+
+        /* The header says what is in the file; without one, check what the index says. */
+        r = parse_header_mem(w, w->pack.data, p->size, &blobs, &n, &data_end);
+        if (r == -ENOMEM) {
+                set_fatal(c, r);
+                return;
+        }
+        if (r < 0) {
+                data_end = p->size;
+                n = p->n_claims;
+                blobs = calloc(MAX(n, (size_t)1), sizeof(HfPackBlob));
+                if (!blobs) {
+                        set_fatal(c, -ENOMEM);
+                        return;
+                }
+                for (size_t i = 0; i < n; i++) {
+                        const HfIndexEntry *e = &c->claims[p->first + i];
+                        blobs[i] = (HfPackBlob){
+                                .id = e->id,
+                                .type = e->type,
+                                .offset = e->offset,
+                                .length = e->length,
+                                .uncompressed_length = e->uncompressed_length,
+                        };
+                }
+        }
+        for (size_t i = 0; i < n && !atomic_load(&c->fatal); i++)
+                verify_blob(w, p, &blobs[i], data_end);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The worker pool */
+
+static void *worker_main(void *arg)
+{
+        Worker *w = arg;
+        Pack *p;
+
+        while ((p = hf_queue_pop(w->c->queue))) {
+                if (atomic_load(&w->c->fatal))
+                        continue;
+                if (w->job == JOB_HEADER)
+                        check_header(w, p);
+                else
+                        read_pack(w, p);
+        }
+        return NULL;
+}
+
+static int start_workers(Check *c)
+{
+        unsigned n = c->opts->workers ? c->opts->workers : (unsigned)hf_ncpus();
+        int r;
+
+        c->workers = calloc(n, sizeof(Worker));
+        if (!c->workers)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++) {
+                Worker *w = &c->workers[i];
+
+                w->c = c;
+                hf_buf_init(&w->pack, PACK_READ_MAX);
+                hf_buf_init(&w->plain, HF_BLOB_MAX_PLAIN + HF_PACK_HEADER_MAX);
+                c->n_workers = i + 1;
+                r = hf_repo_new_codec(c->repo, &w->codec);
+                if (r >= 0)
+                        r = hf_cipher_new(hf_repo_key(c->repo), &w->cipher);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void free_workers(Check *c)
+{
+        for (unsigned i = 0; i < c->n_workers; i++) {
+                Worker *w = &c->workers[i];
+                hf_codec_free(w->codec);
+                hf_cipher_free(w->cipher);
+                hf_buf_free(&w->pack);
+                hf_buf_free(&w->plain);
+        }
+        free(c->workers);
+        c->workers = NULL;
+        c->n_workers = 0;
+}
+
+/* Hands every existing pack to the workers for job, and waits for them. */
+static int run_pool(Check *c, Job job)
+{
+        _cleanup_(hf_queue_freep) HfQueue *q = NULL;
+        unsigned started = 0;
+        int r;
+
+        r = hf_queue_new((size_t)c->n_workers * 4, &q);
+        if (r < 0)
+                return r;
+        c->queue = q;
+        for (unsigned i = 0; i < c->n_workers; i++) {
+                c->workers[i].job = job;
+                if (pthread_create(&c->workers[i].thread, NULL, worker_main, &c->workers[i]) != 0)
+                        break;
+                started++;
+        }
+        if (started == 0) {
+                c->queue = NULL;
+                return log_error_errno(EAGAIN, "cannot start a worker thread");
+        }
+        for (size_t i = 0; i < c->n_packs && r >= 0; i++)
+                if (c->packs[i].listed)
+                        r = hf_queue_push(q, &c->packs[i]);
+        hf_queue_close(q);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(c->workers[i].thread, NULL);
+        c->queue = NULL;
+        if (r < 0)
+                return r;
+        return atomic_load(&c->fatal);
+}
+
+static int check_packs(Check *c)
+{
+        int r;
+
+        for (size_t i = 0; i < c->n_packs; i++) {
+                Pack *p = &c->packs[i];
+                char hex[HF_ID_HEX_LEN + 1] = "";
+
+                if (p->listed || p->n_claims == 0)
+                        continue;
+                if (p->index_file)
+                        hf_id_hex(&c->index_ids[p->index_file - 1], hex);
+                report(c, p->file, NULL,
+                       "pack listed in the index is missing (index/%.16s places %zu blobs in it)",
+                       hex, p->n_claims);
+                mark_pack_bad(c, p);
+        }
+        r = run_pool(c, JOB_HEADER);
+        if (r < 0)
+                return r;
+
+        /* Packs no index lists: leftovers, or the index that listed them is lost or broken. */
+        for (size_t i = 0; i < c->n_packs; i++) {
+                Pack *p = &c->packs[i];
+
+                if (!p->listed || p->n_claims)
+                        continue;
+                c->n_unreferenced++;
+                note(c, "%s: pack not referenced in any index%s", p->file,
+                     p->header_ok ? "" : " (and its header cannot be read)");
+                for (size_t j = 0; j < p->n_orphan; j++) {
+                        HfIndexEntry e = {
+                                .id = p->orphan[j].id,
+                                .pack = (uint32_t)i,
+                                .offset = p->orphan[j].offset,
+                                .length = p->orphan[j].length,
+                                .uncompressed_length = p->orphan[j].uncompressed_length,
+                                .type = p->orphan[j].type,
+                        };
+                        r = hf_index_add(c->orphans, &e);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        if (c->n_unreferenced)
+                note(c,
+                     "%zu pack%s not referenced in any index: harmless leftovers (of an "
+                     "interrupted backup, say) unless snapshots use their blobs, which is "
+                     "reported below as an error",
+                     c->n_unreferenced, c->n_unreferenced == 1 ? " is" : "s are");
+        return 0;
+}
+
+static int read_data(Check *c)
+{
+        uint64_t total = 0;
+        int r;
+
+        for (size_t i = 0; i < c->n_packs; i++)
+                if (c->packs[i].listed)
+                        total += c->packs[i].size;
+        r = hf_progress_new("check", c->out->progress, &c->progress);
+        if (r < 0)
+                return r;
+        hf_progress_add_total(c->progress, c->n_listed, total);
+        hf_progress_total_known(c->progress);
+        r = run_pool(c, JOB_READ);
+        c->progress = hf_progress_free(c->progress);
+        return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Check snapshots, trees and blobs */
+
+/* Pushes a folder; a NULL parent is the root (path ""). */
+static int stack_push(Stack *s, const HfId *id, const char *parent, const char *name,
+                      size_t name_len)
+{
+        size_t plen = parent ? strlen(parent) : 0;
+        char *path;
+
+        if (s->n == s->cap) {
+                size_t ncap = s->cap ? s->cap * 2 : 64;
+                Dir *nv = realloc(s->v, ncap * sizeof(Dir));
+                if (!nv)
+                        return -ENOMEM;
+                s->v = nv;
+                s->cap = ncap;
+        }
+        path = parent ? malloc(plen + name_len + 2) : strdup("");
+        if (!path)
+                return -ENOMEM;
+        if (parent) {
+                memcpy(path, parent, plen);
+                path[plen] = '/';
+                memcpy(path + plen + 1, name, name_len);
+                path[plen + 1 + name_len] = 0;
+        }
+        s->v[s->n++] = (Dir){ .id = *id, .path = path };
+        return 0;
+}
+
+/*
+ * A blob that snapshots use is in no index, but an unreferenced pack holds it: the index is
+ * incomplete, the data is not lost. Counted per pack (one error each, after the walk), since
+ * a lost index file would otherwise give one error for every tree and file it covered.
+ */
+static int orphan_use(Check *c, const HfIndexEntry *e, const char *snap, const char *path)
+{
+        Pack *p = &c->packs[e->pack];
+        int r;
+
+        pthread_mutex_lock(&c->lock);
+        r = idset_add(&c->orphans_used, &e->id);
+        if (r > 0 && p->orphan_uses++ == 0) {
+                p->use_blob = e->id;
+                p->use_type = e->type;
+                p->use_path = strdup(path);
+                (void)snprintf(p->use_snap, sizeof(p->use_snap), "%s", snap);
+                r = p->use_path ? 0 : -ENOMEM;
+        }
+        pthread_mutex_unlock(&c->lock);
+        return r < 0 ? r : 0;
+}
+
+static void report_orphan_uses(Check *c)
+{
+        for (size_t i = 0; i < c->n_packs; i++) {
+                const Pack *p = &c->packs[i];
+
+                if (!p->orphan_uses)
+                        continue;
+                report(c, p->file, &p->use_blob,
+                       "pack is in no index, but snapshots use %llu of its blobs (the first: the "
+                       "%s blob for \"%s\" in %s); the index is incomplete: \"restic "
+                       "rebuild-index\" (\"restic repair index\" in newer restic) indexes the pack "
+                       "again",
+                       (unsigned long long)p->orphan_uses, blob_kind(p->use_type), p->use_path,
+                       p->use_snap);
+        }
+}
+
+/*
+ * Loads and verifies a tree blob for the snapshot file snap, reporting problems. Returns < 0
+ * when the tree cannot be used (-ENOMEM is fatal).
+ */
+static int load_tree(Check *c, HfCodec *codec, const char *snap, const HfId *id, const char *shown,
+                     HfBuf *out)
+{
+        _cleanup_buf_ HfBuf enc = HF_BUF_INIT(HF_BLOB_MAX_PLAIN + 1024);
+        const HfIndexEntry *e = hf_index_lookup(c->index, HF_BLOB_TREE, id);
+        const Pack *p;
+        HfId got;
+        int r;
+
+        if (!e) {
+                e = hf_index_lookup(c->orphans, HF_BLOB_TREE, id);
+                if (!e) {
+                        report(c, snap, id,
+                               "tree of \"%s\" is missing: it is in no index and in no pack",
+                               shown);
+                        return -ENOENT;
+                }
+                /* Counted for its pack, and checked from there with what lies below. */
+                r = orphan_use(c, e, snap, shown);
+                if (r < 0)
+                        return r;
+        }
+        p = &c->packs[e->pack];
+        if (!p->listed) {
+                report(c, snap, id, "tree of \"%s\" is in pack %s, which is missing", shown,
+                       p->file);
+                return -ENOENT;
+        }
+        r = hf_buf_reserve(&enc, e->length);
+        if (r == -ENOMEM)
+                return r;
+        if (r >= 0)
+                r = hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex, e->offset, e->length,
+                                       enc.data);
+        if (r < 0) {
+                report(c, snap, id, "tree of \"%s\" cannot be read from %s: %s", shown, p->file,
+                       r == -ENODATA ? "the pack is too short" : strerror(-r));
+                return r;
+        }
+        enc.len = e->length;
+        r = hf_codec_open(codec, enc.data, enc.len, e->uncompressed_length, out);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                report(c, snap, id, "tree of \"%s\" in %s is damaged: %s", shown, p->file,
+                       r == -EBADMSG ? "MAC mismatch" : "it does not decompress");
+                return r;
+        }
+        hf_sha256(out->data, out->len, &got);
+        if (!hf_id_eq(&got, id)) {
+                report(c, snap, id,
+                       "tree of \"%s\" in %s is damaged: its content does not hash "
+                       "to its ID",
+                       shown, p->file);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+/*
+ * restic wants "content":[] for an empty file and flags null; the parsed tree cannot tell the
+ * two apart, so trees with content-less files are looked at once more.
+ */
+static int check_null_content(Check *c, const char *snap, const Dir *d, const HfBuf *json)
+{
+        _cleanup_buf_ HfBuf name = HF_BUF_INIT(1u << 20);
+        json_t *root, *nodes;
+
+        root = json_loadb((const char *)json->data, json->len, 0, NULL);
+        if (!root)
+                return 0; /* hf_tree_parse accepted it; nothing more to say */
+        nodes = json_object_get(root, "nodes");
+        for (size_t i = 0; json_is_array(nodes) && i < json_array_size(nodes); i++) {
+                json_t *o = json_array_get(nodes, i), *type, *content, *n;
+
+                type = json_object_get(o, "type");
+                content = json_object_get(o, "content");
+                if (!json_is_string(type) || strcmp(json_string_value(type), "file") != 0 ||
+                    (content && !json_is_null(content)))
+                        continue;
+                n = json_object_get(o, "name");
+                hf_buf_reset(&name);
+                if (!json_is_string(n) ||
+                    hf_go_unquote(&name, json_string_value(n), json_string_length(n)) < 0 ||
+                    !name.data)
+                        continue;
+                report(c, snap, &d->id,
+                       "file \"%s/%s\" has a null content list (restic requires [] even for an "
+                       "empty file)",
+                       d->path, (const char *)name.data);
+        }
+        json_decref(root);
+        return 0;
+}
+
+static int check_file(Check *c, const char *snap, const Dir *d, const HfNode *node)
+{
+        size_t missing = 0, bad = 0, first_missing = 0, first_bad = 0;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/%s", d->path, node->name) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < node->n_content; i++) {
+                const HfId *id = &node->content[i];
+                const HfIndexEntry *o;
+
+                if (hf_id_is_zero(id)) {
+                        report(c, snap, &d->id, "file \"%s\": content blob %zu has a null ID", path,
+                               i + 1);
+                        continue;
+                }
+                if (hf_index_lookup(c->index, HF_BLOB_DATA, id)) {
+                        if (hf_index_lookup(c->bad, HF_BLOB_DATA, id) && bad++ == 0)
+                                first_bad = i;
+                        continue;
+                }
+                o = hf_index_lookup(c->orphans, HF_BLOB_DATA, id);
+                if (o) {
+                        r = orphan_use(c, o, snap, path);
+                        if (r < 0)
+                                return r;
+                } else if (missing++ == 0)
+                        first_missing = i;
+        }
+        if (missing) {
+                char more[64] = "";
+
+                if (missing > 1)
+                        (void)snprintf(more, sizeof(more), " (and %zu more of its blobs)",
+                                       missing - 1);
+                report(c, snap, &node->content[first_missing],
+                       "file \"%s\": data blob %zu of %zu is in no index and in no pack%s: "
+                       "that part of the file is lost",
+                       path, first_missing + 1, node->n_content, more);
+        }
+        if (bad) {
+                const HfId *id = &node->content[first_bad];
+                const HfIndexEntry *e = hf_index_lookup(c->bad, HF_BLOB_DATA, id);
+                const Pack *p = &c->packs[e->pack];
+                char more[64] = "";
+
+                if (bad > 1)
+                        (void)snprintf(more, sizeof(more), " (and %zu more of its blobs)", bad - 1);
+                if (p->listed)
+                        report(c, snap, id,
+                               "file \"%s\": data blob %zu of %zu is damaged (in pack "
+                               "%s)%s",
+                               path, first_bad + 1, node->n_content, p->file, more);
+                else
+                        report(c, snap, id,
+                               "file \"%s\": data blob %zu of %zu is in pack %s, "
+                               "which is missing%s",
+                               path, first_bad + 1, node->n_content, p->file, more);
+        }
+        return 0;
+}
+
+/* Checks one folder's tree; its subfolders go onto children, last to first. */
+static int check_tree(Worker *w, const char *snap, const Dir *d, Stack *children)
+{
+        Check *c = w->c;
+        _cleanup_buf_ HfBuf json = HF_BUF_INIT(HF_BLOB_MAX_PLAIN), err = HF_BUF_INIT(512);
+        const char *shown = d->path[0] ? d->path : "/";
+        bool contentless = false;
+        HfTree t = { 0 };
+        int r;
+
+        r = load_tree(c, w->codec, snap, &d->id, shown, &json);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return 0;
+        r = hf_tree_parse(json.data, json.len, &t, &err);
+        if (r == -EPROTO) {
+                report(c, snap, &d->id, "tree of \"%s\" is malformed: %s", shown,
+                       err.len ? (char *)err.data : "unknown problem");
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < t.n && r >= 0; i++) {
+                const HfNode *node = &t.nodes[i];
+
+                switch (node->type) {
+                case HF_NODE_FILE:
+                        contentless = contentless || node->n_content == 0;
+                        r = check_file(c, snap, d, node);
+                        break;
+                case HF_NODE_DIR:
+                        if (!node->has_subtree)
+                                report(c, snap, &d->id, "folder \"%s/%s\" has no subtree", d->path,
+                                       node->name);
+                        else if (hf_id_is_zero(&node->subtree))
+                                report(c, snap, &d->id, "folder \"%s/%s\" has a null subtree ID",
+                                       d->path, node->name);
+                        break;
+                default:
+                        break;
+                }
+        }
+        /* Pushed last to first, so that folders are visited in name order. */
+        for (size_t i = t.n; i > 0 && r >= 0; i--) {
+                const HfNode *node = &t.nodes[i - 1];
+
+                if (node->type == HF_NODE_DIR && node->has_subtree &&
+                    !hf_id_is_zero(&node->subtree))
+                        r = stack_push(children, &node->subtree, d->path, node->name,
+                                       node->name_len);
+        }
+        if (r >= 0 && contentless)
+                r = check_null_content(c, snap, d, &json);
+        hf_tree_done(&t);
+        return r;
+}
+
+/* Moves a visited folder's subfolders onto the shared stack (walk_lock held). */
+static void hand_over(Check *c, Stack *children)
+{
+        if (c->todo.n + children->n > c->todo.cap) {
+                size_t ncap = MAX(c->todo.cap * 2, c->todo.n + children->n);
+                Dir *nv = realloc(c->todo.v, ncap * sizeof(Dir));
+
+                if (!nv) {
+                        set_fatal(c, -ENOMEM);
+                        while (children->n)
+                                free(children->v[--children->n].path);
+                        return;
+                }
+                c->todo.v = nv;
+                c->todo.cap = ncap;
+        }
+        if (children->n)
+                memcpy(c->todo.v + c->todo.n, children->v, children->n * sizeof(Dir));
+        c->todo.n += children->n;
+        children->n = 0;
+}
+
+/*
+ * A tree walker: takes folders off the shared stack until the walk is over. The main thread
+ * waits for the stack to be empty with no walker busy, which ends a snapshot.
+ */
+static void *walker_main(void *arg)
+{
+        Worker *w = arg;
+        Check *c = w->c;
+        Stack children = { 0 };
+
+        pthread_mutex_lock(&c->walk_lock);
+        for (;;) {
+                const char *snap;
+                Dir d;
+                int r;
+
+                while (c->todo.n == 0 && !c->walk_done)
+                        pthread_cond_wait(&c->walk_cond, &c->walk_lock);
+                if (c->todo.n == 0)
+                        break;
+                d = c->todo.v[--c->todo.n];
+                snap = c->walk_snap;
+                /* Every tree once, whichever snapshot or folder reaches it first. */
+                r = atomic_load(&c->fatal) ? 0 : idset_add(&c->trees, &d.id);
+                if (r <= 0) {
+                        if (r < 0)
+                                set_fatal(c, r);
+                        free(d.path);
+                        if (c->todo.n == 0 && c->busy == 0)
+                                pthread_cond_broadcast(&c->walk_cond);
+                        continue;
+                }
+                c->busy++;
+                pthread_mutex_unlock(&c->walk_lock);
+
+                r = check_tree(w, snap, &d, &children);
+                free(d.path);
+                if (r < 0)
+                        set_fatal(c, r);
+
+                pthread_mutex_lock(&c->walk_lock);
+                c->busy--;
+                hand_over(c, &children);
+                pthread_cond_broadcast(&c->walk_cond);
+        }
+        pthread_mutex_unlock(&c->walk_lock);
+        free(children.v);
+        return NULL;
+}
+
+/* Walks every tree reachable from a snapshot's root that no earlier snapshot reached. */
+static int walk_snapshot(Check *c, const char *snap, const HfId *root)
+{
+        int r;
+
+        if (hf_id_is_zero(root)) {
+                report(c, snap, NULL, "snapshot has a null tree ID");
+                return 0;
+        }
+        pthread_mutex_lock(&c->walk_lock);
+        c->walk_snap = snap;
+        r = stack_push(&c->todo, root, NULL, NULL, 0);
+        pthread_cond_broadcast(&c->walk_cond);
+        while (c->todo.n > 0 || c->busy > 0)
+                pthread_cond_wait(&c->walk_cond, &c->walk_lock);
+        pthread_mutex_unlock(&c->walk_lock);
+        return r < 0 ? r : atomic_load(&c->fatal);
+}
+
+/* Loads each snapshot (here, in order) and walks its trees (on the workers). */
+static int walk_snapshots(Check *c)
+{
+        int r;
+
+        for (size_t i = 0; i < c->n_snaps; i++) {
+                _cleanup_buf_ HfBuf json = HF_BUF_INIT(UNPACKED_MAX), err = HF_BUF_INIT(512);
+                char hex[HF_ID_HEX_LEN + 1], file[16 + HF_ID_HEX_LEN];
+                HfSnapshot s = { 0 };
+
+                hf_id_hex(&c->snap_ids[i], hex);
+                (void)snprintf(file, sizeof(file), "snapshots/%s", hex);
+                r = load_unpacked(c, HF_FILE_SNAPSHOT, &c->snap_ids[i], file, &json);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        continue;
+                r = hf_snapshot_parse(json.data, json.len, &s, &err);
+                if (r == -EPROTO) {
+                        report(c, file, NULL, "malformed snapshot: %s",
+                               err.len ? (char *)err.data : "unknown problem");
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+                c->snapshots++;
+                r = walk_snapshot(c, file, &s.tree);
+                hf_snapshot_done(&s);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int check_snapshots(Check *c)
+{
+        unsigned started = 0;
+        int r;
+
+        for (unsigned i = 0; i < c->n_workers; i++) {
+                if (pthread_create(&c->workers[i].thread, NULL, walker_main, &c->workers[i]) != 0)
+                        break;
+                started++;
+        }
+        if (started == 0)
+                return log_error_errno(EAGAIN, "cannot start a worker thread");
+        r = walk_snapshots(c);
+        pthread_mutex_lock(&c->walk_lock);
+        c->walk_done = true;
+        pthread_cond_broadcast(&c->walk_cond);
+        pthread_mutex_unlock(&c->walk_lock);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(c->workers[i].thread, NULL);
+        if (r < 0)
+                return r;
+        report_orphan_uses(c);
+        return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void print_summary(Check *c, HfCheckResult *res, double seconds)
+{
+        char b1[32], b2[32];
+
+        if (c->out->json) {
+                hf_out_lock();
+                printf("{\"message_type\":\"summary\",\"snapshots\":%llu,\"trees\":%llu,"
+                       "\"packs\":%llu,\"blobs\":%llu,\"data_read\":%llu,\"errors\":%llu,"
+                       "\"read_data\":%s}\n",
+                       (unsigned long long)res->snapshots, (unsigned long long)res->trees,
+                       (unsigned long long)res->packs, (unsigned long long)res->blobs,
+                       (unsigned long long)res->data_read, (unsigned long long)res->errors,
+                       c->opts->read_data ? "true" : "false");
+                fflush(stdout);
+                hf_out_unlock();
+                return;
+        }
+        if (c->out->verbose)
+                fprintf(stderr,
+                        "checked %llu snapshots, %llu trees, %llu packs, %llu blobs%s%s "
+                        "in %s\n",
+                        (unsigned long long)res->snapshots, (unsigned long long)res->trees,
+                        (unsigned long long)res->packs, (unsigned long long)res->blobs,
+                        c->opts->read_data ? "; read " : "",
+                        c->opts->read_data ? hf_format_bytes(b1, sizeof(b1), res->data_read) : "",
+                        hf_format_duration(b2, sizeof(b2), seconds));
+        if (res->errors)
+                printf("%llu error%s found\n", (unsigned long long)res->errors,
+                       res->errors == 1 ? "" : "s");
+        else if (!c->out->quiet)
+                printf("no errors were found\n");
+        fflush(stdout);
+}
+
+int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
+{
+        Check c = {
+                .repo = repo,
+                .backend = hf_repo_backend(repo),
+                .opts = opts,
+                .out = &opts->out,
+                .version = hf_repo_version(repo),
+        };
+        HfCheckResult res = { 0 };
+        double t0 = hf_now_mono();
+        int r;
+
+        pthread_mutex_init(&c.lock, NULL);
+        pthread_mutex_init(&c.walk_lock, NULL);
+        pthread_cond_init(&c.walk_cond, NULL);
+        atomic_init(&c.errors, 0);
+        atomic_init(&c.data_read, 0);
+        atomic_init(&c.fatal, 0);
+
+        r = hf_repo_new_codec(repo, &c.codec);
+        if (r >= 0)
+                r = hf_index_new(&c.index);
+        if (r >= 0)
+                r = hf_index_new(&c.orphans);
+        if (r >= 0)
+                r = hf_index_new(&c.bad);
+        if (r < 0)
+                goto out;
+
+        /* Snapshots are listed before the index is loaded (restic's read order). */
+        r = hf_repo_list_ids(repo, HF_FILE_SNAPSHOT, &c.snap_ids, &c.n_snaps);
+        if (r < 0) {
+                log_error_errno(r, "%s/snapshots: cannot list the snapshots: %m",
+                                c.backend->location);
+                goto out;
+        }
+        if (c.n_snaps > 1)
+                qsort(c.snap_ids, c.n_snaps, sizeof(HfId), cmp_id);
+
+        phase(&c, "load indexes");
+        r = load_indexes(&c);
+        if (r < 0)
+                goto out;
+        r = build_packs(&c);
+        if (r < 0)
+                goto out;
+        r = start_workers(&c);
+        if (r < 0)
+                goto out;
+
+        phase(&c, "check all packs");
+        r = check_packs(&c);
+        if (r < 0)
+                goto out;
+
+        if (opts->read_data) {
+                phase(&c, "read all data");
+                r = read_data(&c);
+                if (r < 0)
+                        goto out;
+        }
+
+        phase(&c, "check snapshots, trees and blobs");
+        r = check_snapshots(&c);
+        if (r < 0)
+                goto out;
+        phase(&c, NULL);
+
+        res = (HfCheckResult){
+                .snapshots = c.snapshots,
+                .trees = c.trees.count,
+                .packs = c.n_listed,
+                .blobs = hf_index_count(c.index),
+                .data_read = atomic_load(&c.data_read),
+                .errors = atomic_load(&c.errors),
+        };
+        print_summary(&c, &res, hf_now_mono() - t0);
+        if (ret)
+                *ret = res;
+        r = res.errors ? HF_INCOMPLETE : 0;
+out:
+        if (r == -ENOMEM)
+                (void)log_oom();
+        free_workers(&c);
+        for (size_t i = 0; i < c.n_packs; i++) {
+                free(c.packs[i].orphan);
+                free(c.packs[i].use_path);
+        }
+        free(c.packs);
+        free(c.claims);
+        free(c.pack_index_file);
+        free(c.index_ids);
+        free(c.snap_ids);
+        free(c.trees.slots);
+        free(c.todo.v);
+        free(c.orphans_used.slots);
+        hf_index_free(c.index);
+        hf_index_free(c.orphans);
+        hf_index_free(c.bad);
+        hf_codec_free(c.codec);
+        pthread_mutex_destroy(&c.lock);
+        pthread_mutex_destroy(&c.walk_lock);
+        pthread_cond_destroy(&c.walk_cond);
+        return r;
+}
