@@ -4,13 +4,13 @@
 #include <string.h>
 
 static const char *const type_dirs[_HF_FILE_TYPE_MAX] = {
-        [HF_FILE_CONFIG] = "config",       [HF_FILE_KEY] = "keys",   [HF_FILE_SNAPSHOT] = "snapshots",
-        [HF_FILE_INDEX] = "index",         [HF_FILE_LOCK] = "locks", [HF_FILE_PACK] = "data",
+        [HF_FILE_CONFIG] = "config", [HF_FILE_KEY] = "keys",   [HF_FILE_SNAPSHOT] = "snapshots",
+        [HF_FILE_INDEX] = "index",   [HF_FILE_LOCK] = "locks", [HF_FILE_PACK] = "data",
 };
 
 static const char *const type_names[_HF_FILE_TYPE_MAX] = {
-        [HF_FILE_CONFIG] = "config",  [HF_FILE_KEY] = "key",   [HF_FILE_SNAPSHOT] = "snapshot",
-        [HF_FILE_INDEX] = "index",    [HF_FILE_LOCK] = "lock", [HF_FILE_PACK] = "pack",
+        [HF_FILE_CONFIG] = "config", [HF_FILE_KEY] = "key",   [HF_FILE_SNAPSHOT] = "snapshot",
+        [HF_FILE_INDEX] = "index",   [HF_FILE_LOCK] = "lock", [HF_FILE_PACK] = "pack",
 };
 
 const char *hf_file_type_dir(HfFileType t)

@@ -81,8 +81,7 @@ static inline int hf_backend_read_at(HfBackend *b, HfFileType t, const char *nam
 {
         return b->ops->read_at(b, t, name, off, len, p);
 }
-static inline int hf_backend_stat(HfBackend *b, HfFileType t, const char *name,
-                                  uint64_t *ret_size)
+static inline int hf_backend_stat(HfBackend *b, HfFileType t, const char *name, uint64_t *ret_size)
 {
         return b->ops->stat(b, t, name, ret_size);
 }

@@ -23,11 +23,13 @@ int hf_log_get_level(void);
 /* Logs at level; err is a (positive or negative) errno or 0. Returns -abs(err). */
 int hf_log_internal(int level, int err, const char *fmt, ...) _printf_(3, 4);
 
+/* The result is computed here, not by the call, so analysers see it is negative. */
 #define log_full_errno(level, err, ...)                                                            \
         ({                                                                                         \
                 int _lvl = (level), _e = (err);                                                    \
-                hf_log_get_level() >= _lvl ? hf_log_internal(_lvl, _e, __VA_ARGS__)                \
-                                           : -(_e < 0 ? -_e : _e);                                 \
+                if (hf_log_get_level() >= _lvl)                                                    \
+                        (void)hf_log_internal(_lvl, _e, __VA_ARGS__);                              \
+                _e < 0 ? _e : -_e;                                                                 \
         })
 
 #define log_error_errno(err, ...) log_full_errno(HF_LOG_ERR, err, __VA_ARGS__)

@@ -20,9 +20,9 @@ enum {
 };
 
 typedef struct CliOption {
-        const char *name;   /* long name */
-        int short_name;     /* 0 for none */
-        const char *arg;    /* argument name for help, NULL for a flag */
+        const char *name; /* long name */
+        int short_name;   /* 0 for none */
+        const char *arg;  /* argument name for help, NULL for a flag */
         const char *help;
 } CliOption;
 
@@ -45,9 +45,9 @@ typedef struct CliContext {
 
 typedef struct CliCommand {
         const char *name;
-        const char *usage;   /* arguments after the command, e.g. "PATH..." */
-        const char *summary; /* one line */
-        const char *details; /* paragraph for --help, may be NULL */
+        const char *usage;        /* arguments after the command, e.g. "PATH..." */
+        const char *summary;      /* one line */
+        const char *details;      /* paragraph for --help, may be NULL */
         const CliOption *options; /* NULL-name terminated, may be NULL */
         int (*run)(CliContext *ctx, int argc, char **argv);
 } CliCommand;

@@ -8,8 +8,9 @@
 static const CliOption options[] = {
         { "tag", 0, "TAG", "add a tag to the snapshot (repeatable)" },
         { "host", 'H', "HOST", "host name to record (default: this host's name)" },
-        { "parent", 0, "SNAPSHOT", "compare against this snapshot instead of the latest one of "
-                                   "the same host and paths" },
+        { "parent", 0, "SNAPSHOT",
+          "compare against this snapshot instead of the latest one of "
+          "the same host and paths" },
         { "force", 'f', NULL, "read every file again, ignoring the parent snapshot" },
         { "exclude", 'e', "GLOB", "skip files and folders that match (repeatable)" },
         { "exclude-file", 0, "FILE", "read exclude patterns from FILE (repeatable)" },

@@ -49,8 +49,7 @@ static int run(CliContext *ctx, int argc, char **argv)
                 return EXIT_FAILED;
         r = hf_backend_open(loc, true, &b);
         if (r == -EPROTONOSUPPORT) {
-                log_error("%s: this kind of location is not supported yet (use a local path)",
-                          loc);
+                log_error("%s: this kind of location is not supported yet (use a local path)", loc);
                 return EXIT_FAILED;
         }
         if (r < 0) {
@@ -63,8 +62,9 @@ static int run(CliContext *ctx, int argc, char **argv)
                 return EXIT_FAILED;
         if (ctx->json) {
                 HfBuf out = HF_BUF_INIT(1 << 16);
-                (void)hf_buf_printf(&out, "{\"message_type\":\"initialized\",\"id\":\"%s\","
-                                          "\"version\":%d,\"repository\":",
+                (void)hf_buf_printf(&out,
+                                    "{\"message_type\":\"initialized\",\"id\":\"%s\","
+                                    "\"version\":%d,\"repository\":",
                                     hf_repo_config_id(repo), hf_repo_version(repo));
                 (void)hf_json_put_string(&out, loc, strlen(loc));
                 (void)hf_buf_puts(&out, "}\n");

@@ -156,13 +156,13 @@ int cli_open_repo(CliContext *ctx, HfRepo **ret)
                                        "HOLDFAST_REPOSITORY");
         r = hf_backend_open(loc, false, &b);
         if (r == -EPROTONOSUPPORT) {
-                log_error("%s: this kind of location is not supported yet (use a local path)",
-                          loc);
+                log_error("%s: this kind of location is not supported yet (use a local path)", loc);
                 return EXIT_FAILED;
         }
         if (r == -ENOENT || r == -ENOTDIR) {
                 log_error("%s: there is no vault there (the folder does not exist); "
-                          "\"holdfast init\" creates one", loc);
+                          "\"holdfast init\" creates one",
+                          loc);
                 return EXIT_FAILED;
         }
         if (r < 0) {
@@ -178,7 +178,8 @@ int cli_open_repo(CliContext *ctx, HfRepo **ret)
         explicit_bzero(pw, strlen(pw));
         if (r == -ENOMEDIUM) {
                 log_error("%s: is not a vault (it has no config file); \"holdfast init\" "
-                          "creates one", loc);
+                          "creates one",
+                          loc);
                 return EXIT_FAILED;
         }
         if (r == -ENOKEY) {

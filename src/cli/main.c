@@ -5,17 +5,18 @@
 
 #include "config.h"
 
-#include "../base/log.h"
 #include "../base/interrupt.h"
+#include "../base/log.h"
 #include "cli.h"
 
 static const CliCommand *const commands[] = {
-        &cmd_init, &cmd_backup, &cmd_snapshots, &cmd_ls,  &cmd_restore,
-        &cmd_check, &cmd_diff,  &cmd_cat,       &cmd_key, &cmd_unlock,
+        &cmd_init,  &cmd_backup, &cmd_snapshots, &cmd_ls,  &cmd_restore,
+        &cmd_check, &cmd_diff,   &cmd_cat,       &cmd_key, &cmd_unlock,
 };
 
 static const CliOption global_options[] = {
-        { "repo", 'r', "LOCATION", "the vault (default: $HOLDFAST_REPOSITORY, $RESTIC_REPOSITORY)" },
+        { "repo", 'r', "LOCATION",
+          "the vault (default: $HOLDFAST_REPOSITORY, $RESTIC_REPOSITORY)" },
         { "password-file", 0, "FILE", "read the password from FILE" },
         { "json", 0, NULL, "machine-readable output on stdout" },
         { "quiet", 'q', NULL, "print errors only" },
@@ -176,8 +177,8 @@ int main(int argc, char **argv)
         shortopts[sp++] = '-'; /* positional arguments come back in order as 1 */
         for (size_t i = 0; i < n_all; i++) {
                 longopts[i] = (struct option){ all[i]->name,
-                                               all[i]->arg ? required_argument : no_argument,
-                                               NULL, 1000 + (int)i };
+                                               all[i]->arg ? required_argument : no_argument, NULL,
+                                               1000 + (int)i };
                 if (all[i]->short_name && sp + 3 < sizeof(shortopts)) {
                         shortopts[sp++] = (char)all[i]->short_name;
                         if (all[i]->arg)
@@ -187,7 +188,8 @@ int main(int argc, char **argv)
         shortopts[sp] = 0;
         longopts[n_all] = (struct option){ 0 };
 
-        ctx.values = values = calloc((size_t)argc + 1, sizeof(CliValue));
+        values = calloc((size_t)argc + 1, sizeof(CliValue));
+        ctx.values = values;
         pos = calloc((size_t)argc + 1, sizeof(char *));
         if (!ctx.values || !pos)
                 return EXIT_FAILED;

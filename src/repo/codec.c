@@ -253,8 +253,7 @@ int hf_codec_seal_file(HfCodec *c, int version, const void *json, size_t n, HfBu
         return 0;
 }
 
-int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_t max,
-                       HfBuf *out)
+int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_t max, HfBuf *out)
 {
         int r;
 
@@ -273,8 +272,7 @@ int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_
         case 0x02:
                 if (version < 2)
                         return -EPROTO;
-                return hf_zstd_decompress_stream(c->scratch.data + 1, c->scratch.len - 1, max,
-                                                 out);
+                return hf_zstd_decompress_stream(c->scratch.data + 1, c->scratch.len - 1, max, out);
         default:
                 return -EPROTO;
         }

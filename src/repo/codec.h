@@ -18,9 +18,9 @@ typedef enum HfBlobType {
 const char *hf_blob_type_name(HfBlobType t); /* "data" / "tree" */
 
 typedef enum HfCompression {
-        HF_COMPRESSION_AUTO, /* zstd level 3, as restic's "auto" */
-        HF_COMPRESSION_OFF,  /* data blobs stored as they are */
-        HF_COMPRESSION_MAX,  /* zstd level 19 */
+        HF_COMPRESSION_AUTO,    /* zstd level 3, as restic's "auto" */
+        HF_COMPRESSION_OFF,     /* data blobs stored as they are */
+        HF_COMPRESSION_MAX,     /* zstd level 19 */
         HF_COMPRESSION_FASTEST, /* zstd level 1 */
 } HfCompression;
 
@@ -58,8 +58,7 @@ int hf_codec_decrypt(HfCodec *c, const void *enc, size_t n, HfBuf *out);
  * decodes either form (raw JSON starting with '{' or '[', or 0x02 + zstd when version >= 2).
  */
 int hf_codec_seal_file(HfCodec *c, int version, const void *json, size_t n, HfBuf *out);
-int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_t max,
-                       HfBuf *out);
+int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_t max, HfBuf *out);
 
 /* zstd decompression of a whole stream of unknown size into out, at most max bytes. */
 int hf_zstd_decompress_stream(const void *src, size_t n, size_t max, HfBuf *out);

@@ -85,8 +85,7 @@ static int get_b64(json_t *o, const char *key, HfBuf *out)
 
         if (!v || !json_is_string(v))
                 return -EPROTO;
-        return hf_base64_decode(out, json_string_value(v), json_string_length(v)) < 0 ? -EPROTO
-                                                                                          : 0;
+        return hf_base64_decode(out, json_string_value(v), json_string_length(v)) < 0 ? -EPROTO : 0;
 }
 
 static char *dup_opt_string(json_t *o, const char *key)
@@ -262,7 +261,8 @@ int hf_keyfile_create(const char *password, const HfKey *master, const HfKdfPara
         if (r >= 0)
                 r = hf_json_put_string(out, hostname, strlen(hostname));
         if (r >= 0)
-                r = hf_buf_printf(out, ",\"kdf\":\"scrypt\",\"N\":%llu,\"r\":%u,\"p\":%u,\"salt\":\"",
+                r = hf_buf_printf(out,
+                                  ",\"kdf\":\"scrypt\",\"N\":%llu,\"r\":%u,\"p\":%u,\"salt\":\"",
                                   (unsigned long long)params->N, params->r, params->p);
         if (r >= 0)
                 r = hf_base64_encode(out, salt, sizeof(salt));

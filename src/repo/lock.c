@@ -33,8 +33,8 @@ static int lock_format(bool exclusive, HfBuf *out)
         if (r >= 0)
                 r = hf_time_format(out, &now);
         if (r >= 0)
-                r = hf_buf_printf(out, "\",\"exclusive\":%s,\"hostname\":",
-                                  exclusive ? "true" : "false");
+                r = hf_buf_printf(
+                        out, "\",\"exclusive\":%s,\"hostname\":", exclusive ? "true" : "false");
         if (r >= 0)
                 r = hf_json_put_string(out, hf_hostname(), strlen(hf_hostname()));
         if (r >= 0)

@@ -152,8 +152,7 @@ int hf_config_format(int version, const char *id_hex, HfPol pol, HfBuf *out)
                              version, id_hex, (unsigned long long)pol);
 }
 
-int hf_config_parse(const void *json, size_t n, int *ret_version, char ret_id[65],
-                    HfPol *ret_pol)
+int hf_config_parse(const void *json, size_t n, int *ret_version, char ret_id[65], HfPol *ret_pol)
 {
         json_error_t jerr;
         json_t *root = json_loadb(json, n, 0, &jerr), *v, *id, *pol;
@@ -165,8 +164,7 @@ int hf_config_parse(const void *json, size_t n, int *ret_version, char ret_id[65
         v = json_object_get(root, "version");
         id = json_object_get(root, "id");
         pol = json_object_get(root, "chunker_polynomial");
-        if (!v || !json_is_integer(v) || !id || !json_is_string(id) || !pol ||
-            !json_is_string(pol))
+        if (!v || !json_is_integer(v) || !id || !json_is_string(id) || !pol || !json_is_string(pol))
                 goto out;
         if (json_integer_value(v) != 1 && json_integer_value(v) != 2) {
                 r = -EOPNOTSUPP;
@@ -212,17 +210,21 @@ static int load_config(HfRepo *r)
         hf_buf_reset(&r->config_json);
         k = hf_decrypt_buf(&r->key, enc.data, enc.len, &r->config_json);
         if (k < 0)
-                return log_error_errno(k, "%s/config: does not decrypt with the vault's key "
-                                          "(damaged file)", r->backend->location);
+                return log_error_errno(k,
+                                       "%s/config: does not decrypt with the vault's key "
+                                       "(damaged file)",
+                                       r->backend->location);
         k = hf_config_parse(r->config_json.data, r->config_json.len, &r->version, r->config_id,
                             &r->pol);
         if (k == -EOPNOTSUPP)
-                return log_error_errno(k, "%s/config: unsupported vault format version (this "
-                                          "holdfast reads versions 1 and 2)",
+                return log_error_errno(k,
+                                       "%s/config: unsupported vault format version (this "
+                                       "holdfast reads versions 1 and 2)",
                                        r->backend->location);
         if (k < 0)
-                return log_error_errno(k, "%s/config: malformed (version, id or chunker "
-                                          "polynomial missing or invalid)",
+                return log_error_errno(k,
+                                       "%s/config: malformed (version, id or chunker "
+                                       "polynomial missing or invalid)",
                                        r->backend->location);
         return 0;
 }
@@ -277,8 +279,7 @@ int hf_repo_init(HfBackend *b, const char *password, const HfRepoOptions *opts, 
                 hf_id_hex(&r->key_id, hex);
                 k = hf_backend_save(b, HF_FILE_KEY, hex, keyjson.data, keyjson.len);
                 if (k < 0)
-                        return log_error_errno(k, "%s/keys/%s: cannot write: %m", b->location,
-                                               hex);
+                        return log_error_errno(k, "%s/keys/%s: cannot write: %m", b->location, hex);
         }
         k = hf_config_format(r->version, r->config_id, r->pol, &json);
         if (k < 0)
@@ -505,8 +506,8 @@ int hf_repo_find_id(HfRepo *r, HfFileType t, const char *prefix, HfId *ret)
                 }
         }
         if (matches == 0)
-                return log_error_errno(ENOENT, "no %s ID starts with \"%s\"",
-                                       hf_file_type_name(t), prefix);
+                return log_error_errno(ENOENT, "no %s ID starts with \"%s\"", hf_file_type_name(t),
+                                       prefix);
         if (matches > 1)
                 return log_error_errno(ENOTUNIQ, "%zu %s IDs start with \"%s\": give more digits",
                                        matches, hf_file_type_name(t), prefix);
@@ -678,8 +679,7 @@ int hf_repo_save_recovered_index(HfRepo *r)
         k = hf_repo_save_file(r, HF_FILE_INDEX, json.data, json.len, NULL);
         if (k < 0)
                 return k;
-        log_notice("wrote an index file for %zu blobs found only in pack headers",
-                   r->n_recovered);
+        log_notice("wrote an index file for %zu blobs found only in pack headers", r->n_recovered);
         r->n_recovered = 0;
         return 0;
 }

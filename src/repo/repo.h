@@ -19,9 +19,9 @@
 typedef struct HfRepo HfRepo;
 
 typedef struct HfRepoOptions {
-        int version;              /* init: 1 or 2 (default 2) */
-        const HfKdfParams *kdf;   /* init/key add: NULL calibrates to ~500 ms */
-        HfPol pol;                /* init: 0 picks a random polynomial */
+        int version;            /* init: 1 or 2 (default 2) */
+        const HfKdfParams *kdf; /* init/key add: NULL calibrates to ~500 ms */
+        HfPol pol;              /* init: 0 picks a random polynomial */
 } HfRepoOptions;
 
 /* Creates a new vault in b (taking ownership of b in every case). */
@@ -89,8 +89,7 @@ int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, H
 /* The vault's config JSON for a new vault. */
 int hf_config_format(int version, const char *id_hex, HfPol pol, HfBuf *out);
 /* Parses config JSON; -EPROTO / -EOPNOTSUPP (version). */
-int hf_config_parse(const void *json, size_t n, int *ret_version, char ret_id[65],
-                    HfPol *ret_pol);
+int hf_config_parse(const void *json, size_t n, int *ret_version, char ret_id[65], HfPol *ret_pol);
 
 /* The user and host names recorded in snapshots, locks and keys. */
 const char *hf_username(void);

@@ -260,8 +260,9 @@ static int ship_locked(HfSaver *s, HfBlobType t)
 int hf_saver_save(HfSaver *s, HfCodec *codec, HfBlobType t, const HfId *id, const void *data,
                   size_t n, HfBuf *scratch, bool *ret_new)
 {
-        HfIndexEntry pending = { .id = *id, .pack = HF_INDEX_PACK_PENDING, .length = 1,
-                                 .type = (uint8_t)t };
+        HfIndexEntry pending = {
+                .id = *id, .pack = HF_INDEX_PACK_PENDING, .length = 1, .type = (uint8_t)t
+        };
         uint32_t ulen;
         int r;
 
@@ -278,11 +279,11 @@ int hf_saver_save(HfSaver *s, HfCodec *codec, HfBlobType t, const HfId *id, cons
         }
 
         /* Tree blobs are always compressed in v2; data blobs as configured. */
-        r = hf_codec_seal(codec, data, n,
-                          hf_repo_version(s->repo) >= 2 &&
-                                  (t == HF_BLOB_TREE ||
-                                   hf_repo_compression(s->repo) != HF_COMPRESSION_OFF),
-                          scratch, &ulen);
+        r = hf_codec_seal(
+                codec, data, n,
+                hf_repo_version(s->repo) >= 2 &&
+                        (t == HF_BLOB_TREE || hf_repo_compression(s->repo) != HF_COMPRESSION_OFF),
+                scratch, &ulen);
 
         pthread_mutex_lock(&s->lock);
         if (r >= 0 && !s->packers[t])
@@ -296,8 +297,8 @@ int hf_saver_save(HfSaver *s, HfCodec *codec, HfBlobType t, const HfId *id, cons
                         if (r >= 0 && !s->packers[t])
                                 r = get_packer(s, &s->packers[t]);
                         if (r >= 0)
-                                r = hf_packer_add(s->packers[t], t, id, scratch->data,
-                                                  scratch->len, ulen);
+                                r = hf_packer_add(s->packers[t], t, id, scratch->data, scratch->len,
+                                                  ulen);
                 }
         }
         if (r < 0) {

@@ -141,8 +141,7 @@ int hf_snapshot_format(const HfSnapshot *s, HfBuf *out)
         if (r >= 0 && s->program_version && *s->program_version) {
                 r = hf_buf_puts(out, ",\"program_version\":");
                 if (r >= 0)
-                        r = hf_json_put_string(out, s->program_version,
-                                               strlen(s->program_version));
+                        r = hf_json_put_string(out, s->program_version, strlen(s->program_version));
         }
         if (r >= 0 && s->has_summary) {
                 const HfSnapshotSummary *m = &s->summary;

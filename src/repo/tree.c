@@ -8,8 +8,9 @@
 #include "../base/log.h"
 
 static const char *const node_type_names[_HF_NODE_TYPE_MAX] = {
-        [HF_NODE_FILE] = "file",       [HF_NODE_DIR] = "dir",      [HF_NODE_SYMLINK] = "symlink",
-        [HF_NODE_DEV] = "dev",         [HF_NODE_CHARDEV] = "chardev", [HF_NODE_FIFO] = "fifo",
+        [HF_NODE_FILE] = "file",       [HF_NODE_DIR] = "dir",
+        [HF_NODE_SYMLINK] = "symlink", [HF_NODE_DEV] = "dev",
+        [HF_NODE_CHARDEV] = "chardev", [HF_NODE_FIFO] = "fifo",
         [HF_NODE_SOCKET] = "socket",   [HF_NODE_IRREGULAR] = "irregular",
 };
 
@@ -76,46 +77,23 @@ uint32_t hf_mode_from_go(uint32_t g)
         return m;
 }
 
-void hf_mode_string(uint32_t g, HfNodeType t, char out[11])
+void hf_mode_string(uint32_t g, HfNodeType t, char out[HF_MODE_STRING_MAX])
 {
+        /* Go's FileMode.String(), which restic prints: one letter per set type or special
+         * bit from bit 31 down, '-' when none, then rwxrwxrwx. */
+        static const char letters[] = "dalTLDpSugct?";
         static const char rwx[] = "rwxrwxrwx";
-        char c = '-';
+        size_t w = 0;
 
-        switch (t) {
-        case HF_NODE_DIR:
-                c = 'd';
-                break;
-        case HF_NODE_SYMLINK:
-                c = 'L';
-                break;
-        case HF_NODE_DEV:
-                c = 'D';
-                break;
-        case HF_NODE_CHARDEV:
-                c = 'c';
-                break;
-        case HF_NODE_FIFO:
-                c = 'p';
-                break;
-        case HF_NODE_SOCKET:
-                c = 'S';
-                break;
-        case HF_NODE_IRREGULAR:
-                c = '?';
-                break;
-        default:
-                break;
-        }
-        out[0] = c;
-        for (int i = 0; i < 9; i++)
-                out[1 + i] = (g & (1u << (8 - i))) ? rwx[i] : '-';
-        if (g & HF_GOMODE_SETUID)
-                out[3] = (g & 0100) ? 's' : 'S';
-        if (g & HF_GOMODE_SETGID)
-                out[6] = (g & 0010) ? 's' : 'S';
-        if (g & HF_GOMODE_STICKY)
-                out[9] = (g & 0001) ? 't' : 'T';
-        out[10] = 0;
+        (void)t;
+        for (size_t i = 0; i < sizeof(letters) - 1; i++)
+                if (g & (1u << (31 - i)))
+                        out[w++] = letters[i];
+        if (w == 0)
+                out[w++] = '-';
+        for (size_t i = 0; i < 9; i++)
+                out[w++] = (g & (1u << (8 - i))) ? rwx[i] : '-';
+        out[w] = 0;
 }
 
 void hf_node_done(HfNode *n)
@@ -475,9 +453,9 @@ static int quote_big_integers(const char *s, size_t n, HfBuf *out)
                         in_str = true;
                         continue;
                 }
-                if (!is_digit(s[i]) || (i > 0 && (is_digit(s[i - 1]) || s[i - 1] == '.' ||
-                                                  s[i - 1] == '-' || s[i - 1] == '+' ||
-                                                  s[i - 1] == 'e' || s[i - 1] == 'E')))
+                if (!is_digit(s[i]) ||
+                    (i > 0 && (is_digit(s[i - 1]) || s[i - 1] == '.' || s[i - 1] == '-' ||
+                               s[i - 1] == '+' || s[i - 1] == 'e' || s[i - 1] == 'E')))
                         continue;
                 for (j = i; j < n && is_digit(s[j]); j++)
                         ;
@@ -610,7 +588,8 @@ static int parse_node(json_t *o, HfNode *n, size_t i, HfBuf *err)
                                 return tree_error(err, i, "invalid extended attribute value");
                         if (xv && !json_is_string(xv) && !json_is_null(xv))
                                 return tree_error(err, i, "invalid extended attribute value");
-                        r = hf_node_add_xattr(n, json_string_value(xn), tmp.data ? (const void *)tmp.data : (const void *)"",
+                        r = hf_node_add_xattr(n, json_string_value(xn),
+                                              tmp.data ? (const void *)tmp.data : (const void *)"",
                                               tmp.len);
                         if (r < 0)
                                 return r;

@@ -15,7 +15,7 @@ typedef enum HfNodeType {
         HF_NODE_FILE,
         HF_NODE_DIR,
         HF_NODE_SYMLINK,
-        HF_NODE_DEV,     /* block device */
+        HF_NODE_DEV, /* block device */
         HF_NODE_CHARDEV,
         HF_NODE_FIFO,
         HF_NODE_SOCKET,
@@ -98,5 +98,6 @@ int hf_node_format(const HfNode *n, HfBuf *out);
  */
 int hf_tree_parse(const void *json, size_t n, HfTree *ret, HfBuf *err);
 
-/* "-rwxr-xr-x"-style string for a Go mode (11 chars with NUL). */
-void hf_mode_string(uint32_t gomode, HfNodeType t, char out[11]);
+/* Go's FileMode.String() of a stored mode ("-rw-r--r--", "dtrwxrwxrwx"), as restic prints it. */
+#define HF_MODE_STRING_MAX 24
+void hf_mode_string(uint32_t gomode, HfNodeType t, char out[HF_MODE_STRING_MAX]);

@@ -24,9 +24,9 @@
 
 #include "config.h"
 
+#include "../base/interrupt.h"
 #include "../base/log.h"
 #include "../base/queue.h"
-#include "../base/interrupt.h"
 #include "../chunker/chunker.h"
 #include "../repo/lock.h"
 #include "../repo/saver.h"
@@ -83,7 +83,7 @@ typedef struct Backup {
         struct NameCache {
                 uint32_t id;
                 char *name;
-        } *users, *groups;
+        } * users, *groups;
         size_t n_users, n_groups;
 
         HfCodec *walker_codec;
@@ -199,8 +199,7 @@ static void fill_stat(Backup *b, HfNode *n, const struct stat *st)
         n->inode = st->st_ino;
         n->device_id = st->st_dev;
         n->size = n->type == HF_NODE_FILE ? (uint64_t)st->st_size : 0;
-        n->links = (n->type == HF_NODE_DIR || n->type == HF_NODE_FIFO ||
-                    n->type == HF_NODE_SOCKET)
+        n->links = (n->type == HF_NODE_DIR || n->type == HF_NODE_FIFO || n->type == HF_NODE_SOCKET)
                            ? 0
                            : st->st_nlink;
         n->device = (n->type == HF_NODE_DEV || n->type == HF_NODE_CHARDEV) ? st->st_rdev : 0;
@@ -282,8 +281,8 @@ static void dir_complete(Backup *b, DirJob *d, HfCodec *codec, HfBuf *scratch)
         r = hf_tree_format(&d->tree, &json);
         if (r >= 0) {
                 hf_sha256(json.data, json.len, &id);
-                r = hf_saver_save(b->saver, codec, HF_BLOB_TREE, &id, json.data, json.len,
-                                  scratch, NULL);
+                r = hf_saver_save(b->saver, codec, HF_BLOB_TREE, &id, json.data, json.len, scratch,
+                                  NULL);
         }
         if (r < 0) {
                 set_fatal(b, r);
@@ -647,8 +646,7 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
 
                 n->content = NULL;
                 if (descend) {
-                        cfd = openat(dfd, n->name,
-                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        cfd = openat(dfd, n->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (cfd < 0) {
                                 hf_report_error(&b->opts->out, "archival", path, -errno,
                                                 "cannot open folder (stored empty): %m");
@@ -723,7 +721,8 @@ static int walk_dir(Backup *b, DirJob *d, const struct stat *dst, const HfTree *
                         }
                         n++;
                 }
-                qsort(names, n, sizeof(*names), name_entry_cmp);
+                if (n > 1)
+                        qsort(names, n, sizeof(*names), name_entry_cmp);
         }
 
         d->tree.nodes = calloc(MAX(n, (size_t)1), sizeof(HfNode));
@@ -746,8 +745,7 @@ static int walk_dir(Backup *b, DirJob *d, const struct stat *dst, const HfTree *
                         r = -ENOMEM;
                         goto out;
                 }
-                if (hf_exclude_match(b->opts->excludes, b->opts->n_excludes, path,
-                                     names[i].name))
+                if (hf_exclude_match(b->opts->excludes, b->opts->n_excludes, path, names[i].name))
                         continue;
                 if (fstatat(d->dfd, names[i].name, &sts[d->tree.n], AT_SYMLINK_NOFOLLOW) < 0) {
                         if (errno == ENOENT)
@@ -952,8 +950,7 @@ static int handle_tnode(Backup *b, DirJob *d, size_t i, TNode *t, const HfNode *
 
         if (lstat(t->abspath, &st) < 0) {
                 r = -errno;
-                hf_report_error(&b->opts->out, "archival", t->abspath, r,
-                                "cannot back up: %m");
+                hf_report_error(&b->opts->out, "archival", t->abspath, r, "cannot back up: %m");
                 d->skip[i] = true;
                 atomic_fetch_add(&b->files_failed, 1);
                 return 0;
@@ -1134,8 +1131,7 @@ static int print_summary(const HfBackupOptions *o, const HfBackupResult *res)
                        (unsigned long long)m->files_unmodified, (unsigned long long)m->dirs_new,
                        (unsigned long long)m->dirs_changed, (unsigned long long)m->dirs_unmodified,
                        (unsigned long long)m->data_blobs, (unsigned long long)m->tree_blobs,
-                       (unsigned long long)m->data_added,
-                       (unsigned long long)m->data_added_packed,
+                       (unsigned long long)m->data_added, (unsigned long long)m->data_added_packed,
                        (unsigned long long)m->total_files_processed,
                        (unsigned long long)m->total_bytes_processed, res->seconds, hex,
                        (unsigned long long)res->files_failed);
@@ -1157,8 +1153,8 @@ static int print_summary(const HfBackupOptions *o, const HfBackupResult *res)
                hf_format_bytes(d, sizeof(d), m->total_bytes_processed),
                hf_format_duration(a, sizeof(a), res->seconds));
         if (res->files_failed)
-                printf("snapshot %.8s saved, but %llu item(s) could not be read (see above)\n",
-                       hex, (unsigned long long)res->files_failed);
+                printf("snapshot %.8s saved, but %llu item(s) could not be read (see above)\n", hex,
+                       (unsigned long long)res->files_failed);
         else
                 printf("snapshot %.8s saved\n", hex);
         return 0;

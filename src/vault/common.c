@@ -57,8 +57,10 @@ int hf_load_tree(HfRepo *repo, HfCodec *codec, const HfId *id, HfTree *ret)
         hf_id_hex(id, hex);
         r = hf_repo_load_blob(repo, codec, HF_BLOB_TREE, id, &json);
         if (r == -ENOENT)
-                return log_error_errno(r, "tree %.16s is not in the index (missing from the "
-                                          "vault)", hex);
+                return log_error_errno(r,
+                                       "tree %.16s is not in the index (missing from the "
+                                       "vault)",
+                                       hex);
         if (r == -EBADMSG)
                 return log_error_errno(r, "tree %.16s is damaged (MAC or hash mismatch)", hex);
         if (r < 0)

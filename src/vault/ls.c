@@ -22,7 +22,7 @@ static int put_name(HfBuf *b, const char *s, size_t n)
 static int print_node_json(Ls *l, const HfNode *n, const char *path)
 {
         HfBuf *b = &l->line;
-        char perm[11];
+        char perm[HF_MODE_STRING_MAX];
         int r;
 
         hf_buf_reset(b);
@@ -75,7 +75,7 @@ static int print_node_json(Ls *l, const HfNode *n, const char *path)
 static void print_node_text(Ls *l, const HfNode *n, const char *path)
 {
         if (l->opts->long_format) {
-                char perm[11], when[32];
+                char perm[HF_MODE_STRING_MAX], when[32];
                 time_t sec = (time_t)n->mtime.sec;
                 struct tm tm;
                 hf_mode_string(n->mode, n->type, perm);
@@ -123,8 +123,7 @@ static int ls_tree(Ls *l, const HfId *id, const char *prefix)
                 _cleanup_free_ char *path = NULL;
                 int sel;
 
-                if (asprintf(&path, "%s/%s", strcmp(prefix, "/") == 0 ? "" : prefix, n->name) <
-                    0) {
+                if (asprintf(&path, "%s/%s", strcmp(prefix, "/") == 0 ? "" : prefix, n->name) < 0) {
                         r = -ENOMEM;
                         break;
                 }
@@ -159,8 +158,9 @@ int hf_ls(HfRepo *repo, const HfSnapshot *snap, const HfLsOptions *opts)
                 r = hf_snapshot_format(snap, &b);
                 if (r >= 0 && b.len && b.data[b.len - 1] == '}') {
                         b.len--;
-                        r = hf_buf_printf(&b, ",\"id\":\"%s\",\"short_id\":\"%.8s\","
-                                              "\"struct_type\":\"snapshot\"}\n",
+                        r = hf_buf_printf(&b,
+                                          ",\"id\":\"%s\",\"short_id\":\"%.8s\","
+                                          "\"struct_type\":\"snapshot\"}\n",
                                           hex, hex);
                 }
                 if (r >= 0)

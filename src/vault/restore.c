@@ -40,9 +40,9 @@ typedef struct RDir {
 typedef struct RFile {
         size_t dir;
         HfNode node;
-        ssize_t group;     /* hard link group, -1 for none */
-        bool link_only;    /* a later name of a hard link group */
-        char *snap_path;   /* path inside the snapshot, for messages */
+        ssize_t group;   /* hard link group, -1 for none */
+        bool link_only;  /* a later name of a hard link group */
+        char *snap_path; /* path inside the snapshot, for messages */
 } RFile;
 
 typedef struct RGroup {
@@ -136,8 +136,7 @@ static int apply_meta_fd(Restore *rs, int fd, const HfNode *n)
         if (fchmod(fd, hf_mode_from_go(n->mode)) < 0 && r == 0)
                 r = -errno;
         for (size_t i = 0; i < n->n_xattrs; i++)
-                if (fsetxattr(fd, n->xattrs[i].name, n->xattrs[i].value, n->xattrs[i].len, 0) <
-                            0 &&
+                if (fsetxattr(fd, n->xattrs[i].name, n->xattrs[i].value, n->xattrs[i].len, 0) < 0 &&
                     r == 0)
                         r = -errno;
         return r;
@@ -158,13 +157,13 @@ static int apply_meta_at(Restore *rs, int dfd, const char *name, const HfNode *n
 
         if (rs->is_root && fchownat(dfd, name, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) < 0)
                 r = -errno;
-        if (n->type != HF_NODE_SYMLINK &&
-            fchmodat(dfd, name, hf_mode_from_go(n->mode), 0) < 0 && r == 0)
+        if (n->type != HF_NODE_SYMLINK && fchmodat(dfd, name, hf_mode_from_go(n->mode), 0) < 0 &&
+            r == 0)
                 r = -errno;
         if (n->n_xattrs && asprintf(&proc, "/proc/self/fd/%d/%s", dfd, name) >= 0)
                 for (size_t i = 0; i < n->n_xattrs; i++)
-                        if (lsetxattr(proc, n->xattrs[i].name, n->xattrs[i].value,
-                                      n->xattrs[i].len, 0) < 0 &&
+                        if (lsetxattr(proc, n->xattrs[i].name, n->xattrs[i].value, n->xattrs[i].len,
+                                      0) < 0 &&
                             r == 0 && errno != EPERM)
                                 r = -errno;
         if (utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 && r == 0)
@@ -245,8 +244,7 @@ fail:
         return 0;
 }
 
-static int add_dir(Restore *rs, size_t parent, const char *relpath, const HfNode *n,
-                   size_t *ret)
+static int add_dir(Restore *rs, size_t parent, const char *relpath, const HfNode *n, size_t *ret)
 {
         RDir *d;
         int r = reserve((void **)&rs->dirs, &rs->cap_dirs, rs->n_dirs, sizeof(RDir));
@@ -294,8 +292,7 @@ static int plan_node(Restore *rs, const HfNode *n, size_t dir, int dfd, const ch
 
         if (!snap_path)
                 return -ENOMEM;
-        sel = all ? (hf_exclude_match(rs->opts->excludes, rs->opts->n_excludes, snap_path,
-                                      n->name)
+        sel = all ? (hf_exclude_match(rs->opts->excludes, rs->opts->n_excludes, snap_path, n->name)
                              ? 0
                              : 1)
                   : decide(rs->opts, snap_path, n->name, n->type == HF_NODE_DIR);
@@ -564,9 +561,14 @@ static int restore_file(RWorker *w, RFile *f)
         if (r < 0 && r != -ENOTSUP)
                 hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
                                 "restored, but its owner, mode or xattrs could not be set: %m");
-        r = apply_times_fd(fd, n);
-        if (close(fd) < 0 && r >= 0)
+        if (apply_times_fd(fd, n) < 0)
+                hf_report_error(&rs->opts->out, "restore", f->snap_path, -errno,
+                                "restored, but its times could not be set: %m");
+        if (close(fd) < 0) {
                 r = -errno;
+                fd = -1;
+                goto fail;
+        }
         fd = -1;
         if (first_err) {
                 _cleanup_free_ char *partial = NULL;
@@ -762,8 +764,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
         rs.is_root = geteuid() == 0;
         r = hf_mkdir_p(opts->target, 0700);
         if (r < 0)
-                return log_error_errno(r, "%s: cannot create the target folder: %m",
-                                       opts->target);
+                return log_error_errno(r, "%s: cannot create the target folder: %m", opts->target);
         rs.targetfd = open(opts->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (rs.targetfd < 0)
                 return log_error_errno(errno, "%s: cannot open the target folder: %m",
@@ -833,7 +834,6 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                 pthread_join(workers[i].thread, NULL);
         if (n_workers == 0)
                 goto out;
-        r = 0;
         make_links(&rs);
         hf_progress_free(rs.progress);
         rs.progress = NULL;

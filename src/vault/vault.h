@@ -26,13 +26,13 @@ typedef struct HfBackupOptions {
         size_t n_paths;
         char **tags;
         size_t n_tags;
-        const char *host;        /* NULL: this host's name */
-        const char *parent;      /* ID prefix, NULL: detect */
-        bool force;              /* re-read everything (no parent) */
-        char **excludes;         /* glob patterns */
+        const char *host;   /* NULL: this host's name */
+        const char *parent; /* ID prefix, NULL: detect */
+        bool force;         /* re-read everything (no parent) */
+        char **excludes;    /* glob patterns */
         size_t n_excludes;
         bool one_file_system;
-        unsigned workers;        /* 0: number of CPUs */
+        unsigned workers; /* 0: number of CPUs */
         HfOutput out;
 } HfBackupOptions;
 
