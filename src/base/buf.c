@@ -107,3 +107,21 @@ uint8_t *hf_buf_steal(HfBuf *b, size_t *ret_len)
         b->len = b->cap = 0;
         return p;
 }
+
+int hf_buf_put_u64(HfBuf *b, uint64_t v)
+{
+        char tmp[20];
+        size_t n = 0;
+
+        do {
+                tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+                v /= 10;
+        } while (v);
+        return hf_buf_append(b, tmp + sizeof(tmp) - n, n);
+}
+
+int hf_buf_put_key_u64(HfBuf *b, const char *key, uint64_t v)
+{
+        int r = hf_buf_puts(b, key);
+        return r < 0 ? r : hf_buf_put_u64(b, v);
+}

@@ -31,6 +31,10 @@ int hf_buf_putc(HfBuf *b, char c);
 int hf_buf_puts(HfBuf *b, const char *s);
 int hf_buf_printf(HfBuf *b, const char *fmt, ...) _printf_(2, 3);
 int hf_buf_vprintf(HfBuf *b, const char *fmt, va_list ap) _printf_(2, 0);
+/* Decimal text of v, without printf (hot paths: tree and index encoding). */
+int hf_buf_put_u64(HfBuf *b, uint64_t v);
+/* key (a literal such as ",\"size\":") followed by the decimal value. */
+int hf_buf_put_key_u64(HfBuf *b, const char *key, uint64_t v);
 /* Hands the data to the caller (NUL-terminated, may be NULL when empty); the buffer is reset. */
 uint8_t *hf_buf_steal(HfBuf *b, size_t *ret_len);
 

@@ -657,11 +657,22 @@ HfTime hf_time_local(int64_t sec, int32_t nsec)
         time_t tt;
         int32_t off = 0;
 
+        /* localtime_r() is costly (a backup asks for three times per file). Zone offsets
+         * change at most on quarter hours, so one lookup per 15-minute bucket suffices. */
+        static __thread int64_t cached_bucket = INT64_MIN;
+        static __thread int32_t cached_off;
+        int64_t bucket;
+
         normalize(&sec, &nsec);
+        bucket = sec >= 0 ? sec / 900 : (sec - 899) / 900;
+        if (bucket == cached_bucket)
+                return (HfTime){ .sec = sec, .nsec = nsec, .off = cached_off };
         tt = (time_t)sec;
         /* Out of localtime's range (year overflowing int): print it as UTC rather than fail. */
         if ((int64_t)tt == sec && localtime_r(&tt, &tm))
                 off = (int32_t)tm.tm_gmtoff;
+        cached_bucket = bucket;
+        cached_off = off;
         return (HfTime){ .sec = sec, .nsec = nsec, .off = off };
 }
 

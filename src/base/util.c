@@ -20,15 +20,18 @@ void hf_hex_encode(const void *in, size_t n, char *out)
         out[2 * n] = 0;
 }
 
-static int unhex(char c)
+/* Hex digit values, -1 for anything else (IDs are decoded by the hundred thousand). */
+static const int8_t unhex_table[256] = {
+        ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
+        ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
+        ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12,
+        ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
+static inline int unhex(char c)
 {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
+        /* Stored off by one so that the zero-initialised rest means "not hex". */
+        return unhex_table[(uint8_t)c] - 1;
 }
 
 int hf_hex_decode(const char *s, size_t slen, uint8_t *out, size_t outmax, size_t *ret_n)

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "index.h"
 
-#include <jansson.h>
 #include <string.h>
 
+#include "../base/json.h"
 #include "../base/log.h"
 
 struct HfIndex {
@@ -265,148 +265,191 @@ int hf_index_sorted_by_pack(const HfIndex *idx, HfIndexEntry **ret, size_t *ret_
         return 0;
 }
 
-static int parse_error(HfBuf *err, const char *msg)
+
+
+
+static int parse_blob(HfJson *j, HfIndexEntry *e, bool *ret_has_type)
 {
-        if (err) {
-                hf_buf_reset(err);
-                (void)hf_buf_puts(err, msg);
+        bool has_id = false, has_off = false, has_len = false, has_type = false;
+        const char *k, *s;
+        size_t kl, sl;
+        uint64_t v;
+        int r;
+
+        r = hf_json_enter_object(j);
+        while (r >= 0 && (r = hf_json_next_key(j, &k, &kl)) > 0) {
+                if (hf_json_key_is(k, kl, "id")) {
+                        r = hf_json_string_raw(j, &s, &sl);
+                        if (r >= 0 && hf_id_parse(s, sl, &e->id) < 0)
+                                return -EPROTO;
+                        has_id = true;
+                } else if (hf_json_key_is(k, kl, "type")) {
+                        r = hf_json_string_raw(j, &s, &sl);
+                        if (r < 0)
+                                break;
+                        if (sl == 4 && memcmp(s, "data", 4) == 0)
+                                e->type = HF_BLOB_DATA;
+                        else if (sl == 4 && memcmp(s, "tree", 4) == 0)
+                                e->type = HF_BLOB_TREE;
+                        else
+                                return -EPROTO;
+                        has_type = true;
+                } else if (hf_json_key_is(k, kl, "offset") || hf_json_key_is(k, kl, "length") ||
+                           hf_json_key_is(k, kl, "uncompressed_length")) {
+                        if (kl == 19 && (r = hf_json_null(j)) != 0) {
+                                e->uncompressed_length = 0;
+                                continue;
+                        }
+                        r = hf_json_u64(j, &v);
+                        if (r < 0)
+                                break;
+                        if (v > UINT32_MAX)
+                                return -EPROTO;
+                        if (kl == 6 && k[0] == 'o') {
+                                e->offset = (uint32_t)v;
+                                has_off = true;
+                        } else if (kl == 6) {
+                                e->length = (uint32_t)v;
+                                has_len = true;
+                        } else
+                                e->uncompressed_length = (uint32_t)v;
+                } else
+                        r = hf_json_skip(j);
         }
-        return -EPROTO;
+        if (r < 0)
+                return r;
+        *ret_has_type = has_type;
+        return has_id && has_off && has_len ? 0 : -EPROTO;
 }
-
-static bool get_u32(json_t *o, const char *key, bool required, uint32_t *ret)
-{
-        json_t *v = json_object_get(o, key);
-
-        if (!v) {
-                *ret = 0;
-                return !required;
-        }
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > (json_int_t)UINT32_MAX)
-                return false;
-        *ret = (uint32_t)json_integer_value(v);
-        return true;
-}
-
-static bool get_id(json_t *o, const char *key, HfId *ret)
-{
-        json_t *v = json_object_get(o, key);
-
-        return v && json_is_string(v) &&
-               hf_id_parse(json_string_value(v), json_string_length(v), ret) >= 0;
-}
-
-typedef struct ParsedEntry {
-        size_t pack; /* position in the file's pack list */
-        HfIndexEntry e;
-} ParsedEntry;
 
 int hf_index_parse(HfIndex *idx, const void *json, size_t n, HfBuf *err)
 {
-        _cleanup_free_ ParsedEntry *v = NULL;
+        _cleanup_free_ HfIndexEntry *v = NULL;
         _cleanup_free_ HfId *pack_ids = NULL;
-        size_t nv = 0, capv = 0;
-        json_error_t jerr;
-        json_t *root, *packs;
-        int r = 0;
+        size_t nv = 0, capv = 0, np = 0, capp = 0;
+        bool have_packs = false;
+        const char *msg = NULL;
+        const char *k;
+        size_t kl;
+        HfJson j;
+        int r;
 
-        root = json_loadb(json, n, 0, &jerr);
-        if (!root) {
+        /* Validate everything first: a malformed file contributes nothing. */
+        hf_json_init(&j, json, n);
+        r = hf_json_enter_object(&j);
+        while (r >= 0 && (r = hf_json_next_key(&j, &k, &kl)) > 0) {
+                if (!hf_json_key_is(k, kl, "packs")) {
+                        r = hf_json_skip(&j);
+                        continue;
+                }
+                have_packs = true;
+                r = hf_json_enter_array(&j);
+                while (r >= 0 && (r = hf_json_next_item(&j)) > 0) {
+                        bool has_id = false, has_blobs = false;
+                        const char *pk;
+                        size_t pkl;
+
+                        if (np == capp) {
+                                size_t ncap = capp ? capp * 2 : 64;
+                                HfId *nid = realloc(pack_ids, ncap * sizeof(HfId));
+                                if (!nid)
+                                        return -ENOMEM;
+                                pack_ids = nid;
+                                capp = ncap;
+                        }
+                        r = hf_json_enter_object(&j);
+                        while (r >= 0 && (r = hf_json_next_key(&j, &pk, &pkl)) > 0) {
+                                if (hf_json_key_is(pk, pkl, "id")) {
+                                        const char *s;
+                                        size_t sl;
+                                        r = hf_json_string_raw(&j, &s, &sl);
+                                        if (r >= 0 && hf_id_parse(s, sl, &pack_ids[np]) < 0) {
+                                                msg = "a pack entry has no valid \"id\"";
+                                                r = -EPROTO;
+                                        }
+                                        has_id = r >= 0;
+                                        continue;
+                                }
+                                if (!hf_json_key_is(pk, pkl, "blobs")) {
+                                        r = hf_json_skip(&j);
+                                        continue;
+                                }
+                                has_blobs = true;
+                                /* restic accepts null blobs (an empty pack entry). */
+                                if ((r = hf_json_null(&j)) != 0)
+                                        continue;
+                                r = hf_json_enter_array(&j);
+                                while (r >= 0 && (r = hf_json_next_item(&j)) > 0) {
+                                        HfIndexEntry e = { .pack = (uint32_t)np };
+                                        bool has_type;
+                                        r = parse_blob(&j, &e, &has_type);
+                                        if (r == -EPROTO || (r >= 0 && !has_type)) {
+                                                msg = "a blob entry has a missing or invalid id, "
+                                                      "type, offset or length";
+                                                r = -EPROTO;
+                                                break;
+                                        }
+                                        if (r < 0)
+                                                break;
+                                        if (e.length < HF_CRYPTO_OVERHEAD ||
+                                            (uint64_t)e.offset + e.length > UINT32_MAX) {
+                                                msg = "a blob entry has an impossible length";
+                                                r = -EPROTO;
+                                                break;
+                                        }
+                                        if (nv == capv) {
+                                                size_t ncap = capv ? capv * 2 : 256;
+                                                HfIndexEntry *nvv =
+                                                        realloc(v, ncap * sizeof(*nvv));
+                                                if (!nvv)
+                                                        return -ENOMEM;
+                                                v = nvv;
+                                                capv = ncap;
+                                        }
+                                        v[nv++] = e;
+                                }
+                        }
+                        if (r >= 0 && !has_id) {
+                                msg = "a pack entry has no valid \"id\"";
+                                r = -EPROTO;
+                        }
+                        if (r >= 0 && !has_blobs) {
+                                msg = "a pack entry has no \"blobs\" array";
+                                r = -EPROTO;
+                        }
+                        if (r >= 0)
+                                np++;
+                }
+        }
+        if (r >= 0)
+                r = hf_json_end(&j);
+        if (r >= 0 && !have_packs) {
+                msg = "no \"packs\" array (a legacy index format, or not an index)";
+                r = -EPROTO;
+        }
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
                 if (err) {
+                        char where[160];
                         hf_buf_reset(err);
-                        (void)hf_buf_printf(err, "malformed JSON at line %d column %d: %s",
-                                            jerr.line, jerr.column, jerr.text);
+                        if (!msg && j.error)
+                                (void)hf_json_error(&j, where, sizeof(where));
+                        (void)hf_buf_puts(err, msg ? msg : j.error ? where : "malformed index");
                 }
                 return -EPROTO;
-        }
-        packs = json_is_object(root) ? json_object_get(root, "packs") : NULL;
-        if (!packs || !json_is_array(packs)) {
-                r = parse_error(err, "no \"packs\" array (a legacy index format, or not an "
-                                     "index)");
-                goto out;
-        }
-        pack_ids = calloc(MAX(json_array_size(packs), (size_t)1), sizeof(HfId));
-        if (!pack_ids) {
-                r = -ENOMEM;
-                goto out;
-        }
-        /* Validate everything first: a malformed file contributes nothing. */
-        for (size_t i = 0; i < json_array_size(packs); i++) {
-                json_t *p = json_array_get(packs, i), *blobs;
-
-                if (!json_is_object(p) || !get_id(p, "id", &pack_ids[i])) {
-                        r = parse_error(err, "a pack entry has no valid \"id\"");
-                        goto out;
-                }
-                blobs = json_object_get(p, "blobs");
-                if (!blobs || !json_is_array(blobs)) {
-                        /* restic accepts null blobs (an empty pack entry). */
-                        if (blobs && json_is_null(blobs))
-                                continue;
-                        r = parse_error(err, "a pack entry has no \"blobs\" array");
-                        goto out;
-                }
-                for (size_t j = 0; j < json_array_size(blobs); j++) {
-                        json_t *b = json_array_get(blobs, j), *type;
-                        HfIndexEntry e = { 0 };
-
-                        if (!json_is_object(b) || !get_id(b, "id", &e.id)) {
-                                r = parse_error(err, "a blob entry has no valid \"id\"");
-                                goto out;
-                        }
-                        type = json_object_get(b, "type");
-                        if (!type || !json_is_string(type)) {
-                                r = parse_error(err, "a blob entry has no \"type\"");
-                                goto out;
-                        }
-                        if (strcmp(json_string_value(type), "data") == 0)
-                                e.type = HF_BLOB_DATA;
-                        else if (strcmp(json_string_value(type), "tree") == 0)
-                                e.type = HF_BLOB_TREE;
-                        else {
-                                r = parse_error(err, "a blob entry has an unknown \"type\"");
-                                goto out;
-                        }
-                        if (!get_u32(b, "offset", true, &e.offset) ||
-                            !get_u32(b, "length", true, &e.length) ||
-                            !get_u32(b, "uncompressed_length", false, &e.uncompressed_length)) {
-                                r = parse_error(err, "a blob entry has a missing or invalid "
-                                                     "offset, length or uncompressed_length");
-                                goto out;
-                        }
-                        if (e.length < HF_CRYPTO_OVERHEAD ||
-                            (uint64_t)e.offset + e.length > UINT32_MAX) {
-                                r = parse_error(err, "a blob entry has an impossible length");
-                                goto out;
-                        }
-                        if (nv == capv) {
-                                size_t ncap = capv ? capv * 2 : 256;
-                                ParsedEntry *nvv = realloc(v, ncap * sizeof(*nvv));
-                                if (!nvv) {
-                                        r = -ENOMEM;
-                                        goto out;
-                                }
-                                v = nvv;
-                                capv = ncap;
-                        }
-                        v[nv++] = (ParsedEntry){ .pack = i, .e = e };
-                }
         }
         for (size_t i = 0; i < nv; i++) {
                 uint32_t pos;
                 r = hf_index_add_pack(idx, &pack_ids[v[i].pack], &pos);
                 if (r < 0)
-                        goto out;
-                v[i].e.pack = pos;
-                r = hf_index_add(idx, &v[i].e);
+                        return r;
+                v[i].pack = pos;
+                r = hf_index_add(idx, &v[i]);
                 if (r < 0)
-                        goto out;
+                        return r;
         }
-        r = 0;
-out:
-        json_decref(root);
-        return r;
+        return 0;
 }
 
 int hf_index_format(const HfIndex *idx, const HfIndexEntry *entries, size_t n, HfBuf *out)

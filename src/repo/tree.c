@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "tree.h"
 
-#include <jansson.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../base/json.h"
 #include "../base/log.h"
 
 static const char *const node_type_names[_HF_NODE_TYPE_MAX] = {
@@ -259,7 +259,7 @@ const HfNode *hf_tree_find(const HfTree *t, const char *name, size_t len)
 
 static int put_time(HfBuf *out, const char *key, const HfTime *t)
 {
-        int r = hf_buf_printf(out, ",\"%s\":\"", key);
+        int r = hf_buf_puts(out, key);
         if (r >= 0)
                 r = hf_time_format(out, t);
         if (r >= 0)
@@ -290,17 +290,23 @@ int hf_node_format(const HfNode *n, HfBuf *out)
         if (r >= 0)
                 r = hf_json_put_string(out, (const char *)q.data, q.len);
         if (r >= 0)
-                r = hf_buf_printf(out, ",\"type\":\"%s\"", hf_node_type_name(n->type));
+                r = hf_buf_puts(out, ",\"type\":\"");
+        if (r >= 0)
+                r = hf_buf_puts(out, hf_node_type_name(n->type));
+        if (r >= 0)
+                r = hf_buf_putc(out, '"');
         if (r >= 0 && n->mode)
-                r = hf_buf_printf(out, ",\"mode\":%u", n->mode);
+                r = hf_buf_put_key_u64(out, ",\"mode\":", n->mode);
         if (r >= 0)
-                r = put_time(out, "mtime", &n->mtime);
+                r = put_time(out, ",\"mtime\":\"", &n->mtime);
         if (r >= 0)
-                r = put_time(out, "atime", &n->atime);
+                r = put_time(out, ",\"atime\":\"", &n->atime);
         if (r >= 0)
-                r = put_time(out, "ctime", &n->ctime);
+                r = put_time(out, ",\"ctime\":\"", &n->ctime);
         if (r >= 0)
-                r = hf_buf_printf(out, ",\"uid\":%u,\"gid\":%u", n->uid, n->gid);
+                r = hf_buf_put_key_u64(out, ",\"uid\":", n->uid);
+        if (r >= 0)
+                r = hf_buf_put_key_u64(out, ",\"gid\":", n->gid);
         if (r >= 0 && n->user && *n->user) {
                 r = hf_buf_puts(out, ",\"user\":");
                 if (r >= 0)
@@ -312,13 +318,13 @@ int hf_node_format(const HfNode *n, HfBuf *out)
                         r = hf_json_put_string(out, n->group, strlen(n->group));
         }
         if (r >= 0 && n->inode)
-                r = hf_buf_printf(out, ",\"inode\":%llu", (unsigned long long)n->inode);
+                r = hf_buf_put_key_u64(out, ",\"inode\":", n->inode);
         if (r >= 0 && n->device_id)
-                r = hf_buf_printf(out, ",\"device_id\":%llu", (unsigned long long)n->device_id);
+                r = hf_buf_put_key_u64(out, ",\"device_id\":", n->device_id);
         if (r >= 0 && n->size)
-                r = hf_buf_printf(out, ",\"size\":%llu", (unsigned long long)n->size);
+                r = hf_buf_put_key_u64(out, ",\"size\":", n->size);
         if (r >= 0 && n->links)
-                r = hf_buf_printf(out, ",\"links\":%llu", (unsigned long long)n->links);
+                r = hf_buf_put_key_u64(out, ",\"links\":", n->links);
         if (r >= 0 && n->linktarget && n->linktarget_len) {
                 r = hf_buf_puts(out, ",\"linktarget\":");
                 if (r >= 0)
@@ -350,7 +356,7 @@ int hf_node_format(const HfNode *n, HfBuf *out)
                         r = hf_buf_putc(out, ']');
         }
         if (r >= 0 && n->device)
-                r = hf_buf_printf(out, ",\"device\":%llu", (unsigned long long)n->device);
+                r = hf_buf_put_key_u64(out, ",\"device\":", n->device);
         if (r >= 0) {
                 if (n->type == HF_NODE_FILE) {
                         r = hf_buf_puts(out, ",\"content\":[");
@@ -404,271 +410,370 @@ static int tree_error(HfBuf *err, size_t i, const char *msg)
         return -EPROTO;
 }
 
-static bool get_u64(json_t *o, const char *key, uint64_t *ret)
+/* A uint64 field; null reads as 0 (Go's zero value). */
+static int get_u64(HfJson *j, uint64_t *ret)
 {
-        json_t *v = json_object_get(o, key);
+        int r = hf_json_null(j);
 
-        if (!v || json_is_null(v)) {
+        if (r != 0) {
                 *ret = 0;
-                return true;
+                return r < 0 ? r : 0;
         }
-        /* Quoted by quote_big_integers(): a uint64 above INT64_MAX. */
-        if (json_is_string(v))
-                return hf_parse_u64(json_string_value(v), ret) >= 0;
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-                return false;
-        *ret = (uint64_t)json_integer_value(v);
-        return true;
+        return hf_json_u64(j, ret);
 }
 
-static bool is_digit(char c)
+static int get_u32(HfJson *j, uint32_t *ret)
 {
-        return c >= '0' && c <= '9';
+        uint64_t v;
+        int r = get_u64(j, &v);
+
+        if (r < 0)
+                return r;
+        if (v > UINT32_MAX)
+                return -ERANGE;
+        *ret = (uint32_t)v;
+        return 0;
 }
 
-/*
- * jansson refuses integers above INT64_MAX, but restic writes inode, size, device and links
- * as uint64 (FUSE and NFS inodes can be that large). Such numbers are copied into out as
- * quoted strings, which get_u64() accepts. Returns 1 when anything was quoted, 0 when the
- * input needs no change (out untouched).
- */
-static int quote_big_integers(const char *s, size_t n, HfBuf *out)
+static int get_time(HfJson *j, HfTime *ret)
 {
-        static const char max[] = "9223372036854775807";
-        size_t copied = 0;
-        bool in_str = false, changed = false;
-        int r;
+        const char *s;
+        size_t n;
+        int r = hf_json_null(j);
 
-        for (size_t i = 0; i < n; i++) {
-                size_t j;
+        if (r != 0) {
+                *ret = (HfTime){ .sec = -62135596800LL }; /* Go's zero time, year 1 */
+                return r < 0 ? r : 0;
+        }
+        r = hf_json_string_raw(j, &s, &n);
+        if (r < 0)
+                return r;
+        return hf_time_parse(s, n, ret);
+}
 
-                if (in_str) {
-                        if (s[i] == '\\')
-                                i++;
-                        else if (s[i] == '"')
-                                in_str = false;
-                        continue;
+/* A string field into a new NUL-terminated copy (NULL for null or ""). */
+static int get_string(HfJson *j, HfBuf *tmp, char **ret, size_t *ret_len)
+{
+        int r = hf_json_null(j);
+
+        free(*ret);
+        *ret = NULL;
+        if (ret_len)
+                *ret_len = 0;
+        if (r != 0)
+                return r < 0 ? r : 0;
+        hf_buf_reset(tmp);
+        r = hf_json_string(j, tmp);
+        if (r < 0 || tmp->len == 0)
+                return r;
+        *ret = memdup0(tmp->data, tmp->len);
+        if (!*ret)
+                return -ENOMEM;
+        if (ret_len)
+                *ret_len = tmp->len;
+        return 0;
+}
+
+static int get_id(HfJson *j, HfId *ret)
+{
+        const char *s;
+        size_t n;
+        int r = hf_json_string_raw(j, &s, &n);
+
+        if (r < 0)
+                return r;
+        return hf_id_parse(s, n, ret) < 0 ? -EPROTO : 0;
+}
+
+static int get_base64(HfJson *j, HfBuf *tmp, HfBuf *out)
+{
+        const char *s;
+        size_t n;
+        int r = hf_json_null(j);
+
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = hf_json_string_raw(j, &s, &n);
+        if (r < 0)
+                return r;
+        (void)tmp;
+        return hf_base64_decode(out, s, n) < 0 ? -EPROTO : 0;
+}
+
+static int parse_xattrs(HfJson *j, HfNode *n, HfBuf *tmp)
+{
+        _cleanup_buf_ HfBuf value = HF_BUF_INIT(1u << 24);
+        int r = hf_json_null(j);
+
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = hf_json_enter_array(j);
+        while (r >= 0 && (r = hf_json_next_item(j)) > 0) {
+                _cleanup_free_ char *name = NULL;
+                const char *k;
+                size_t kl;
+
+                hf_buf_reset(&value);
+                r = hf_json_enter_object(j);
+                while (r >= 0 && (r = hf_json_next_key(j, &k, &kl)) > 0) {
+                        if (hf_json_key_is(k, kl, "name"))
+                                r = get_string(j, tmp, &name, NULL);
+                        else if (hf_json_key_is(k, kl, "value"))
+                                r = get_base64(j, tmp, &value);
+                        else
+                                r = hf_json_skip(j);
                 }
-                if (s[i] == '"') {
-                        in_str = true;
-                        continue;
-                }
-                if (!is_digit(s[i]) ||
-                    (i > 0 && (is_digit(s[i - 1]) || s[i - 1] == '.' || s[i - 1] == '-' ||
-                               s[i - 1] == '+' || s[i - 1] == 'e' || s[i - 1] == 'E')))
-                        continue;
-                for (j = i; j < n && is_digit(s[j]); j++)
-                        ;
-                if (j < n && (s[j] == '.' || s[j] == 'e' || s[j] == 'E'))
-                        continue;
-                if (j - i < sizeof(max) - 1 ||
-                    (j - i == sizeof(max) - 1 && memcmp(s + i, max, j - i) <= 0)) {
-                        i = j - 1;
-                        continue;
-                }
-                r = hf_buf_append(out, s + copied, i - copied);
-                if (r >= 0)
-                        r = hf_buf_putc(out, '"');
-                if (r >= 0)
-                        r = hf_buf_append(out, s + i, j - i);
-                if (r >= 0)
-                        r = hf_buf_putc(out, '"');
                 if (r < 0)
                         return r;
-                copied = j;
-                changed = true;
-                i = j - 1;
+                if (!name)
+                        return -EPROTO;
+                r = hf_node_add_xattr(n, name, value.data ? (const void *)value.data : "",
+                                      value.len);
         }
-        if (!changed)
-                return 0;
-        r = hf_buf_append(out, s + copied, n - copied);
-        return r < 0 ? r : 1;
+        return r;
 }
 
-static bool get_time(json_t *o, const char *key, HfTime *ret)
+static int parse_content(HfJson *j, HfNode *n)
 {
-        json_t *v = json_object_get(o, key);
+        size_t cap = 0;
+        int r = hf_json_null(j);
 
-        if (!v || json_is_null(v)) {
-                *ret = (HfTime){ .sec = -62135596800LL }; /* Go's zero time, year 1 */
-                return true;
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = hf_json_enter_array(j);
+        while (r >= 0 && (r = hf_json_next_item(j)) > 0) {
+                if (n->n_content == cap) {
+                        size_t ncap = cap ? cap * 2 : 8;
+                        HfId *nv = realloc(n->content, ncap * sizeof(HfId));
+                        if (!nv)
+                                return -ENOMEM;
+                        n->content = nv;
+                        cap = ncap;
+                }
+                r = get_id(j, &n->content[n->n_content]);
+                if (r >= 0)
+                        n->n_content++;
         }
-        return json_is_string(v) &&
-               hf_time_parse(json_string_value(v), json_string_length(v), ret) >= 0;
+        return r;
 }
 
-static int dup_string(json_t *o, const char *key, char **ret)
+static int parse_node(HfJson *j, HfNode *n, HfBuf *tmp, HfBuf *name, size_t i, HfBuf *err)
 {
-        json_t *v = json_object_get(o, key);
-
-        *ret = NULL;
-        if (!v || json_is_null(v) || !json_is_string(v) || json_string_length(v) == 0)
-                return 0;
-        *ret = memdup0(json_string_value(v), json_string_length(v));
-        return *ret ? 0 : -ENOMEM;
-}
-
-static int parse_node(json_t *o, HfNode *n, size_t i, HfBuf *err)
-{
-        _cleanup_buf_ HfBuf tmp = HF_BUF_INIT(1u << 20);
-        json_t *v;
-        uint64_t u;
+        bool have_name = false, have_type = false;
+        _cleanup_buf_ HfBuf raw = HF_BUF_INIT(1u << 20);
+        const char *k;
+        size_t kl;
         int r;
 
-        if (!json_is_object(o))
-                return tree_error(err, i, "not a JSON object");
-        v = json_object_get(o, "name");
-        if (!v || !json_is_string(v))
+        r = hf_json_enter_object(j);
+        while (r >= 0 && (r = hf_json_next_key(j, &k, &kl)) > 0) {
+                switch (k[0]) {
+                case 'n':
+                        if (!hf_json_key_is(k, kl, "name"))
+                                goto skip;
+                        hf_buf_reset(tmp);
+                        hf_buf_reset(name);
+                        r = hf_json_string(j, tmp);
+                        if (r >= 0 && hf_go_unquote(name, (const char *)tmp->data, tmp->len) < 0)
+                                return tree_error(err, i, "name is not a valid quoted string");
+                        have_name = true;
+                        continue;
+                case 't':
+                        if (!hf_json_key_is(k, kl, "type"))
+                                goto skip;
+                        {
+                                const char *s;
+                                size_t sl;
+                                char t[16];
+                                r = hf_json_string_raw(j, &s, &sl);
+                                if (r < 0)
+                                        break;
+                                if (sl >= sizeof(t))
+                                        return tree_error(err, i, "unknown type");
+                                memcpy(t, s, sl);
+                                t[sl] = 0;
+                                if (hf_node_type_from_name(t, &n->type) < 0)
+                                        return tree_error(err, i, "unknown type");
+                                have_type = true;
+                        }
+                        continue;
+                case 'm':
+                        if (hf_json_key_is(k, kl, "mode"))
+                                r = get_u32(j, &n->mode);
+                        else if (hf_json_key_is(k, kl, "mtime"))
+                                r = get_time(j, &n->mtime);
+                        else
+                                goto skip;
+                        continue;
+                case 'a':
+                        if (!hf_json_key_is(k, kl, "atime"))
+                                goto skip;
+                        r = get_time(j, &n->atime);
+                        continue;
+                case 'c':
+                        if (hf_json_key_is(k, kl, "ctime"))
+                                r = get_time(j, &n->ctime);
+                        else if (hf_json_key_is(k, kl, "content"))
+                                r = parse_content(j, n);
+                        else
+                                goto skip;
+                        continue;
+                case 'u':
+                        if (hf_json_key_is(k, kl, "uid"))
+                                r = get_u32(j, &n->uid);
+                        else if (hf_json_key_is(k, kl, "user"))
+                                r = get_string(j, tmp, &n->user, NULL);
+                        else
+                                goto skip;
+                        continue;
+                case 'g':
+                        if (hf_json_key_is(k, kl, "gid"))
+                                r = get_u32(j, &n->gid);
+                        else if (hf_json_key_is(k, kl, "group"))
+                                r = get_string(j, tmp, &n->group, NULL);
+                        else
+                                goto skip;
+                        continue;
+                case 'i':
+                        if (!hf_json_key_is(k, kl, "inode"))
+                                goto skip;
+                        r = get_u64(j, &n->inode);
+                        continue;
+                case 'd':
+                        if (hf_json_key_is(k, kl, "device_id"))
+                                r = get_u64(j, &n->device_id);
+                        else if (hf_json_key_is(k, kl, "device"))
+                                r = get_u64(j, &n->device);
+                        else
+                                goto skip;
+                        continue;
+                case 's':
+                        if (hf_json_key_is(k, kl, "size"))
+                                r = get_u64(j, &n->size);
+                        else if (hf_json_key_is(k, kl, "subtree")) {
+                                r = hf_json_null(j);
+                                if (r == 0) {
+                                        r = get_id(j, &n->subtree);
+                                        n->has_subtree = r >= 0;
+                                }
+                        } else
+                                goto skip;
+                        continue;
+                case 'l':
+                        if (hf_json_key_is(k, kl, "links"))
+                                r = get_u64(j, &n->links);
+                        else if (hf_json_key_is(k, kl, "linktarget")) {
+                                /* linktarget_raw, when present, wins (whatever the order). */
+                                if (raw.len == 0)
+                                        r = get_string(j, tmp, &n->linktarget,
+                                                       &n->linktarget_len);
+                                else
+                                        r = hf_json_skip(j);
+                        } else if (hf_json_key_is(k, kl, "linktarget_raw")) {
+                                hf_buf_reset(&raw);
+                                r = get_base64(j, tmp, &raw);
+                                if (r >= 0 && raw.len) {
+                                        free(n->linktarget);
+                                        n->linktarget = memdup0(raw.data, raw.len);
+                                        n->linktarget_len = raw.len;
+                                        if (!n->linktarget)
+                                                return -ENOMEM;
+                                }
+                        } else
+                                goto skip;
+                        continue;
+                case 'e':
+                        if (hf_json_key_is(k, kl, "extended_attributes"))
+                                r = parse_xattrs(j, n, tmp);
+                        else if (hf_json_key_is(k, kl, "error"))
+                                r = get_string(j, tmp, &n->error, NULL);
+                        else
+                                goto skip;
+                        continue;
+                default:
+                        break;
+                }
+        skip:
+                r = hf_json_skip(j);
+        }
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                char where[128];
+                if (j->error) {
+                        (void)hf_json_error(j, where, sizeof(where));
+                        return tree_error(err, i, where);
+                }
+                return tree_error(err, i, "invalid field value");
+        }
+        if (!have_name)
                 return tree_error(err, i, "no name");
-        r = hf_go_unquote(&tmp, json_string_value(v), json_string_length(v));
-        if (r < 0)
-                return tree_error(err, i, "name is not a valid quoted string");
-        if (tmp.len == 0 || memchr(tmp.data, '/', tmp.len) || memchr(tmp.data, 0, tmp.len) ||
-            (tmp.len == 1 && tmp.data[0] == '.') ||
-            (tmp.len == 2 && tmp.data[0] == '.' && tmp.data[1] == '.'))
-                return tree_error(err, i, "name is empty, '.', '..' or contains '/' or NUL");
-        r = hf_node_set_name(n, (const char *)tmp.data, tmp.len);
-        if (r < 0)
-                return r;
-        v = json_object_get(o, "type");
-        if (!v || !json_is_string(v) || hf_node_type_from_name(json_string_value(v), &n->type) < 0)
+        if (!have_type)
                 return tree_error(err, i, "missing or unknown type");
-        if (!get_u64(o, "mode", &u) || u > UINT32_MAX)
-                return tree_error(err, i, "invalid mode");
-        n->mode = (uint32_t)u;
-        if (!get_time(o, "mtime", &n->mtime) || !get_time(o, "atime", &n->atime) ||
-            !get_time(o, "ctime", &n->ctime))
-                return tree_error(err, i, "invalid time");
-        if (!get_u64(o, "uid", &u) || u > UINT32_MAX)
-                return tree_error(err, i, "invalid uid");
-        n->uid = (uint32_t)u;
-        if (!get_u64(o, "gid", &u) || u > UINT32_MAX)
-                return tree_error(err, i, "invalid gid");
-        n->gid = (uint32_t)u;
-        if (!get_u64(o, "inode", &n->inode) || !get_u64(o, "device_id", &n->device_id) ||
-            !get_u64(o, "size", &n->size) || !get_u64(o, "links", &n->links) ||
-            !get_u64(o, "device", &n->device))
-                return tree_error(err, i, "invalid number");
-        if ((r = dup_string(o, "user", &n->user)) < 0 ||
-            (r = dup_string(o, "group", &n->group)) < 0 ||
-            (r = dup_string(o, "error", &n->error)) < 0)
-                return r;
-        v = json_object_get(o, "linktarget_raw");
-        if (v && json_is_string(v) && json_string_length(v)) {
-                hf_buf_reset(&tmp);
-                if (hf_base64_decode(&tmp, json_string_value(v), json_string_length(v)) < 0)
-                        return tree_error(err, i, "invalid linktarget_raw");
-                n->linktarget = memdup0(tmp.data, tmp.len);
-                n->linktarget_len = tmp.len;
-                if (!n->linktarget)
-                        return -ENOMEM;
-        } else {
-                v = json_object_get(o, "linktarget");
-                if (v && json_is_string(v) && json_string_length(v)) {
-                        n->linktarget = memdup0(json_string_value(v), json_string_length(v));
-                        n->linktarget_len = json_string_length(v);
-                        if (!n->linktarget)
-                                return -ENOMEM;
-                }
-        }
-        v = json_object_get(o, "extended_attributes");
-        if (v && json_is_array(v)) {
-                for (size_t j = 0; j < json_array_size(v); j++) {
-                        json_t *x = json_array_get(v, j), *xn, *xv;
-                        if (!json_is_object(x))
-                                return tree_error(err, i, "invalid extended attribute");
-                        xn = json_object_get(x, "name");
-                        xv = json_object_get(x, "value");
-                        if (!xn || !json_is_string(xn))
-                                return tree_error(err, i, "extended attribute without name");
-                        hf_buf_reset(&tmp);
-                        if (xv && json_is_string(xv) &&
-                            hf_base64_decode(&tmp, json_string_value(xv), json_string_length(xv)) <
-                                    0)
-                                return tree_error(err, i, "invalid extended attribute value");
-                        if (xv && !json_is_string(xv) && !json_is_null(xv))
-                                return tree_error(err, i, "invalid extended attribute value");
-                        r = hf_node_add_xattr(n, json_string_value(xn),
-                                              tmp.data ? (const void *)tmp.data : (const void *)"",
-                                              tmp.len);
-                        if (r < 0)
-                                return r;
-                }
-        } else if (v && !json_is_null(v))
-                return tree_error(err, i, "invalid extended_attributes");
-        v = json_object_get(o, "content");
-        if (v && json_is_array(v)) {
-                size_t k = json_array_size(v);
-                if (k) {
-                        n->content = malloc(k * sizeof(HfId));
-                        if (!n->content)
-                                return -ENOMEM;
-                }
-                for (size_t j = 0; j < k; j++) {
-                        json_t *id = json_array_get(v, j);
-                        if (!json_is_string(id) ||
-                            hf_id_parse(json_string_value(id), json_string_length(id),
-                                        &n->content[j]) < 0)
-                                return tree_error(err, i, "invalid content ID");
-                        n->n_content++;
-                }
-        } else if (v && !json_is_null(v))
-                return tree_error(err, i, "invalid content");
-        v = json_object_get(o, "subtree");
-        if (v && !json_is_null(v)) {
-                if (!json_is_string(v) ||
-                    hf_id_parse(json_string_value(v), json_string_length(v), &n->subtree) < 0)
-                        return tree_error(err, i, "invalid subtree ID");
-                n->has_subtree = true;
-        }
-        return 0;
+        if (name->len == 0 || memchr(name->data, '/', name->len) ||
+            memchr(name->data, 0, name->len) || (name->len == 1 && name->data[0] == '.') ||
+            (name->len == 2 && name->data[0] == '.' && name->data[1] == '.'))
+                return tree_error(err, i, "name is empty, '.', '..' or contains '/' or NUL");
+        return hf_node_set_name(n, (const char *)name->data, name->len);
+}
+
+static bool tree_sorted_unique(const HfTree *t)
+{
+        for (size_t i = 1; i < t->n; i++)
+                if (node_cmp(&t->nodes[i - 1], &t->nodes[i]) >= 0)
+                        return false;
+        return true;
 }
 
 int hf_tree_parse(const void *json, size_t n, HfTree *ret, HfBuf *err)
 {
-        _cleanup_buf_ HfBuf quoted = HF_BUF_INIT(n + n / 4 + 64);
+        _cleanup_buf_ HfBuf tmp = HF_BUF_INIT(1u << 20), name = HF_BUF_INIT(1u << 20);
         HfTree t = { 0 };
-        json_error_t jerr;
-        json_t *root, *nodes;
+        bool have_nodes = false;
+        HfJson j;
+        const char *k;
+        size_t kl;
         int r;
 
-        r = quote_big_integers(json, n, &quoted);
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                json = quoted.data;
-                n = quoted.len;
-        }
-        root = json_loadb(json, n, 0, &jerr);
-        if (!root) {
-                if (err) {
-                        hf_buf_reset(err);
-                        (void)hf_buf_printf(err, "malformed JSON at line %d column %d: %s",
-                                            jerr.line, jerr.column, jerr.text);
+        hf_json_init(&j, json, n);
+        r = hf_json_enter_object(&j);
+        while (r >= 0 && (r = hf_json_next_key(&j, &k, &kl)) > 0) {
+                if (!hf_json_key_is(k, kl, "nodes")) {
+                        r = hf_json_skip(&j);
+                        continue;
                 }
-                return -EPROTO;
+                have_nodes = true;
+                r = hf_json_null(&j);
+                if (r != 0)
+                        continue;
+                r = hf_json_enter_array(&j);
+                while (r >= 0 && (r = hf_json_next_item(&j)) > 0) {
+                        HfNode *node;
+                        r = hf_tree_add(&t, &node);
+                        if (r >= 0)
+                                r = parse_node(&j, node, &tmp, &name, t.n - 1, err);
+                        if (r < 0)
+                                goto out;
+                }
         }
-        nodes = json_is_object(root) ? json_object_get(root, "nodes") : NULL;
-        if (!nodes || (!json_is_array(nodes) && !json_is_null(nodes))) {
+        if (r >= 0)
+                r = hf_json_end(&j);
+        if (r == -ENOMEM)
+                goto out;
+        if (r < 0 || !have_nodes) {
                 if (err) {
+                        char where[128];
                         hf_buf_reset(err);
-                        (void)hf_buf_puts(err, "no \"nodes\" array");
+                        if (j.error)
+                                (void)hf_json_error(&j, where, sizeof(where));
+                        (void)hf_buf_printf(err, "%s",
+                                            j.error ? where : "no \"nodes\" array");
                 }
                 r = -EPROTO;
                 goto out;
         }
-        for (size_t i = 0; i < json_array_size(nodes); i++) {
-                HfNode *node;
-                r = hf_tree_add(&t, &node);
-                if (r < 0)
-                        goto out;
-                r = parse_node(json_array_get(nodes, i), node, i, err);
-                if (r < 0)
-                        goto out;
-        }
         /* Readers look nodes up by name: keep them sorted even if the writer did not. */
-        r = hf_tree_sort(&t);
-        if (r == -EEXIST) {
+        if (!tree_sorted_unique(&t) && hf_tree_sort(&t) == -EEXIST) {
                 if (err) {
                         hf_buf_reset(err);
                         (void)hf_buf_puts(err, "two nodes have the same name");
@@ -680,7 +785,6 @@ int hf_tree_parse(const void *json, size_t n, HfTree *ret, HfBuf *err)
         t = (HfTree){ 0 };
         r = 0;
 out:
-        json_decref(root);
         hf_tree_done(&t);
         return r;
 }
