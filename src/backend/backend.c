@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "backend.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "../base/util.h"
 
 static const char *const type_dirs[_HF_FILE_TYPE_MAX] = {
         [HF_FILE_CONFIG] = "config", [HF_FILE_KEY] = "keys",   [HF_FILE_SNAPSHOT] = "snapshots",
@@ -42,4 +46,53 @@ HfBackend *hf_backend_free(HfBackend *b)
         if (b)
                 b->ops->free(b);
         return NULL;
+}
+
+/* The generic temp file: unnamed (O_TMPFILE) in $TMPDIR, so nothing is left behind. */
+static int generic_temp_open(int *ret_fd)
+{
+        const char *dir = getenv("TMPDIR");
+        int fd;
+
+        if (!dir || !*dir)
+                dir = "/var/tmp";
+        fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        *ret_fd = fd;
+        return 0;
+}
+
+int hf_backend_temp_open(HfBackend *b, HfFileType t, int *ret_fd)
+{
+        if (b->ops->temp_open)
+                return b->ops->temp_open(b, t, ret_fd);
+        return generic_temp_open(ret_fd);
+}
+
+int hf_backend_temp_commit(HfBackend *b, HfFileType t, int fd, const char *name)
+{
+        HfBuf data = HF_BUF_INIT((size_t)1 << 31);
+        int r;
+
+        if (b->ops->temp_commit)
+                return b->ops->temp_commit(b, t, fd, name);
+        r = lseek(fd, 0, SEEK_SET) < 0 ? -errno : 0;
+        if (r >= 0)
+                r = hf_read_fd(fd, (size_t)1 << 31, &data);
+        if (r >= 0)
+                r = hf_backend_save(b, t, name, data.data, data.len);
+        hf_buf_free(&data);
+        close(fd);
+        return r;
+}
+
+void hf_backend_temp_abort(HfBackend *b, HfFileType t, int fd)
+{
+        if (fd < 0)
+                return;
+        if (b->ops->temp_abort)
+                b->ops->temp_abort(b, t, fd);
+        else
+                close(fd);
 }

@@ -48,6 +48,15 @@ typedef struct HfBackendOps {
         /* Calls fn for every file of type t; a negative return from fn stops and is returned. */
         int (*list)(HfBackend *b, HfFileType t, HfListFn fn, void *userdata);
         void (*free)(HfBackend *b);
+        /*
+         * Optional: a file built in place whose name is known only when it is complete
+         * (packs are named by their hash). temp_open gives a read-write fd; temp_commit makes
+         * it durable and visible as (t, name) and closes it; temp_abort throws it away. When
+         * NULL, a generic version keeps the temp file in $TMPDIR and calls save().
+         */
+        int (*temp_open)(HfBackend *b, HfFileType t, int *ret_fd);
+        int (*temp_commit)(HfBackend *b, HfFileType t, int fd, const char *name);
+        void (*temp_abort)(HfBackend *b, HfFileType t, int fd);
 } HfBackendOps;
 
 struct HfBackend {
@@ -65,6 +74,10 @@ HfBackend *hf_backend_free(HfBackend *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfBackend *, hf_backend_free);
 
 int hf_backend_local_open(const char *path, bool create, HfBackend **ret);
+/* Streaming creation (see temp_open above); these fall back to a generic version. */
+int hf_backend_temp_open(HfBackend *b, HfFileType t, int *ret_fd);
+int hf_backend_temp_commit(HfBackend *b, HfFileType t, int fd, const char *name);
+void hf_backend_temp_abort(HfBackend *b, HfFileType t, int fd);
 
 static inline int hf_backend_save(HfBackend *b, HfFileType t, const char *name, const void *p,
                                   size_t n)

@@ -5,6 +5,8 @@
  * (never replacing an existing name), the folder fsynced, and made read-only (0400).
  */
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,10 +15,33 @@
 #include "../base/util.h"
 #include "backend.h"
 
+/* A named temp file, for filesystems without O_TMPFILE or hosts without /proc. */
+typedef struct NamedTemp {
+        int fd;
+        char name[64];
+} NamedTemp;
+
+/* Open pack files for reads, so restoring and checking do not open a pack per blob. */
+#define FD_CACHE_SIZE 32
+
+typedef struct CachedFd {
+        char name[HF_ID_HEX_LEN + 1];
+        HfFileType type;
+        int fd;        /* -1: empty slot */
+        unsigned refs; /* readers using fd now: never closed under them */
+        uint64_t used; /* for least-recently-used eviction */
+} CachedFd;
+
 typedef struct LocalBackend {
         HfBackend base;
         int rootfd;
         int dirfds[_HF_FILE_TYPE_MAX];
+        pthread_mutex_t fd_lock;
+        CachedFd fds[FD_CACHE_SIZE];
+        uint64_t fd_clock;
+        pthread_mutex_t temp_lock;
+        NamedTemp *temps;
+        size_t n_temps;
 } LocalBackend;
 
 static bool name_ok(HfFileType t, const char *name)
@@ -36,16 +61,23 @@ static bool name_ok(HfFileType t, const char *name)
 /* The folder fd of a type, opened lazily; for packs, the folder of the fan-out. */
 static int type_dirfd(LocalBackend *lb, HfFileType t)
 {
+        int cur, fd, expected = -1;
+
         if (t == HF_FILE_CONFIG)
                 return lb->rootfd;
-        if (lb->dirfds[t] < 0) {
-                int fd = openat(lb->rootfd, hf_file_type_dir(t),
-                                O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (fd < 0)
-                        return -errno;
-                lb->dirfds[t] = fd;
+        cur = __atomic_load_n(&lb->dirfds[t], __ATOMIC_ACQUIRE);
+        if (cur >= 0)
+                return cur;
+        fd = openat(lb->rootfd, hf_file_type_dir(t), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        /* Threads may race to open it: the first one wins, the others close theirs. */
+        if (!__atomic_compare_exchange_n(&lb->dirfds[t], &expected, fd, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE)) {
+                close(fd);
+                return expected;
         }
-        return lb->dirfds[t];
+        return fd;
 }
 
 /* Resolves (type, name) to a folder fd and a path relative to it. */
@@ -155,13 +187,102 @@ static int local_load(HfBackend *b, HfFileType t, const char *name, uint64_t off
         return 0;
 }
 
+/* A cached fd for (t, name), with a reference the caller drops with fd_put(). */
+static int fd_get(LocalBackend *lb, HfFileType t, const char *name, CachedFd **ret)
+{
+        CachedFd *victim = NULL;
+        int fd;
+
+        pthread_mutex_lock(&lb->fd_lock);
+        for (size_t i = 0; i < FD_CACHE_SIZE; i++) {
+                CachedFd *c = &lb->fds[i];
+                if (c->fd >= 0 && c->type == t && strcmp(c->name, name) == 0) {
+                        c->refs++;
+                        c->used = ++lb->fd_clock;
+                        pthread_mutex_unlock(&lb->fd_lock);
+                        *ret = c;
+                        return c->fd;
+                }
+        }
+        pthread_mutex_unlock(&lb->fd_lock);
+        fd = local_open(lb, t, name);
+        if (fd < 0)
+                return fd;
+        pthread_mutex_lock(&lb->fd_lock);
+        /* An empty slot, else the least recently used one nobody is reading from. */
+        for (size_t i = 0; i < FD_CACHE_SIZE; i++) {
+                CachedFd *c = &lb->fds[i];
+                if (c->refs != 0)
+                        continue;
+                if (c->fd < 0) {
+                        victim = c;
+                        break;
+                }
+                if (!victim || c->used < victim->used)
+                        victim = c;
+        }
+        if (!victim) {
+                /* Every slot busy: use this fd once, uncached. */
+                pthread_mutex_unlock(&lb->fd_lock);
+                *ret = NULL;
+                return fd;
+        }
+        if (victim->fd >= 0)
+                close(victim->fd);
+        (void)snprintf(victim->name, sizeof(victim->name), "%s", name);
+        victim->type = t;
+        victim->fd = fd;
+        victim->refs = 1;
+        victim->used = ++lb->fd_clock;
+        pthread_mutex_unlock(&lb->fd_lock);
+        *ret = victim;
+        return fd;
+}
+
+static void fd_put(LocalBackend *lb, CachedFd *c, int fd)
+{
+        if (!c) {
+                close(fd);
+                return;
+        }
+        pthread_mutex_lock(&lb->fd_lock);
+        c->refs--;
+        pthread_mutex_unlock(&lb->fd_lock);
+}
+
 static int local_read_at(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len,
                          void *p)
 {
-        _cleanup_close_ int fd = local_open((LocalBackend *)b, t, name);
+        LocalBackend *lb = (LocalBackend *)b;
+        CachedFd *c;
+        int fd, r;
+
+        if (t != HF_FILE_PACK) {
+                _cleanup_close_ int ofd = local_open(lb, t, name);
+                if (ofd < 0)
+                        return ofd;
+                return hf_pread_all(ofd, p, len, off);
+        }
+        fd = fd_get(lb, t, name, &c);
         if (fd < 0)
                 return fd;
-        return hf_pread_all(fd, p, len, off);
+        r = hf_pread_all(fd, p, len, off);
+        fd_put(lb, c, fd);
+        return r;
+}
+
+/* A removed file must not stay readable through the cache. */
+static void fd_forget(LocalBackend *lb, HfFileType t, const char *name)
+{
+        pthread_mutex_lock(&lb->fd_lock);
+        for (size_t i = 0; i < FD_CACHE_SIZE; i++) {
+                CachedFd *c = &lb->fds[i];
+                if (c->fd >= 0 && c->refs == 0 && c->type == t && strcmp(c->name, name) == 0) {
+                        close(c->fd);
+                        c->fd = -1;
+                }
+        }
+        pthread_mutex_unlock(&lb->fd_lock);
 }
 
 static int local_stat(HfBackend *b, HfFileType t, const char *name, uint64_t *ret_size)
@@ -194,6 +315,7 @@ static int local_remove(HfBackend *b, HfFileType t, const char *name)
                 return r;
         if (unlinkat(dfd, path, 0) < 0)
                 return -errno;
+        fd_forget(lb, t, name);
         return 0;
 }
 
@@ -269,6 +391,128 @@ static int local_list(HfBackend *b, HfFileType t, HfListFn fn, void *userdata)
         return 0;
 }
 
+static int subdir_fd(int dfd, const char *name)
+{
+        char sub[3] = { name[0], name[1], 0 };
+        int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd < 0 && errno == ENOENT) {
+                if (mkdirat(dfd, sub, 0700) < 0 && errno != EEXIST)
+                        return -errno;
+                fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
+        return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Packs are written in place into an unnamed file in the vault's own folder (O_TMPFILE), so
+ * the final link is cheap and a crash leaves nothing behind.
+ */
+static int local_temp_open(HfBackend *b, HfFileType t, int *ret_fd)
+{
+        static atomic_uint counter;
+        LocalBackend *lb = (LocalBackend *)b;
+        int dfd = type_dirfd(lb, t), fd;
+
+        if (dfd < 0)
+                return dfd;
+        if (access("/proc/self/fd", X_OK) == 0) {
+                fd = openat(dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+                if (fd >= 0) {
+                        *ret_fd = fd;
+                        return 0;
+                }
+                if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+                        return -errno;
+        }
+        NamedTemp nt;
+        (void)snprintf(nt.name, sizeof(nt.name), ".tmp-%d-%u", (int)getpid(),
+                       atomic_fetch_add(&counter, 1));
+        fd = openat(dfd, nt.name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        nt.fd = fd;
+        pthread_mutex_lock(&lb->temp_lock);
+        NamedTemp *nv = realloc(lb->temps, (lb->n_temps + 1) * sizeof(NamedTemp));
+        if (nv) {
+                lb->temps = nv;
+                lb->temps[lb->n_temps++] = nt;
+        }
+        pthread_mutex_unlock(&lb->temp_lock);
+        if (!nv) {
+                (void)unlinkat(dfd, nt.name, 0);
+                close(fd);
+                return -ENOMEM;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* Removes fd from the named temp list; copies its name into name (empty if unnamed). */
+static void take_named(LocalBackend *lb, int fd, char name[64])
+{
+        name[0] = 0;
+        pthread_mutex_lock(&lb->temp_lock);
+        for (size_t i = 0; i < lb->n_temps; i++)
+                if (lb->temps[i].fd == fd) {
+                        memcpy(name, lb->temps[i].name, 64);
+                        lb->temps[i] = lb->temps[--lb->n_temps];
+                        break;
+                }
+        pthread_mutex_unlock(&lb->temp_lock);
+}
+
+static int local_temp_commit(HfBackend *b, HfFileType t, int fd, const char *name)
+{
+        LocalBackend *lb = (LocalBackend *)b;
+        _cleanup_close_ int sub = -1;
+        char path[128], named[64];
+        int dfd, target, r = 0;
+
+        take_named(lb, fd, named);
+        r = locate(lb, t, name, &dfd, path, sizeof(path));
+        if (r >= 0 && (fchmod(fd, 0400) < 0 || fsync(fd) < 0))
+                r = -errno;
+        target = dfd;
+        if (r >= 0 && t == HF_FILE_PACK) {
+                sub = subdir_fd(dfd, name);
+                if (sub < 0)
+                        r = sub;
+                target = sub;
+        }
+        if (r >= 0) {
+                int k;
+                if (named[0])
+                        k = linkat(dfd, named, target, name, 0);
+                else {
+                        char proc[64];
+                        (void)snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+                        k = linkat(AT_FDCWD, proc, target, name, AT_SYMLINK_FOLLOW);
+                }
+                /* The same bytes under the same name are already there: nothing to do. */
+                if (k < 0 && errno != EEXIST)
+                        r = -errno;
+        }
+        if (r >= 0)
+                r = hf_fsync_dirfd(target);
+        if (named[0])
+                (void)unlinkat(dfd, named, 0);
+        close(fd);
+        return r;
+}
+
+static void local_temp_abort(HfBackend *b, HfFileType t, int fd)
+{
+        LocalBackend *lb = (LocalBackend *)b;
+        char named[64];
+        int dfd = type_dirfd(lb, t);
+
+        take_named(lb, fd, named);
+        if (named[0] && dfd >= 0)
+                (void)unlinkat(dfd, named, 0);
+        close(fd);
+}
+
 static void local_free(HfBackend *b)
 {
         LocalBackend *lb = (LocalBackend *)b;
@@ -278,6 +522,12 @@ static void local_free(HfBackend *b)
                         close(lb->dirfds[i]);
         if (lb->rootfd >= 0)
                 close(lb->rootfd);
+        free(lb->temps);
+        pthread_mutex_destroy(&lb->temp_lock);
+        for (size_t i = 0; i < FD_CACHE_SIZE; i++)
+                if (lb->fds[i].fd >= 0)
+                        close(lb->fds[i].fd);
+        pthread_mutex_destroy(&lb->fd_lock);
         free(lb->base.location);
         free(lb);
 }
@@ -291,6 +541,9 @@ static const HfBackendOps local_ops = {
         .remove = local_remove,
         .list = local_list,
         .free = local_free,
+        .temp_open = local_temp_open,
+        .temp_commit = local_temp_commit,
+        .temp_abort = local_temp_abort,
 };
 
 int hf_backend_local_open(const char *path, bool create, HfBackend **ret)
@@ -311,6 +564,10 @@ int hf_backend_local_open(const char *path, bool create, HfBackend **ret)
                 return -ENOMEM;
         for (int i = 0; i < _HF_FILE_TYPE_MAX; i++)
                 lb->dirfds[i] = -1;
+        pthread_mutex_init(&lb->temp_lock, NULL);
+        pthread_mutex_init(&lb->fd_lock, NULL);
+        for (size_t i = 0; i < FD_CACHE_SIZE; i++)
+                lb->fds[i].fd = -1;
         lb->base.ops = &local_ops;
         lb->base.location = strdup(path);
         lb->rootfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -41,6 +41,8 @@ int hf_buf_reserve(HfBuf *b, size_t n)
         p = realloc(b->data, ncap);
         if (!p)
                 return -ENOMEM;
+        if (!b->data)
+                p[0] = 0; /* the data is always a C string, even before the first append */
         b->data = p;
         b->cap = ncap;
         return 0;

@@ -307,6 +307,12 @@ int hf_json_string(HfJson *j, HfBuf *out)
                                         cp = 0xfffd;
                         } else if (cp >= 0xdc00 && cp <= 0xdfff)
                                 cp = 0xfffd;
+                        /* No vault string may hold a NUL (names, targets, users, xattrs):
+                         * refuse it rather than let C strings cut it short. */
+                        if (cp == 0) {
+                                out->len = start;
+                                return fail(j, "NUL character in a string");
+                        }
                         r = put_utf8(out, cp);
                         continue;
                 }

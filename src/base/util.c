@@ -251,6 +251,26 @@ int hf_pread_all(int fd, void *p, size_t n, uint64_t off)
         return 0;
 }
 
+int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off)
+{
+        const uint8_t *q = p;
+
+        while (n > 0) {
+                ssize_t k = pwrite(fd, q, n, (off_t)off);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EIO;
+                q += k;
+                n -= (size_t)k;
+                off += (uint64_t)k;
+        }
+        return 0;
+}
+
 int hf_fsync_dirfd(int dirfd)
 {
         if (fsync(dirfd) < 0 && errno != EINVAL && errno != EROFS)

@@ -53,6 +53,8 @@ int hf_read_file_at(int dirfd, const char *path, size_t max, HfBuf *out);
 /* Writes all n bytes, retrying on short writes and EINTR. */
 int hf_write_all(int fd, const void *p, size_t n);
 int hf_pread_all(int fd, void *p, size_t n, uint64_t off);
+/* pwrite() of all n bytes at off, retrying short writes and EINTR. */
+int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off);
 /*
  * Durable atomic creation of dirfd/name: write a temp file in the same folder, fsync, rename
  * over name, fsync the folder, then chmod to mode. With exclusive set, an existing name is

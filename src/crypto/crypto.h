@@ -40,7 +40,11 @@ int hf_cipher_new(const HfKey *key, HfCipher **ret);
 HfCipher *hf_cipher_free(HfCipher *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfCipher *, hf_cipher_free);
 
-/* out receives n + HF_CRYPTO_OVERHEAD bytes; out and in must not overlap. Random IV. */
+/*
+ * out receives n + HF_CRYPTO_OVERHEAD bytes. in and out must not overlap, except that in may
+ * be exactly out + HF_CRYPTO_IV_LEN (encryption in place, the plaintext already where the
+ * ciphertext goes). Random IV.
+ */
 int hf_cipher_encrypt(HfCipher *c, const void *in, size_t n, void *out);
 /* Same with a given IV (tests and vectors only). -EINVAL for an all-zero IV. */
 int hf_cipher_encrypt_iv(HfCipher *c, const uint8_t iv[HF_CRYPTO_IV_LEN], const void *in, size_t n,

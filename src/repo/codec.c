@@ -9,8 +9,10 @@
 struct HfCodec {
         HfCipher *cipher;
         ZSTD_CCtx *cctx;
+        ZSTD_CCtx *probe; /* level 1, for the incompressibility probe */
         ZSTD_DCtx *dctx;
         HfBuf scratch;
+        HfBuf raw;
         int level;
 };
 
@@ -60,8 +62,9 @@ int hf_codec_new(const HfKey *key, HfCompression compression, HfCodec **ret)
         if (r < 0)
                 return r;
         c->cctx = ZSTD_createCCtx();
+        c->probe = ZSTD_createCCtx();
         c->dctx = ZSTD_createDCtx();
-        if (!c->cctx || !c->dctx)
+        if (!c->cctx || !c->dctx || !c->probe)
                 return -ENOMEM;
         c->level = level_of(compression);
         /* Even with compression off, tree blobs and files are compressed, as restic does. */
@@ -71,6 +74,7 @@ int hf_codec_new(const HfKey *key, HfCompression compression, HfCodec **ret)
             ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_contentSizeFlag, 1)))
                 return -EIO;
         hf_buf_init(&c->scratch, HF_BLOB_MAX_PLAIN + 1024);
+        hf_buf_init(&c->raw, HF_BLOB_MAX_PLAIN + 1024);
         *ret = TAKE_PTR(c);
         return 0;
 }
@@ -81,59 +85,113 @@ HfCodec *hf_codec_free(HfCodec *c)
                 return NULL;
         hf_cipher_free(c->cipher);
         ZSTD_freeCCtx(c->cctx);
+        ZSTD_freeCCtx(c->probe);
         ZSTD_freeDCtx(c->dctx);
         hf_buf_free(&c->scratch);
+        hf_buf_free(&c->raw);
         free(c);
         return NULL;
 }
 
-/* Compresses into c->scratch; returns the compressed size or a negative error. */
-static ssize_t compress_to_scratch(HfCodec *c, const void *plain, size_t n)
-{
-        size_t bound = ZSTD_compressBound(n), k;
-        int r;
+#define PROBE_MIN (256u * 1024)
+#define PROBE_WINDOW (8u * 1024)
+#define PROBE_WINDOWS 4
 
-        hf_buf_reset(&c->scratch);
-        r = hf_buf_reserve(&c->scratch, bound);
-        if (r < 0)
-                return r;
-        k = ZSTD_compress2(c->cctx, c->scratch.data, bound, plain, n);
-        if (ZSTD_isError(k))
-                return -EIO;
-        c->scratch.len = k;
-        return (ssize_t)k;
+/*
+ * Cheap test for data that will not compress (media, archives, ciphertext): level-1 zstd on
+ * four 8 KiB windows spread over the blob. Only when none of them shrinks by 3 % is the blob
+ * stored as is, saving a full compression pass that would gain nothing.
+ */
+static bool looks_incompressible(HfCodec *c, const uint8_t *p, size_t n)
+{
+        uint8_t out[PROBE_WINDOW + 512];
+        size_t total = 0;
+
+        if (n < PROBE_MIN)
+                return false;
+        for (unsigned i = 0; i < PROBE_WINDOWS; i++) {
+                size_t off = (n - PROBE_WINDOW) / (PROBE_WINDOWS - 1) * i;
+                size_t k = ZSTD_compressCCtx(c->probe, out, sizeof(out), p + off, PROBE_WINDOW, 1);
+                if (ZSTD_isError(k) || k < PROBE_WINDOW * 97 / 100)
+                        return false;
+                total += k;
+        }
+        return total >= PROBE_WINDOW * PROBE_WINDOWS * 97 / 100;
 }
 
 int hf_codec_seal(HfCodec *c, const void *plain, size_t n, bool compress, HfBuf *out,
                   uint32_t *ret_ulen)
 {
-        const void *src = plain;
-        size_t srclen = n;
-        uint32_t ulen = 0;
+        size_t bound = compress && n > 0 ? ZSTD_compressBound(n) : n;
         int r;
 
         if (n > HF_BLOB_MAX_PLAIN)
                 return -E2BIG;
-        /* A zero-length blob must never be marked compressed (restic reads ulen 0 as "not"). */
-        if (compress && n > 0) {
-                ssize_t k = compress_to_scratch(c, plain, n);
-                if (k < 0)
-                        return (int)k;
-                if ((size_t)k < n) {
-                        src = c->scratch.data;
-                        srclen = (size_t)k;
-                        ulen = (uint32_t)n;
-                }
+        if (compress && looks_incompressible(c, plain, n)) {
+                compress = false;
+                bound = n;
         }
         hf_buf_reset(out);
-        r = hf_buf_reserve(out, srclen + HF_CRYPTO_OVERHEAD);
+        r = hf_buf_reserve(out, MAX(bound, n) + HF_CRYPTO_OVERHEAD);
         if (r < 0)
                 return r;
-        r = hf_cipher_encrypt(c->cipher, src, srclen, out->data);
+        /*
+         * Compress straight to where the ciphertext goes and encrypt it there in place, so a
+         * worker needs one output buffer, not two. A zero-length blob is never marked
+         * compressed (restic reads uncompressed_length 0 as "not compressed").
+         */
+        if (compress && n > 0) {
+                size_t k = ZSTD_compress2(c->cctx, out->data + HF_CRYPTO_IV_LEN, bound, plain, n);
+                if (ZSTD_isError(k))
+                        return -EIO;
+                if (k < n) {
+                        r = hf_cipher_encrypt(c->cipher, out->data + HF_CRYPTO_IV_LEN, k,
+                                              out->data);
+                        if (r < 0)
+                                return r;
+                        out->len = k + HF_CRYPTO_OVERHEAD;
+                        *ret_ulen = (uint32_t)n;
+                        return 0;
+                }
+        }
+        r = hf_cipher_encrypt(c->cipher, plain, n, out->data);
         if (r < 0)
                 return r;
-        out->len = srclen + HF_CRYPTO_OVERHEAD;
-        *ret_ulen = ulen;
+        out->len = n + HF_CRYPTO_OVERHEAD;
+        *ret_ulen = 0;
+        return 0;
+}
+
+HfBuf *hf_codec_raw(HfCodec *c)
+{
+        return &c->raw;
+}
+
+int hf_codec_open_inplace(HfCodec *c, uint8_t *enc, size_t n, uint32_t ulen, HfBuf *out)
+{
+        size_t plain, k;
+        int r;
+
+        if (n < HF_CRYPTO_OVERHEAD)
+                return -EPROTO;
+        if (ulen > HF_BLOB_MAX_PLAIN)
+                return -EPROTO;
+        r = hf_cipher_decrypt(c->cipher, enc, n, enc);
+        if (r < 0)
+                return r;
+        plain = n - HF_CRYPTO_OVERHEAD;
+        if (ulen == 0)
+                return hf_buf_append(out, enc, plain);
+        r = hf_buf_reserve(out, ulen);
+        if (r < 0)
+                return r;
+        k = ZSTD_decompressDCtx(c->dctx, out->data + out->len, ulen, enc, plain);
+        if (ZSTD_isError(k) || k != ulen) {
+                out->data[out->len] = 0; /* drop what a failed decode left */
+                return -EPROTO;
+        }
+        out->len += k;
+        out->data[out->len] = 0;
         return 0;
 }
 
@@ -173,8 +231,10 @@ int hf_codec_open(HfCodec *c, const void *enc, size_t n, uint32_t ulen, HfBuf *o
         /* Handles concatenated frames and frames without a content size. */
         k = ZSTD_decompressDCtx(c->dctx, out->data + out->len, ulen, c->scratch.data,
                                 c->scratch.len);
-        if (ZSTD_isError(k) || k != ulen)
+        if (ZSTD_isError(k) || k != ulen) {
+                out->data[out->len] = 0; /* drop what a failed decode left */
                 return -EPROTO;
+        }
         out->len += k;
         out->data[out->len] = 0;
         return 0;

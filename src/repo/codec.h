@@ -49,6 +49,14 @@ int hf_codec_seal(HfCodec *c, const void *plain, size_t n, bool compress, HfBuf 
  */
 int hf_codec_open(HfCodec *c, const void *enc, size_t n, uint32_t ulen, HfBuf *out);
 
+/*
+ * Like hf_codec_open, but decrypts enc in place (it is clobbered) and decompresses straight
+ * into out: no intermediate copy. For the hot read paths (restore, check).
+ */
+int hf_codec_open_inplace(HfCodec *c, uint8_t *enc, size_t n, uint32_t ulen, HfBuf *out);
+/* A buffer owned by the codec for raw (encrypted) reads, reused across calls. */
+HfBuf *hf_codec_raw(HfCodec *c);
+
 /* Decrypts only (no decompression) into out (appended). */
 int hf_codec_decrypt(HfCodec *c, const void *enc, size_t n, HfBuf *out);
 

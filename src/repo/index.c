@@ -246,7 +246,10 @@ static int cmp_pack_offset(const void *a, const void *b)
                 return x->pack < y->pack ? -1 : 1;
         if (x->offset != y->offset)
                 return x->offset < y->offset ? -1 : 1;
-        return 0;
+        /* Ties only in hostile files, but the output must not depend on hash order. */
+        if (x->type != y->type)
+                return x->type < y->type ? -1 : 1;
+        return hf_id_cmp(&x->id, &y->id);
 }
 
 int hf_index_sorted_by_pack(const HfIndex *idx, HfIndexEntry **ret, size_t *ret_n)

@@ -104,42 +104,53 @@ static uint32_t get_le32(const uint8_t *i)
         return (uint32_t)i[0] | (uint32_t)i[1] << 8 | (uint32_t)i[2] << 16 | (uint32_t)i[3] << 24;
 }
 
-int hf_packer_finish(HfPacker *p, HfCipher *cipher, HfId *ret_id)
+int hf_pack_encode_header(const HfPackBlob *blobs, size_t n, HfCipher *cipher, HfBuf *out)
 {
+        _cleanup_buf_ HfBuf header = HF_BUF_INIT(HF_PACK_HEADER_MAX);
         size_t hlen;
         int r;
 
-        hf_buf_reset(&p->header);
-        r = hf_buf_reserve(&p->header, p->header_plain);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < p->n_blobs; i++) {
-                const HfPackBlob *b = &p->blobs[i];
-                uint8_t *o = p->header.data + p->header.len;
+        for (size_t i = 0; i < n; i++) {
+                const HfPackBlob *b = &blobs[i];
+                uint8_t e[HF_PACK_ENTRY_COMPRESSED];
 
                 if (b->uncompressed_length) {
-                        o[0] = (uint8_t)(b->type == HF_BLOB_TREE ? 3 : 2);
-                        put_le32(o + 1, b->length);
-                        put_le32(o + 5, b->uncompressed_length);
-                        memcpy(o + 9, b->id.b, 32);
-                        p->header.len += HF_PACK_ENTRY_COMPRESSED;
+                        e[0] = (uint8_t)(b->type == HF_BLOB_TREE ? 3 : 2);
+                        put_le32(e + 1, b->length);
+                        put_le32(e + 5, b->uncompressed_length);
+                        memcpy(e + 9, b->id.b, 32);
                 } else {
-                        o[0] = (uint8_t)(b->type == HF_BLOB_TREE ? 1 : 0);
-                        put_le32(o + 1, b->length);
-                        memcpy(o + 5, b->id.b, 32);
-                        p->header.len += HF_PACK_ENTRY_PLAIN;
+                        e[0] = (uint8_t)(b->type == HF_BLOB_TREE ? 1 : 0);
+                        put_le32(e + 1, b->length);
+                        memcpy(e + 5, b->id.b, 32);
                 }
+                r = hf_buf_append(&header, e, hf_pack_entry_size(b->uncompressed_length));
+                if (r < 0)
+                        return r;
         }
-        hlen = p->header.len + HF_CRYPTO_OVERHEAD;
-        r = hf_buf_reserve(&p->data, hlen + 4);
+        hlen = header.len + HF_CRYPTO_OVERHEAD;
+        if (hlen > HF_PACK_HEADER_MAX)
+                return -E2BIG;
+        r = hf_buf_reserve(out, hlen + 4);
         if (r < 0)
                 return r;
-        r = hf_cipher_encrypt(cipher, p->header.data, p->header.len, p->data.data + p->data.len);
+        r = hf_cipher_encrypt(cipher, header.data ? (const void *)header.data : "", header.len,
+                              out->data + out->len);
         if (r < 0)
                 return r;
-        p->data.len += hlen;
-        put_le32(p->data.data + p->data.len, (uint32_t)hlen);
-        p->data.len += 4;
+        out->len += hlen;
+        put_le32(out->data + out->len, (uint32_t)hlen);
+        out->len += 4;
+        out->data[out->len] = 0;
+        return 0;
+}
+
+int hf_packer_finish(HfPacker *p, HfCipher *cipher, HfId *ret_id)
+{
+        int r = hf_pack_encode_header(p->blobs, p->n_blobs, cipher, &p->data);
+
+        if (r < 0)
+                return r;
         hf_sha256(p->data.data, p->data.len, ret_id);
         return 0;
 }

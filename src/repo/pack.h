@@ -53,6 +53,17 @@ int hf_packer_finish(HfPacker *p, HfCipher *cipher, HfId *ret_id);
 const uint8_t *hf_packer_data(const HfPacker *p, size_t *ret_len);
 
 /*
+ * The tail of a pack: the encrypted header listing blobs, then its length as LE32 (appended
+ * to out). Blob offsets are implied by their order, so blobs must be in file order.
+ */
+int hf_pack_encode_header(const HfPackBlob *blobs, size_t n, HfCipher *cipher, HfBuf *out);
+/* Size of the plaintext header entry of a blob. */
+static inline size_t hf_pack_entry_size(uint32_t uncompressed_length)
+{
+        return uncompressed_length ? HF_PACK_ENTRY_COMPRESSED : HF_PACK_ENTRY_PLAIN;
+}
+
+/*
  * Parses a decrypted header of n bytes. The blobs' offsets are derived from their order;
  * *ret_data_len receives the sum of blob lengths. -EPROTO for an unknown type byte or a
  * truncated entry. The array is the caller's to free.

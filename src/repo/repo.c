@@ -170,8 +170,12 @@ int hf_config_parse(const void *json, size_t n, int *ret_version, char ret_id[65
                 r = -EOPNOTSUPP;
                 goto out;
         }
-        if (json_string_length(id) == 0 || json_string_length(id) > 64)
-                goto out;
+        {
+                /* 32 random bytes in hex; anything else would also end up in messages. */
+                HfId tmp;
+                if (hf_id_parse(json_string_value(id), json_string_length(id), &tmp) < 0)
+                        goto out;
+        }
         {
                 const char *s = json_string_value(pol);
                 size_t len = json_string_length(pol);
@@ -687,7 +691,7 @@ int hf_repo_save_recovered_index(HfRepo *r)
 int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, HfBuf *out)
 {
         const HfIndexEntry *e = r->index ? hf_index_lookup(r->index, t, id) : NULL;
-        _cleanup_buf_ HfBuf enc = HF_BUF_INIT(HF_BLOB_MAX_PLAIN + 1024);
+        HfBuf *raw = hf_codec_raw(codec);
         char hex[HF_ID_HEX_LEN + 1];
         size_t start = out->len;
         HfId got;
@@ -696,16 +700,18 @@ int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, H
         if (!e || e->pack == HF_INDEX_PACK_PENDING)
                 return -ENOENT;
         hf_id_hex(hf_index_pack_id(r->index, e->pack), hex);
-        k = hf_buf_reserve(&enc, e->length);
+        hf_buf_reset(raw);
+        k = hf_buf_reserve(raw, e->length);
         if (k < 0)
                 return k;
-        k = hf_backend_read_at(r->backend, HF_FILE_PACK, hex, e->offset, e->length, enc.data);
+        k = hf_backend_read_at(r->backend, HF_FILE_PACK, hex, e->offset, e->length, raw->data);
         if (k < 0)
                 return k;
-        enc.len = e->length;
-        k = hf_codec_open(codec, enc.data, enc.len, e->uncompressed_length, out);
-        if (k < 0)
+        k = hf_codec_open_inplace(codec, raw->data, e->length, e->uncompressed_length, out);
+        if (k < 0) {
+                out->len = start;
                 return k;
+        }
         hf_sha256(out->data + start, out->len - start, &got);
         if (!hf_id_eq(&got, id)) {
                 out->len = start;

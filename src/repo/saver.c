@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Packs are built in place in a backend temp file, not in memory: a blob's bytes go straight
+ * to their reserved offset with pwrite() from the worker that encoded them, so several workers
+ * fill one pack at once and memory does not grow with the pack size. When a pack is full and
+ * its last writer is done, an uploader appends the encrypted header, hashes the file to get
+ * its name, and commits it; then its blobs enter the index.
+ */
 #include "saver.h"
 
 #include <pthread.h>
@@ -11,19 +18,29 @@
 /* Write an index file once this many blobs are stored but not yet indexed (restic: 50,000). */
 #define INDEX_FLUSH_BLOBS 50000
 /* ... or when the oldest unindexed pack is this old, so an interrupted run can resume. */
-#define INDEX_FLUSH_SECONDS 300.0
+#define INDEX_FLUSH_SECONDS 120.0
 #define MAX_UPLOADERS 8
+#define HASH_BLOCK (1u << 20)
+
+typedef struct OpenPack {
+        int fd;
+        HfBlobType type;
+        uint64_t size; /* bytes reserved so far */
+        HfPackBlob *blobs;
+        size_t n_blobs, cap_blobs;
+        size_t header_plain;
+        unsigned writers; /* reservations not yet written */
+        bool full;        /* takes no more blobs */
+        int error;
+} OpenPack;
 
 struct HfSaver {
         HfRepo *repo;
         HfIndex *index;
         size_t pack_size;
 
-        pthread_mutex_t lock; /* index, packers, pool, unindexed, stats, error */
-        HfPacker *packers[2]; /* one open pack per blob type */
-        HfPacker *pool[2 * MAX_UPLOADERS + 4];
-        size_t n_pool;
-        pthread_cond_t pool_cond;
+        pthread_mutex_t lock; /* everything below */
+        OpenPack *current[2]; /* the pack taking blobs, per blob type */
 
         /* Entries of stored packs not yet written to an index file, grouped by pack. */
         HfIndexEntry *unindexed;
@@ -46,23 +63,32 @@ static void set_error(HfSaver *s, int r)
                 s->error = r;
 }
 
-/* Takes a packer from the pool (or makes one). Called with the lock held. */
-static int get_packer(HfSaver *s, HfPacker **ret)
+static void pack_free(HfSaver *s, OpenPack *p)
 {
-        if (s->n_pool > 0) {
-                *ret = s->pool[--s->n_pool];
-                return 0;
-        }
-        return hf_packer_new(ret);
+        if (!p)
+                return;
+        if (p->fd >= 0)
+                hf_backend_temp_abort(hf_repo_backend(s->repo), HF_FILE_PACK, p->fd);
+        free(p->blobs);
+        free(p);
 }
 
-static void put_packer(HfSaver *s, HfPacker *p)
+static int pack_new(HfSaver *s, HfBlobType t, OpenPack **ret)
 {
-        hf_packer_reset(p);
-        if (s->n_pool < ELEMENTSOF(s->pool))
-                s->pool[s->n_pool++] = p;
-        else
-                hf_packer_free(p);
+        OpenPack *p = calloc(1, sizeof(*p));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->type = t;
+        r = hf_backend_temp_open(hf_repo_backend(s->repo), HF_FILE_PACK, &p->fd);
+        if (r < 0) {
+                free(p);
+                return log_error_errno(r, "%s/data: cannot create a pack file: %m",
+                                       hf_repo_backend(s->repo)->location);
+        }
+        *ret = p;
+        return 0;
 }
 
 /* Writes the collected index entries as one index file. Called with the lock held. */
@@ -100,39 +126,53 @@ static int add_unindexed(HfSaver *s, const HfIndexEntry *e)
         return 0;
 }
 
-/* Finishes and stores one pack, then records its blobs in the index. */
-static int upload_pack(HfSaver *s, HfCipher *cipher, HfPacker *p)
+/* Appends the header, names the pack by its hash, commits it, indexes its blobs. */
+static int finish_pack(HfSaver *s, HfCipher *cipher, OpenPack *p, uint8_t *block)
 {
-        const HfPackBlob *blobs = hf_packer_blobs(p);
-        size_t n = hf_packer_count(p), len;
-        const uint8_t *data;
+        _cleanup_buf_ HfBuf tail = HF_BUF_INIT(HF_PACK_HEADER_MAX + 64);
+        _cleanup_(hf_sha256_freep) HfSha256 *sha = NULL;
         char hex[HF_ID_HEX_LEN + 1];
+        uint64_t off, total;
         HfId id;
         uint32_t pos;
         int r;
 
-        r = hf_packer_finish(p, cipher, &id);
+        r = hf_pack_encode_header(p->blobs, p->n_blobs, cipher, &tail);
+        if (r >= 0)
+                r = hf_write_all_at(p->fd, tail.data, tail.len, p->size);
+        if (r >= 0)
+                r = hf_sha256_new(&sha);
         if (r < 0)
-                return r;
-        data = hf_packer_data(p, &len);
+                goto fail;
+        total = p->size + tail.len;
+        /* The bytes were written by several threads: hash them back from the page cache. */
+        for (off = 0; off < p->size;) {
+                size_t n = (size_t)MIN((uint64_t)HASH_BLOCK, p->size - off);
+                r = hf_pread_all(p->fd, block, n, off);
+                if (r < 0)
+                        goto fail;
+                hf_sha256_update(sha, block, n);
+                off += n;
+        }
+        hf_sha256_update(sha, tail.data, tail.len);
+        hf_sha256_final(sha, &id);
         hf_id_hex(&id, hex);
-        r = hf_backend_save(hf_repo_backend(s->repo), HF_FILE_PACK, hex, data, len);
-        if (r == -EEXIST)
-                r = 0; /* the same pack bytes were stored before: fine */
+        r = hf_backend_temp_commit(hf_repo_backend(s->repo), HF_FILE_PACK, p->fd, hex);
+        p->fd = -1; /* committed or not, the fd is gone */
         if (r < 0)
                 return log_error_errno(r, "%s/data/%.2s/%s: cannot write pack: %m",
                                        hf_repo_backend(s->repo)->location, hex, hex);
 
         pthread_mutex_lock(&s->lock);
         r = hf_index_add_pack(s->index, &id, &pos);
-        for (size_t i = 0; r >= 0 && i < n; i++) {
+        for (size_t i = 0; r >= 0 && i < p->n_blobs; i++) {
                 HfIndexEntry e = {
-                        .id = blobs[i].id,
+                        .id = p->blobs[i].id,
                         .pack = pos,
-                        .offset = blobs[i].offset,
-                        .length = blobs[i].length,
-                        .uncompressed_length = blobs[i].uncompressed_length,
-                        .type = blobs[i].type,
+                        .offset = p->blobs[i].offset,
+                        .length = p->blobs[i].length,
+                        .uncompressed_length = p->blobs[i].uncompressed_length,
+                        .type = p->blobs[i].type,
                 };
                 r = hf_index_update(s->index, &e);
                 if (r >= 0)
@@ -140,35 +180,50 @@ static int upload_pack(HfSaver *s, HfCipher *cipher, HfPacker *p)
         }
         if (r >= 0) {
                 s->stats.packs++;
+                s->stats.data_added_packed += total - p->size; /* the header */
                 if (s->n_unindexed >= INDEX_FLUSH_BLOBS ||
                     hf_now_mono() - s->unindexed_since > INDEX_FLUSH_SECONDS)
                         r = write_index_locked(s);
         }
         pthread_mutex_unlock(&s->lock);
         return r;
+fail:
+        return log_error_errno(r, "%s/data: cannot finish a pack: %m",
+                               hf_repo_backend(s->repo)->location);
 }
 
 static void *uploader(void *arg)
 {
         HfSaver *s = arg;
         HfCipher *cipher = NULL;
-        int r = hf_cipher_new(hf_repo_key(s->repo), &cipher);
+        uint8_t *block = malloc(HASH_BLOCK);
+        int r = block ? hf_cipher_new(hf_repo_key(s->repo), &cipher) : -ENOMEM;
 
         for (;;) {
-                HfPacker *p = hf_queue_pop(s->uploads);
+                OpenPack *p = hf_queue_pop(s->uploads);
+                int k = r;
+
                 if (!p)
                         break;
-                if (r >= 0)
-                        r = upload_pack(s, cipher, p);
+                if (k >= 0)
+                        k = p->error;
+                if (k >= 0)
+                        k = finish_pack(s, cipher, p, block);
                 pthread_mutex_lock(&s->lock);
-                if (r < 0)
-                        set_error(s, r);
-                put_packer(s, p);
+                if (k < 0) {
+                        set_error(s, k);
+                        /* Its blobs were never stored: forget them. */
+                        for (size_t i = 0; i < p->n_blobs; i++)
+                                (void)hf_index_remove(s->index, (HfBlobType)p->blobs[i].type,
+                                                      &p->blobs[i].id);
+                }
                 s->in_flight--;
                 pthread_cond_broadcast(&s->idle);
                 pthread_mutex_unlock(&s->lock);
+                pack_free(s, p);
         }
         hf_cipher_free(cipher);
+        free(block);
         return NULL;
 }
 
@@ -186,13 +241,11 @@ int hf_saver_new(HfRepo *r, unsigned uploaders, HfSaver **ret)
         s->index = hf_repo_index(r);
         s->pack_size = hf_repo_pack_size(r);
         pthread_mutex_init(&s->lock, NULL);
-        pthread_cond_init(&s->pool_cond, NULL);
         pthread_cond_init(&s->idle, NULL);
         if (uploaders == 0)
                 uploaders = 2;
         uploaders = MIN(uploaders, (unsigned)MAX_UPLOADERS);
-        /* A short queue bounds memory: each queued pack holds up to pack_size bytes. */
-        k = hf_queue_new(uploaders, &s->uploads);
+        k = hf_queue_new(uploaders * 2, &s->uploads);
         if (k < 0) {
                 hf_saver_free(s);
                 return k;
@@ -218,12 +271,9 @@ HfSaver *hf_saver_free(HfSaver *s)
                 pthread_join(s->threads[i], NULL);
         hf_queue_free(s->uploads);
         for (int t = 0; t < 2; t++)
-                hf_packer_free(s->packers[t]);
-        for (size_t i = 0; i < s->n_pool; i++)
-                hf_packer_free(s->pool[i]);
+                pack_free(s, s->current[t]);
         free(s->unindexed);
         pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->pool_cond);
         pthread_cond_destroy(&s->idle);
         free(s);
         return NULL;
@@ -239,30 +289,85 @@ bool hf_saver_known(HfSaver *s, HfBlobType t, const HfId *id)
         return known;
 }
 
-/* Hands a full packer to the uploaders. Called with the lock held; drops it while queueing. */
-static int ship_locked(HfSaver *s, HfBlobType t)
+/* Hands a pack to the uploaders (called without the lock; may wait for room). */
+static int ship(HfSaver *s, OpenPack *p)
 {
-        HfPacker *p = s->packers[t];
-        int r;
+        int r = hf_queue_push(s->uploads, p);
 
-        s->packers[t] = NULL;
-        s->in_flight++;
-        pthread_mutex_unlock(&s->lock);
-        r = hf_queue_push(s->uploads, p);
-        pthread_mutex_lock(&s->lock);
         if (r < 0) {
+                pthread_mutex_lock(&s->lock);
                 s->in_flight--;
-                put_packer(s, p);
+                set_error(s, r);
+                pthread_cond_broadcast(&s->idle);
+                pthread_mutex_unlock(&s->lock);
+                pack_free(s, p);
         }
         return r;
+}
+
+/*
+ * Reserves room for one blob in the current pack of its type (opening one when needed).
+ * Called with the lock held. A pack that is full after this blob stops taking others.
+ */
+static int reserve(HfSaver *s, HfBlobType t, const HfId *id, size_t len, uint32_t ulen,
+                   OpenPack **ret_pack, uint64_t *ret_off, OpenPack **ret_ship)
+{
+        size_t entry = hf_pack_entry_size(ulen);
+        OpenPack *p = s->current[t];
+        int r;
+
+        *ret_ship = NULL;
+        if (p && (p->header_plain + entry + HF_CRYPTO_OVERHEAD > HF_PACK_HEADER_MAX ||
+                  p->size + len > UINT32_MAX)) {
+                /* Header full: close this pack, start another. */
+                p->full = true;
+                s->current[t] = NULL;
+                if (p->writers == 0) {
+                        s->in_flight++;
+                        *ret_ship = p;
+                }
+                p = NULL;
+        }
+        if (!p) {
+                r = pack_new(s, t, &p);
+                if (r < 0)
+                        return r;
+                s->current[t] = p;
+        }
+        if (p->n_blobs == p->cap_blobs) {
+                size_t ncap = p->cap_blobs ? p->cap_blobs * 2 : 64;
+                HfPackBlob *nv = realloc(p->blobs, ncap * sizeof(*nv));
+                if (!nv)
+                        return -ENOMEM;
+                p->blobs = nv;
+                p->cap_blobs = ncap;
+        }
+        p->blobs[p->n_blobs++] = (HfPackBlob){
+                .id = *id,
+                .type = (uint8_t)t,
+                .offset = (uint32_t)p->size,
+                .length = (uint32_t)len,
+                .uncompressed_length = ulen,
+        };
+        p->header_plain += entry;
+        *ret_off = p->size;
+        p->size += len;
+        p->writers++;
+        if (p->size >= s->pack_size) {
+                p->full = true;
+                s->current[t] = NULL;
+        }
+        *ret_pack = p;
+        return 0;
 }
 
 int hf_saver_save(HfSaver *s, HfCodec *codec, HfBlobType t, const HfId *id, const void *data,
                   size_t n, HfBuf *scratch, bool *ret_new)
 {
-        HfIndexEntry pending = {
-                .id = *id, .pack = HF_INDEX_PACK_PENDING, .length = 1, .type = (uint8_t)t
-        };
+        HfIndexEntry pending = { .id = *id, .pack = HF_INDEX_PACK_PENDING, .length = 1,
+                                 .type = (uint8_t)t };
+        OpenPack *p = NULL, *to_ship = NULL, *done = NULL;
+        uint64_t off = 0;
         uint32_t ulen;
         int r;
 
@@ -279,60 +384,86 @@ int hf_saver_save(HfSaver *s, HfCodec *codec, HfBlobType t, const HfId *id, cons
         }
 
         /* Tree blobs are always compressed in v2; data blobs as configured. */
-        r = hf_codec_seal(
-                codec, data, n,
-                hf_repo_version(s->repo) >= 2 &&
-                        (t == HF_BLOB_TREE || hf_repo_compression(s->repo) != HF_COMPRESSION_OFF),
-                scratch, &ulen);
+        r = hf_codec_seal(codec, data, n,
+                          hf_repo_version(s->repo) >= 2 &&
+                                  (t == HF_BLOB_TREE ||
+                                   hf_repo_compression(s->repo) != HF_COMPRESSION_OFF),
+                          scratch, &ulen);
 
         pthread_mutex_lock(&s->lock);
-        if (r >= 0 && !s->packers[t])
-                r = get_packer(s, &s->packers[t]);
-        if (r >= 0) {
-                r = hf_packer_add(s->packers[t], t, id, scratch->data, scratch->len, ulen);
-                if (r == -E2BIG) {
-                        /* Header full: ship this pack and start another. */
-                        r = ship_locked(s, t);
-                        /* Another thread may have opened a new pack while unlocked. */
-                        if (r >= 0 && !s->packers[t])
-                                r = get_packer(s, &s->packers[t]);
-                        if (r >= 0)
-                                r = hf_packer_add(s->packers[t], t, id, scratch->data, scratch->len,
-                                                  ulen);
-                }
-        }
+        if (r >= 0)
+                r = reserve(s, t, id, scratch->len, ulen, &p, &off, &to_ship);
         if (r < 0) {
                 (void)hf_index_remove(s->index, t, id);
                 set_error(s, r);
-                pthread_mutex_unlock(&s->lock);
-                return r;
         }
-        if (t == HF_BLOB_DATA)
-                s->stats.data_blobs++;
-        else
-                s->stats.tree_blobs++;
-        s->stats.data_added += n;
-        s->stats.data_added_packed += scratch->len;
-        if (hf_packer_size(s->packers[t]) >= s->pack_size)
-                r = ship_locked(s, t);
         pthread_mutex_unlock(&s->lock);
+        if (to_ship)
+                (void)ship(s, to_ship);
+        if (r < 0)
+                return r;
+
+        /* The copy into the pack happens outside any lock: offsets are reserved. */
+        r = hf_write_all_at(p->fd, scratch->data, scratch->len, off);
+
+        pthread_mutex_lock(&s->lock);
+        if (r < 0) {
+                if (p->error == 0)
+                        p->error = r;
+                set_error(s, log_error_errno(r, "%s/data: cannot write to a pack: %m",
+                                             hf_repo_backend(s->repo)->location));
+        } else {
+                if (t == HF_BLOB_DATA)
+                        s->stats.data_blobs++;
+                else
+                        s->stats.tree_blobs++;
+                s->stats.data_added += n;
+                s->stats.data_added_packed += scratch->len;
+        }
+        p->writers--;
+        if (p->full && p->writers == 0) {
+                s->in_flight++;
+                done = p;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (done)
+                (void)ship(s, done);
         if (ret_new)
-                *ret_new = true;
+                *ret_new = r >= 0;
         return r;
 }
 
 int hf_saver_finish(HfSaver *s)
 {
-        int r = 0;
+        OpenPack *last[2] = { NULL, NULL };
+        int r;
 
         pthread_mutex_lock(&s->lock);
-        for (int t = 0; t < 2 && r >= 0; t++)
-                if (s->packers[t] && hf_packer_count(s->packers[t]) > 0)
-                        r = ship_locked(s, (HfBlobType)t);
+        for (int t = 0; t < 2; t++) {
+                OpenPack *p = s->current[t];
+                if (!p)
+                        continue;
+                s->current[t] = NULL;
+                p->full = true;
+                if (p->n_blobs == 0) {
+                        pack_free(s, p);
+                        continue;
+                }
+                /* All writers are done when finish is called; a pack still written to is
+                 * shipped by its last writer. */
+                if (p->writers == 0) {
+                        s->in_flight++;
+                        last[t] = p;
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+        for (int t = 0; t < 2; t++)
+                if (last[t])
+                        (void)ship(s, last[t]);
+        pthread_mutex_lock(&s->lock);
         while (s->in_flight > 0)
                 pthread_cond_wait(&s->idle, &s->lock);
-        if (r >= 0)
-                r = s->error;
+        r = s->error;
         if (r >= 0)
                 r = write_index_locked(s);
         pthread_mutex_unlock(&s->lock);
@@ -344,15 +475,24 @@ int hf_saver_abort(HfSaver *s)
         int r;
 
         pthread_mutex_lock(&s->lock);
-        for (int t = 0; t < 2; t++)
-                if (s->packers[t]) {
-                        /* Blobs only in this pack are forgotten: they were never stored. */
-                        const HfPackBlob *b = hf_packer_blobs(s->packers[t]);
-                        for (size_t i = 0; i < hf_packer_count(s->packers[t]); i++)
-                                (void)hf_index_remove(s->index, (HfBlobType)b[i].type, &b[i].id);
-                        put_packer(s, s->packers[t]);
-                        s->packers[t] = NULL;
+        for (int t = 0; t < 2; t++) {
+                OpenPack *p = s->current[t];
+                if (!p)
+                        continue;
+                /* Blobs only in this pack are forgotten: they were never stored. */
+                for (size_t i = 0; i < p->n_blobs; i++)
+                        (void)hf_index_remove(s->index, (HfBlobType)p->blobs[i].type,
+                                              &p->blobs[i].id);
+                s->current[t] = NULL;
+                if (p->writers == 0)
+                        pack_free(s, p);
+                else {
+                        /* Its last writer ships it; the uploader drops it for the error. */
+                        p->full = true;
+                        p->error = -ECANCELED;
                 }
+        }
+        set_error(s, -ECANCELED);
         while (s->in_flight > 0)
                 pthread_cond_wait(&s->idle, &s->lock);
         r = write_index_locked(s);

@@ -358,7 +358,8 @@ int hf_node_format(const HfNode *n, HfBuf *out)
         if (r >= 0 && n->device)
                 r = hf_buf_put_key_u64(out, ",\"device\":", n->device);
         if (r >= 0) {
-                if (n->type == HF_NODE_FILE) {
+                /* Go writes whatever Content holds: [] or IDs for files, null when unset. */
+                if (n->type == HF_NODE_FILE || n->n_content > 0) {
                         r = hf_buf_puts(out, ",\"content\":[");
                         for (size_t i = 0; r >= 0 && i < n->n_content; i++) {
                                 if (i)
@@ -503,7 +504,17 @@ static int get_base64(HfJson *j, HfBuf *tmp, HfBuf *out)
 static int parse_xattrs(HfJson *j, HfNode *n, HfBuf *tmp)
 {
         _cleanup_buf_ HfBuf value = HF_BUF_INIT(1u << 24);
-        int r = hf_json_null(j);
+        int r;
+
+        /* A repeated key replaces the earlier value (as Go's decoder does). */
+        for (size_t i = 0; i < n->n_xattrs; i++) {
+                free(n->xattrs[i].name);
+                free(n->xattrs[i].value);
+        }
+        free(n->xattrs);
+        n->xattrs = NULL;
+        n->n_xattrs = 0;
+        r = hf_json_null(j);
 
         if (r != 0)
                 return r < 0 ? r : 0;
@@ -536,7 +547,13 @@ static int parse_xattrs(HfJson *j, HfNode *n, HfBuf *tmp)
 static int parse_content(HfJson *j, HfNode *n)
 {
         size_t cap = 0;
-        int r = hf_json_null(j);
+        int r;
+
+        /* A repeated key replaces the earlier value (as Go's decoder does). */
+        free(n->content);
+        n->content = NULL;
+        n->n_content = 0;
+        r = hf_json_null(j);
 
         if (r != 0)
                 return r < 0 ? r : 0;

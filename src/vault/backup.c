@@ -51,6 +51,8 @@ struct DirJob {
         atomic_int pending;
 };
 
+typedef struct Links Links;
+
 typedef struct FileJob {
         DirJob *dir;
         size_t idx;
@@ -58,13 +60,21 @@ typedef struct FileJob {
         int dfd;       /* folder to open the file in */
         char *dirpath; /* its path, for messages */
         bool own;      /* dfd and dirpath belong to the job (targets given as files) */
+        Links *links;  /* hard-link group this file is read for */
 } FileJob;
 
 typedef struct Backup {
         HfRepo *repo;
         const HfBackupOptions *opts;
         HfSaver *saver;
-        HfQueue *jobs;
+        HfQueue *jobs;   /* files to read */
+        HfQueue *chunks; /* chunks to store */
+        HfQueue *pool;   /* free chunk buffers */
+        HfBuf *buffers;
+        size_t n_buffers;
+        pthread_mutex_t links_lock;
+        Links **links; /* open addressing on (dev, ino) */
+        size_t links_mask, n_links;
         HfProgress *progress;
         HfChunker *proto_chunker;
         bool have_parent;
@@ -90,14 +100,14 @@ typedef struct Backup {
         HfBuf walker_scratch;
 } Backup;
 
-typedef struct Worker {
+/* A reader or hasher thread and what it keeps between items. */
+typedef struct Reader {
         Backup *b;
         HfCodec *codec;
-        HfChunker *chunker;
-        HfBuf chunk;
-        HfBuf scratch;
+        HfChunker *chunker; /* readers only */
+        HfBuf scratch;      /* the encoded blob */
         pthread_t thread;
-} Worker;
+} Reader;
 
 static void set_fatal(Backup *b, int r)
 {
@@ -315,25 +325,95 @@ static void dir_complete(Backup *b, DirJob *d, HfCodec *codec, HfBuf *scratch)
 
 /* ---- reading files ---------------------------------------------------------------------- */
 
-static int store_chunk(Worker *w, const uint8_t *p, size_t n, HfId **content, size_t *nc,
-                       size_t *cap)
-{
-        HfId id;
-        int r;
+/*
+ * Files go through two stages so that both cores work on one large file too: readers open,
+ * read and cut chunks; hashers hash, deduplicate, compress, encrypt and pack them. A chunk
+ * travels with its buffer, taken from a fixed pool, so memory is bounded by the pool. A file
+ * is finished by whichever thread stores its last chunk.
+ */
 
-        hf_sha256(p, n, &id);
-        r = hf_saver_save(w->b->saver, w->codec, HF_BLOB_DATA, &id, p, n, &w->scratch, NULL);
-        if (r < 0)
-                return r;
-        if (*nc == *cap) {
-                size_t ncap = *cap ? *cap * 2 : 4;
-                HfId *nv = realloc(*content, ncap * sizeof(HfId));
-                if (!nv)
+typedef struct FileCtx {
+        FileJob *job;
+        char *path;
+        struct stat st; /* of the file as read */
+        pthread_mutex_t lock;
+        HfId *content;
+        size_t cap;
+        size_t n_cut;   /* chunks handed to hashers */
+        size_t n_done;  /* chunks stored */
+        bool read_done; /* the reader will cut no more */
+        int error;      /* 0, or why the file is not in the snapshot */
+        Links *links;   /* hard-link group this file reads for, or NULL */
+} FileCtx;
+
+typedef struct ChunkJob {
+        FileCtx *f;
+        size_t idx;
+        HfBuf *buf;
+} ChunkJob;
+
+/* Names of one inode (st_nlink > 1): read once, the other names get the same content. */
+struct Links {
+        dev_t dev;
+        ino_t ino;
+        bool done, failed;
+        HfId *content;
+        size_t n_content;
+        struct LinkWaiter {
+                DirJob *dir;
+                size_t idx;
+                bool is_new;
+        } *waiters;
+        size_t n_waiters;
+};
+
+static void file_finish(Backup *b, FileCtx *f, HfCodec *codec, HfBuf *scratch);
+
+static int pool_get(Backup *b, HfBuf **ret)
+{
+        HfBuf *buf = hf_queue_pop(b->pool);
+
+        if (!buf)
+                return -ECANCELED;
+        hf_buf_reset(buf);
+        *ret = buf;
+        return 0;
+}
+
+static void pool_put(Backup *b, HfBuf *buf)
+{
+        if (buf && hf_queue_push(b->pool, buf) < 0)
+                hf_buf_free(buf); /* closed: shutting down */
+}
+
+/* Hands a cut chunk to the hashers. */
+static int submit_chunk(Backup *b, FileCtx *f, HfBuf *buf)
+{
+        ChunkJob *cj = malloc(sizeof(*cj));
+
+        if (!cj)
+                return -ENOMEM;
+        pthread_mutex_lock(&f->lock);
+        if (f->n_cut == f->cap) {
+                size_t ncap = f->cap ? f->cap * 2 : 4;
+                HfId *nv = realloc(f->content, ncap * sizeof(HfId));
+                if (!nv) {
+                        pthread_mutex_unlock(&f->lock);
+                        free(cj);
                         return -ENOMEM;
-                *content = nv;
-                *cap = ncap;
+                }
+                f->content = nv;
+                f->cap = ncap;
         }
-        (*content)[(*nc)++] = id;
+        *cj = (ChunkJob){ .f = f, .idx = f->n_cut++, .buf = buf };
+        pthread_mutex_unlock(&f->lock);
+        if (hf_queue_push(b->chunks, cj) < 0) {
+                pthread_mutex_lock(&f->lock);
+                f->n_cut--;
+                pthread_mutex_unlock(&f->lock);
+                free(cj);
+                return -ECANCELED;
+        }
         return 0;
 }
 
@@ -347,51 +427,50 @@ static int open_file(int dfd, const char *name)
 }
 
 /*
- * Reads one file into blobs. Returns 0, -ENOENT (vanished: reported, dropped), another
- * negative errno for a file that could not be read (reported, dropped, run incomplete), or
- * sets the fatal error when the vault could not be written.
+ * Reads one file and cuts it into chunks for the hashers. Problems with the file itself are
+ * reported and recorded in f->error (-ENOENT: vanished; others: unreadable, run incomplete);
+ * vault problems set the fatal error.
  */
-static int backup_file(Worker *w, FileJob *job)
+static void read_file(Reader *w, FileCtx *f)
 {
         Backup *b = w->b;
-        DirJob *d = job->dir;
-        HfNode *n = &d->tree.nodes[job->idx];
-        _cleanup_free_ char *path = path_join(job->dirpath, n->name);
+        FileJob *job = f->job;
+        HfNode *n = &job->dir->tree.nodes[job->idx];
         _cleanup_close_ int fd = -1;
-        _cleanup_free_ HfId *content = NULL;
-        size_t nc = 0, cap = 0;
-        struct stat st, st2;
+        HfBuf *buf = NULL;
+        struct stat st2;
         int r;
 
-        if (!path)
-                return -ENOMEM;
         fd = open_file(job->dfd, n->name);
         if (fd < 0) {
                 r = fd;
                 goto unreadable;
         }
-        if (fstat(fd, &st) < 0) {
+        if (fstat(fd, &f->st) < 0) {
                 r = -errno;
                 goto unreadable;
         }
-        if (!S_ISREG(st.st_mode)) {
+        if (!S_ISREG(f->st.st_mode)) {
                 /* Replaced by something else between listing and opening. */
-                hf_report_error(&b->opts->out, "archival", path, 0,
+                hf_report_error(&b->opts->out, "archival", f->path, 0,
                                 "changed type while being backed up (skipped)");
-                return -ENOENT;
+                f->error = -ENOENT;
+                return;
         }
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         hf_chunker_reset(w->chunker);
-        hf_buf_reset(&w->chunk);
+        r = pool_get(b, &buf);
+        if (r < 0)
+                goto fatal;
         for (;;) {
-                ssize_t k;
                 size_t scanned, room;
+                ssize_t k;
 
-                r = hf_buf_reserve(&w->chunk, READ_BLOCK);
+                r = hf_buf_reserve(buf, READ_BLOCK);
                 if (r < 0)
-                        return r;
-                room = MIN((size_t)READ_BLOCK, w->chunk.cap - w->chunk.len - 1);
-                k = read(fd, w->chunk.data + w->chunk.len, room);
+                        goto fatal;
+                room = MIN((size_t)READ_BLOCK, buf->cap - buf->len - 1);
+                k = read(fd, buf->data + buf->len, room);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -404,88 +483,214 @@ static int backup_file(Worker *w, FileJob *job)
                         r = -EINTR;
                         goto fatal;
                 }
-                scanned = w->chunk.len;
-                w->chunk.len += (size_t)k;
+                scanned = buf->len;
+                buf->len += (size_t)k;
                 hf_progress_add_bytes(b->progress, (uint64_t)k);
                 atomic_fetch_add(&b->bytes_processed, (uint64_t)k);
                 /* Cut as many chunks as the new bytes complete. */
-                while (scanned < w->chunk.len) {
+                while (scanned < buf->len) {
+                        HfBuf *next = NULL;
                         bool cut;
-                        size_t used = hf_chunker_scan(w->chunker, w->chunk.data + scanned,
-                                                      w->chunk.len - scanned, &cut, NULL);
+                        size_t used = hf_chunker_scan(w->chunker, buf->data + scanned,
+                                                      buf->len - scanned, &cut, NULL);
                         scanned += used;
                         if (!cut)
                                 break;
-                        r = store_chunk(w, w->chunk.data, scanned, &content, &nc, &cap);
+                        r = pool_get(b, &next);
+                        if (r >= 0)
+                                r = hf_buf_append(next, buf->data + scanned,
+                                                  buf->len - scanned);
+                        if (r < 0) {
+                                pool_put(b, next);
+                                goto fatal;
+                        }
+                        buf->len = scanned;
+                        r = submit_chunk(b, f, buf);
+                        buf = next;
                         if (r < 0)
                                 goto fatal;
-                        memmove(w->chunk.data, w->chunk.data + scanned, w->chunk.len - scanned);
-                        w->chunk.len -= scanned;
                         scanned = 0;
                 }
         }
-        if (w->chunk.len > 0) {
-                r = store_chunk(w, w->chunk.data, w->chunk.len, &content, &nc, &cap);
+        if (buf->len > 0) {
+                r = submit_chunk(b, f, TAKE_PTR(buf));
                 if (r < 0)
                         goto fatal;
         }
+        pool_put(b, buf);
         if (fstat(fd, &st2) == 0 &&
-            (st2.st_size != st.st_size || st2.st_mtim.tv_sec != st.st_mtim.tv_sec ||
-             st2.st_mtim.tv_nsec != st.st_mtim.tv_nsec))
-                hf_report_error(&b->opts->out, "archival", path, 0,
+            (st2.st_size != f->st.st_size || st2.st_mtim.tv_sec != f->st.st_mtim.tv_sec ||
+             st2.st_mtim.tv_nsec != f->st.st_mtim.tv_nsec))
+                hf_report_error(&b->opts->out, "archival", f->path, 0,
                                 "changed while being read; the snapshot holds what was read");
-        /* The node describes the file we read, not the one we listed. */
-        fill_stat(NULL, n, &st);
-        free(n->content);
-        n->content = TAKE_PTR(content);
-        n->n_content = nc;
-        return 0;
+        return;
 
 unreadable:
-        if (r == -ENOENT) {
-                hf_report_error(&b->opts->out, "archival", path, 0,
+        pool_put(b, buf);
+        if (r == -ENOENT)
+                hf_report_error(&b->opts->out, "archival", f->path, 0,
                                 "vanished before it could be read (skipped)");
-                return r;
-        }
-        hf_report_error(&b->opts->out, "archival", path, r, "cannot read: %m");
-        return r;
+        else
+                hf_report_error(&b->opts->out, "archival", f->path, r, "cannot read: %m");
+        f->error = r;
+        return;
 fatal:
+        pool_put(b, buf);
+        f->error = -ECANCELED;
         set_fatal(b, r);
-        return r;
 }
 
-static void *worker_main(void *arg)
+/* Completes a file once no chunk of it is in flight; the caller has checked that. */
+static void file_finish(Backup *b, FileCtx *f, HfCodec *codec, HfBuf *scratch)
 {
-        Worker *w = arg;
+        FileJob *job = f->job;
+        DirJob *d = job->dir;
+        HfNode *n = &d->tree.nodes[job->idx];
+        Links *l = f->links;
+
+        if (f->error) {
+                d->skip[job->idx] = true;
+                if (f->error != -ENOENT && f->error != -ECANCELED)
+                        atomic_fetch_add(&b->files_failed, 1);
+        } else {
+                /* The node describes the file we read, not the one we listed. */
+                fill_stat(NULL, n, &f->st);
+                free(n->content);
+                n->content = TAKE_PTR(f->content);
+                n->n_content = f->n_cut;
+                atomic_fetch_add(job->is_new ? &b->files_new : &b->files_changed, 1);
+        }
+        atomic_fetch_add(&b->files_processed, 1);
+        hf_progress_add_files(b->progress, 1);
+
+        if (l) {
+                /* The other names of this inode waited for its content. */
+                pthread_mutex_lock(&b->links_lock);
+                l->done = true;
+                l->failed = f->error != 0;
+                if (!l->failed && n->n_content) {
+                        l->content = malloc(n->n_content * sizeof(HfId));
+                        if (l->content) {
+                                memcpy(l->content, n->content, n->n_content * sizeof(HfId));
+                                l->n_content = n->n_content;
+                        } else
+                                l->failed = true;
+                }
+                struct LinkWaiter *ws = TAKE_PTR(l->waiters);
+                size_t nw = l->n_waiters;
+                l->n_waiters = 0;
+                pthread_mutex_unlock(&b->links_lock);
+                for (size_t i = 0; i < nw; i++) {
+                        HfNode *wn = &ws[i].dir->tree.nodes[ws[i].idx];
+                        if (l->failed) {
+                                ws[i].dir->skip[ws[i].idx] = true;
+                        } else {
+                                wn->content = l->n_content
+                                                      ? malloc(l->n_content * sizeof(HfId))
+                                                      : NULL;
+                                if (l->n_content && wn->content)
+                                        memcpy(wn->content, l->content,
+                                               l->n_content * sizeof(HfId));
+                                wn->n_content = wn->content ? l->n_content : 0;
+                                atomic_fetch_add(ws[i].is_new ? &b->files_new
+                                                              : &b->files_changed,
+                                                 1);
+                        }
+                        atomic_fetch_add(&b->files_processed, 1);
+                        dir_dec(b, ws[i].dir, codec, scratch);
+                }
+                free(ws);
+        }
+
+        if (job->own) {
+                close(job->dfd);
+                free(job->dirpath);
+        }
+        free(job);
+        free(f->content);
+        free(f->path);
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+        dir_dec(b, d, codec, scratch);
+}
+
+static void *reader_main(void *arg)
+{
+        Reader *w = arg;
         Backup *b = w->b;
 
         for (;;) {
                 FileJob *job = hf_queue_pop(b->jobs);
-                int r;
+                FileCtx *f;
+                bool complete;
 
                 if (!job)
                         break;
+                f = calloc(1, sizeof(*f));
+                if (!f) {
+                        set_fatal(b, -ENOMEM);
+                        job->dir->skip[job->idx] = true;
+                        dir_dec(b, job->dir, w->codec, &w->scratch);
+                        free(job);
+                        continue;
+                }
+                f->job = job;
+                f->links = job->links;
+                pthread_mutex_init(&f->lock, NULL);
+                f->path = path_join(job->dirpath, job->dir->tree.nodes[job->idx].name);
                 if (hf_is_interrupted())
                         set_fatal(b, -EINTR);
-                r = get_fatal(b) ? -ECANCELED : backup_file(w, job);
-                if (r < 0) {
-                        job->dir->skip[job->idx] = true;
-                        if (r != -ENOENT && r != -ECANCELED)
-                                atomic_fetch_add(&b->files_failed, 1);
-                } else {
-                        if (job->is_new)
-                                atomic_fetch_add(&b->files_new, 1);
-                        else
-                                atomic_fetch_add(&b->files_changed, 1);
+                if (!f->path)
+                        set_fatal(b, -ENOMEM);
+                if (get_fatal(b))
+                        f->error = -ECANCELED;
+                else
+                        read_file(w, f);
+                pthread_mutex_lock(&f->lock);
+                f->read_done = true;
+                complete = f->n_done == f->n_cut;
+                pthread_mutex_unlock(&f->lock);
+                if (complete)
+                        file_finish(b, f, w->codec, &w->scratch);
+        }
+        return NULL;
+}
+
+static void *hasher_main(void *arg)
+{
+        Reader *w = arg;
+        Backup *b = w->b;
+
+        for (;;) {
+                ChunkJob *cj = hf_queue_pop(b->chunks);
+                FileCtx *f;
+                bool complete;
+                HfId id;
+                int r;
+
+                if (!cj)
+                        break;
+                f = cj->f;
+                r = get_fatal(b) ? -ECANCELED : 0;
+                if (r >= 0) {
+                        hf_sha256(cj->buf->data, cj->buf->len, &id);
+                        r = hf_saver_save(b->saver, w->codec, HF_BLOB_DATA, &id, cj->buf->data,
+                                          cj->buf->len, &w->scratch, NULL);
+                        if (r < 0)
+                                set_fatal(b, r);
                 }
-                atomic_fetch_add(&b->files_processed, 1);
-                hf_progress_add_files(b->progress, 1);
-                if (job->own) {
-                        close(job->dfd);
-                        free(job->dirpath);
-                }
-                dir_dec(b, job->dir, w->codec, &w->scratch);
-                free(job);
+                pool_put(b, cj->buf);
+                pthread_mutex_lock(&f->lock);
+                if (r < 0)
+                        f->error = -ECANCELED;
+                else
+                        f->content[cj->idx] = id;
+                f->n_done++;
+                complete = f->read_done && f->n_done == f->n_cut;
+                pthread_mutex_unlock(&f->lock);
+                free(cj);
+                if (complete)
+                        file_finish(b, f, w->codec, &w->scratch);
         }
         return NULL;
 }
@@ -552,6 +757,48 @@ static DirJob *dir_new(DirJob *parent, size_t idx, char *path, int dfd)
         return d;
 }
 
+/* Finds or creates the hard-link group of an inode. Walker thread, links_lock held. */
+static int links_get(Backup *b, dev_t dev, ino_t ino, Links **ret, bool *ret_created)
+{
+        size_t h;
+
+        if ((b->n_links + 1) * 2 > b->links_mask + 1) {
+                size_t nmask = b->links_mask ? b->links_mask * 2 + 1 : 255;
+                Links **nv = calloc(nmask + 1, sizeof(Links *));
+                if (!nv)
+                        return -ENOMEM;
+                for (size_t i = 0; b->links && i <= b->links_mask; i++) {
+                        Links *l = b->links[i];
+                        if (!l)
+                                continue;
+                        for (h = ((uint64_t)l->ino * 0x9e3779b97f4a7c15ULL ^ l->dev) & nmask;
+                             nv[h]; h = (h + 1) & nmask)
+                                ;
+                        nv[h] = l;
+                }
+                free(b->links);
+                b->links = nv;
+                b->links_mask = nmask;
+        }
+        for (h = ((uint64_t)ino * 0x9e3779b97f4a7c15ULL ^ dev) & b->links_mask; b->links[h];
+             h = (h + 1) & b->links_mask)
+                if (b->links[h]->ino == ino && b->links[h]->dev == dev) {
+                        *ret = b->links[h];
+                        *ret_created = false;
+                        return 0;
+                }
+        Links *l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->dev = dev;
+        l->ino = ino;
+        b->links[h] = l;
+        b->n_links++;
+        *ret = l;
+        *ret_created = true;
+        return 0;
+}
+
 /*
  * Handles one listed entry of a folder: fills the node, queues file reads, recurses into
  * sub-folders. d->pending already counts the listing, so d cannot complete meanwhile.
@@ -586,11 +833,61 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                         hf_progress_add_bytes(b->progress, (uint64_t)st->st_size);
                         return 0;
                 }
+                Links *group = NULL;
+                if (st->st_nlink > 1) {
+                        /* Another name of an inode already read (or being read): share its
+                         * content instead of reading the same bytes again. */
+                        bool created;
+                        pthread_mutex_lock(&b->links_lock);
+                        r = links_get(b, st->st_dev, st->st_ino, &group, &created);
+                        if (r >= 0 && !created) {
+                                if (group->done && !group->failed) {
+                                        n->content = group->n_content
+                                                             ? malloc(group->n_content *
+                                                                      sizeof(HfId))
+                                                             : NULL;
+                                        if (group->n_content && n->content)
+                                                memcpy(n->content, group->content,
+                                                       group->n_content * sizeof(HfId));
+                                        n->n_content = n->content ? group->n_content : 0;
+                                        pthread_mutex_unlock(&b->links_lock);
+                                        atomic_fetch_add(old && old->type == HF_NODE_FILE
+                                                                 ? &b->files_changed
+                                                                 : &b->files_new,
+                                                         1);
+                                        atomic_fetch_add(&b->files_processed, 1);
+                                        return 0;
+                                }
+                                if (!group->done) {
+                                        struct LinkWaiter *nw = realloc(
+                                                group->waiters,
+                                                (group->n_waiters + 1) * sizeof(*nw));
+                                        if (!nw) {
+                                                pthread_mutex_unlock(&b->links_lock);
+                                                return -ENOMEM;
+                                        }
+                                        group->waiters = nw;
+                                        nw[group->n_waiters++] = (struct LinkWaiter){
+                                                .dir = d,
+                                                .idx = i,
+                                                .is_new = !old || old->type != HF_NODE_FILE,
+                                        };
+                                        atomic_fetch_add(&d->pending, 1);
+                                        pthread_mutex_unlock(&b->links_lock);
+                                        return 0;
+                                }
+                                group = NULL; /* the first name failed: read this one */
+                        }
+                        pthread_mutex_unlock(&b->links_lock);
+                        if (r < 0)
+                                return r;
+                }
                 FileJob *job = calloc(1, sizeof(*job));
                 if (!job)
                         return -ENOMEM;
                 job->dir = d;
                 job->idx = i;
+                job->links = group;
                 job->is_new = !old || old->type != HF_NODE_FILE;
                 job->dfd = dfd;
                 job->dirpath = (char *)dirpath;
@@ -1166,8 +1463,9 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
         _cleanup_(hf_saver_freep) HfSaver *saver = NULL;
         _cleanup_(hf_chunker_freep) HfChunker *proto = NULL;
         Backup b = { .repo = repo, .opts = opts };
-        Worker *workers = NULL;
-        unsigned n_workers = opts->workers ? opts->workers : (unsigned)hf_ncpus();
+        Reader *workers = NULL;
+        unsigned n_per_stage = opts->workers ? opts->workers : (unsigned)hf_ncpus();
+        unsigned n_workers = 0;
         char **abs = NULL;
         size_t n_abs = 0;
         TNode *root = NULL;
@@ -1185,6 +1483,7 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
         raise_fd_limit();
         pthread_mutex_init(&b.done_lock, NULL);
         pthread_cond_init(&b.done_cond, NULL);
+        pthread_mutex_init(&b.links_lock, NULL);
         hf_buf_init(&b.walker_scratch, HF_BLOB_MAX_PLAIN + 1024);
 
         /* Targets: absolute clean paths for the snapshot, the virtual tree for its layout. */
@@ -1261,38 +1560,57 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
                 scanning = pthread_create(&scanner, NULL, scan_main, (void *)opts) == 0;
         }
 
-        r = hf_queue_new(n_workers * 4, &b.jobs);
+        /* Readers and hashers, n_per_stage each; chunk buffers for all of them plus two. */
+        b.n_buffers = 2 * (size_t)n_per_stage + 2;
+        r = hf_queue_new(n_per_stage * 4, &b.jobs);
+        if (r >= 0)
+                r = hf_queue_new(b.n_buffers, &b.chunks);
+        if (r >= 0)
+                r = hf_queue_new(b.n_buffers, &b.pool);
         if (r < 0)
                 goto out;
+        b.buffers = calloc(b.n_buffers, sizeof(HfBuf));
+        if (!b.buffers) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < b.n_buffers; i++) {
+                hf_buf_init(&b.buffers[i], HF_CHUNK_MAX + READ_BLOCK + 16);
+                (void)hf_queue_push(b.pool, &b.buffers[i]);
+        }
         r = hf_chunker_new(hf_repo_pol(repo), &proto);
         if (r < 0)
                 goto out;
-        workers = calloc(n_workers, sizeof(Worker));
+        workers = calloc(2 * (size_t)n_per_stage, sizeof(Reader));
         if (!workers) {
                 r = -ENOMEM;
                 goto out;
         }
-        for (unsigned i = 0; i < n_workers; i++) {
-                Worker *w = &workers[i];
+        for (unsigned i = 0; i < 2 * n_per_stage; i++) {
+                Reader *w = &workers[i];
+                bool is_reader = i < n_per_stage;
                 w->b = &b;
-                hf_buf_init(&w->chunk, HF_CHUNK_MAX + READ_BLOCK + 16);
                 hf_buf_init(&w->scratch, HF_BLOB_MAX_PLAIN + 1024);
                 r = hf_repo_new_codec(repo, &w->codec);
-                if (r >= 0)
+                if (r >= 0 && is_reader)
                         r = hf_chunker_new(hf_repo_pol(repo), &w->chunker);
-                if (r >= 0 && pthread_create(&w->thread, NULL, worker_main, w) != 0)
+                if (r >= 0 && pthread_create(&w->thread, NULL,
+                                             is_reader ? reader_main : hasher_main, w) != 0)
                         r = -EAGAIN;
                 if (r < 0) {
                         hf_codec_free(w->codec);
                         hf_chunker_free(w->chunker);
+                        hf_buf_free(&w->scratch);
                         w->codec = NULL;
                         w->chunker = NULL;
-                        n_workers = i;
                         break;
                 }
+                n_workers++;
         }
-        if (r < 0)
+        if (r < 0 || n_workers < 2 * n_per_stage) {
+                r = r < 0 ? r : -EAGAIN;
                 goto stop;
+        }
 
         /* Walk. The root folder is virtual unless the working folder itself is a target. */
         {
@@ -1327,8 +1645,12 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
         pthread_mutex_unlock(&b.done_lock);
 
 stop:
+        /* Readers first (they may still submit chunks), then the hashers drain. */
         hf_queue_close(b.jobs);
-        for (unsigned i = 0; i < n_workers; i++)
+        for (unsigned i = 0; i < n_workers && i < n_per_stage; i++)
+                pthread_join(workers[i].thread, NULL);
+        hf_queue_close(b.chunks);
+        for (unsigned i = n_per_stage; i < n_workers; i++)
                 pthread_join(workers[i].thread, NULL);
         if (scanning) {
                 atomic_store(&scan_stop, true);
@@ -1409,12 +1731,24 @@ out:
                 for (unsigned i = 0; i < n_workers; i++) {
                         hf_codec_free(workers[i].codec);
                         hf_chunker_free(workers[i].chunker);
-                        hf_buf_free(&workers[i].chunk);
                         hf_buf_free(&workers[i].scratch);
                 }
                 free(workers);
         }
         hf_queue_free(b.jobs);
+        hf_queue_free(b.chunks);
+        hf_queue_free(b.pool);
+        for (size_t i = 0; b.buffers && i < b.n_buffers; i++)
+                hf_buf_free(&b.buffers[i]);
+        free(b.buffers);
+        for (size_t i = 0; b.links && i <= b.links_mask; i++)
+                if (b.links[i]) {
+                        free(b.links[i]->content);
+                        free(b.links[i]->waiters);
+                        free(b.links[i]);
+                }
+        free(b.links);
+        pthread_mutex_destroy(&b.links_lock);
         hf_codec_free(b.walker_codec);
         hf_buf_free(&b.walker_scratch);
         hf_progress_free(b.progress);

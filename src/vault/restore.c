@@ -64,6 +64,8 @@ typedef struct Restore {
         RGroup *groups;
         size_t n_groups, cap_groups;
 
+        uid_t euid;
+        gid_t egid;
         atomic_size_t next_file;
         atomic_uint_fast64_t bytes, files_done, files_failed, verified, verify_failed;
         uint64_t others, failed_other;
@@ -125,15 +127,24 @@ static struct timespec to_ts(const HfTime *t)
         return (struct timespec){ .tv_sec = (time_t)t->sec, .tv_nsec = t->nsec };
 }
 
-/* Owner, mode and xattrs on an open fd (files and folders). Returns the first error. */
-static int apply_meta_fd(Restore *rs, int fd, const HfNode *n)
+/*
+ * Owner, mode and xattrs on an open fd (files and folders). created_perm is what the item was
+ * created with (with umask 0), so chmod is skipped when that is already right. Returns the
+ * first error.
+ */
+static int apply_meta_fd(Restore *rs, int fd, const HfNode *n, mode_t created_perm)
 {
+        mode_t want = hf_mode_from_go(n->mode);
+        bool chowned = false;
         int r = 0;
 
-        if (rs->is_root && fchown(fd, n->uid, n->gid) < 0)
-                r = -errno;
+        if (rs->is_root && (n->uid != rs->euid || n->gid != rs->egid)) {
+                if (fchown(fd, n->uid, n->gid) < 0)
+                        r = -errno;
+                chowned = true;
+        }
         /* After chown, which clears setuid/setgid. */
-        if (fchmod(fd, hf_mode_from_go(n->mode)) < 0 && r == 0)
+        if ((want != created_perm || chowned) && fchmod(fd, want) < 0 && r == 0)
                 r = -errno;
         for (size_t i = 0; i < n->n_xattrs; i++)
                 if (fsetxattr(fd, n->xattrs[i].name, n->xattrs[i].value, n->xattrs[i].len, 0) < 0 &&
@@ -450,17 +461,53 @@ static int verify_file(RWorker *w, int fd, const HfNode *n, const uint32_t *size
         return 0;
 }
 
+/*
+ * Creates the file to write: straight under its name when nothing is there (a fresh restore),
+ * else under a temporary name renamed over the old file only once complete, so an existing
+ * file is never replaced by a partial one. Permission bits are given at creation (the umask
+ * is 0 during a restore), which saves a chmod for most files.
+ */
+static int create_target(int dfd, const char *name, mode_t perm, char **ret_tmp)
+{
+        char rnd[9];
+        uint8_t rb[4];
+        int fd;
+
+        *ret_tmp = NULL;
+        fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
+        if (fd >= 0 || errno != EEXIST)
+                return fd < 0 ? -errno : fd;
+        if (hf_random_bytes(rb, sizeof(rb)) < 0)
+                memset(rb, 0x5a, sizeof(rb));
+        hf_hex_encode(rb, sizeof(rb), rnd);
+        if (asprintf(ret_tmp, ".%.200s.holdfast-%s", name, rnd) < 0) {
+                *ret_tmp = NULL;
+                return -ENOMEM;
+        }
+        fd = openat(dfd, *ret_tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
+        if (fd < 0) {
+                int r = -errno;
+                free(*ret_tmp);
+                *ret_tmp = NULL;
+                return r;
+        }
+        return fd;
+}
+
 static int restore_file(RWorker *w, RFile *f)
 {
         Restore *rs = w->rs;
         const HfNode *n = &f->node;
         _cleanup_free_ uint32_t *sizes = NULL;
         _cleanup_free_ char *tmp = NULL;
+        /* Write permission for ourselves until the data is in (a 0444 file stays writable
+         * through this fd anyway, but verify reads it back). */
+        mode_t perm = hf_mode_from_go(n->mode) & 0777;
         int dfd, fd, r, first_err = 0;
         uint64_t off = 0;
         ssize_t last = -1;
-        char rnd[9];
-        uint8_t rb[4];
+        bool hole_at_end = false;
+        const char *written_name;
 
         dfd = worker_dirfd(w, f->dir);
         if (dfd < 0) {
@@ -468,18 +515,14 @@ static int restore_file(RWorker *w, RFile *f)
                                 "cannot open its folder: %m");
                 return dfd;
         }
-        if (hf_random_bytes(rb, sizeof(rb)) < 0)
-                memset(rb, 0x5a, sizeof(rb));
-        hf_hex_encode(rb, sizeof(rb), rnd);
-        if (asprintf(&tmp, ".%.200s.holdfast-%s", n->name, rnd) < 0)
-                return -ENOMEM;
-        fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        fd = create_target(dfd, n->name, perm, &tmp);
         if (fd < 0) {
-                r = -errno;
+                r = fd;
                 hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
                                 "cannot create a file in its folder: %m");
                 return r;
         }
+        written_name = tmp ? tmp : n->name;
         sizes = calloc(MAX(n->n_content, (size_t)1), sizeof(uint32_t));
         if (!sizes) {
                 r = -ENOMEM;
@@ -512,24 +555,16 @@ static int restore_file(RWorker *w, RFile *f)
                                                         : e->length - HF_CRYPTO_OVERHEAD)
                                              : 0;
                                 off += sizes[i];
+                                hole_at_end = true;
                                 last = -1;
                                 continue;
                         }
                         last = (ssize_t)i;
                 }
                 sizes[i] = (uint32_t)w->blob.len;
-                if (!all_zero(w->blob.data, w->blob.len)) {
-                        r = 0;
-                        for (size_t done = 0; done < w->blob.len && r >= 0;) {
-                                ssize_t k = pwrite(fd, w->blob.data + done, w->blob.len - done,
-                                                   (off_t)(off + done));
-                                if (k < 0 && errno == EINTR)
-                                        continue;
-                                if (k <= 0)
-                                        r = k < 0 ? -errno : -EIO;
-                                else
-                                        done += (size_t)k;
-                        }
+                hole_at_end = all_zero(w->blob.data, w->blob.len);
+                if (!hole_at_end) {
+                        r = hf_write_all_at(fd, w->blob.data, w->blob.len, off);
                         if (r < 0)
                                 goto fail;
                 }
@@ -537,10 +572,12 @@ static int restore_file(RWorker *w, RFile *f)
                 hf_progress_add_bytes(rs->progress, w->blob.len);
                 atomic_fetch_add(&rs->bytes, w->blob.len);
         }
-        /* Sets the size, which also leaves trailing zero blocks as a hole. */
-        if (ftruncate(fd, (off_t)(first_err ? MAX(off, n->size) : off)) < 0) {
-                r = -errno;
-                goto fail;
+        /* Zero blobs were skipped (holes); a trailing one needs the size set. */
+        if (hole_at_end || (first_err && off < n->size)) {
+                if (ftruncate(fd, (off_t)(first_err ? MAX(off, n->size) : off)) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
         }
         if (!first_err && off != n->size)
                 hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
@@ -557,7 +594,7 @@ static int restore_file(RWorker *w, RFile *f)
                 } else
                         atomic_fetch_add(&rs->verified, 1);
         }
-        r = apply_meta_fd(rs, fd, n);
+        r = apply_meta_fd(rs, fd, n, perm);
         if (r < 0 && r != -ENOTSUP)
                 hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
                                 "restored, but its owner, mode or xattrs could not be set: %m");
@@ -573,14 +610,14 @@ static int restore_file(RWorker *w, RFile *f)
         if (first_err) {
                 _cleanup_free_ char *partial = NULL;
                 if (asprintf(&partial, "%s" PARTIAL_SUFFIX, n->name) >= 0 &&
-                    renameat(dfd, tmp, dfd, partial) == 0)
+                    renameat(dfd, written_name, dfd, partial) == 0)
                         hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
                                         "not restored; what could be read is in %s", partial);
                 else
-                        (void)unlinkat(dfd, tmp, 0);
+                        (void)unlinkat(dfd, written_name, 0);
                 return first_err;
         }
-        if (renameat(dfd, tmp, dfd, n->name) < 0) {
+        if (tmp && renameat(dfd, tmp, dfd, n->name) < 0) {
                 r = -errno;
                 goto fail;
         }
@@ -589,7 +626,7 @@ fail:
         hf_report_error(&rs->opts->out, "restore", f->snap_path, r, "cannot restore: %m");
         if (fd >= 0)
                 close(fd);
-        (void)unlinkat(dfd, tmp, 0);
+        (void)unlinkat(dfd, written_name, 0);
         return r;
 }
 
@@ -709,7 +746,7 @@ static void finish_dirs(Restore *rs)
                 fd = open_dir(rs, d->relpath);
                 if (fd < 0)
                         continue;
-                r = apply_meta_fd(rs, fd, &d->node);
+                r = apply_meta_fd(rs, fd, &d->node, (mode_t)-1);
                 if (r < 0 && r != -ENOTSUP)
                         hf_report_error(&rs->opts->out, "restore", d->relpath, r,
                                         "folder restored, but its owner, mode or xattrs could "
@@ -762,6 +799,8 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
         int r;
 
         rs.is_root = geteuid() == 0;
+        rs.euid = geteuid();
+        rs.egid = getegid();
         r = hf_mkdir_p(opts->target, 0700);
         if (r < 0)
                 return log_error_errno(r, "%s: cannot create the target folder: %m", opts->target);
@@ -769,6 +808,8 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
         if (rs.targetfd < 0)
                 return log_error_errno(errno, "%s: cannot open the target folder: %m",
                                        opts->target);
+        /* Items are created with their final permission bits (restored before returning). */
+        mode_t old_umask = umask(0);
         r = hf_repo_new_codec(repo, &rs.codec);
         if (r < 0)
                 goto out;
@@ -889,5 +930,6 @@ out:
         hf_codec_free(rs.codec);
         if (rs.targetfd >= 0)
                 close(rs.targetfd);
+        umask(old_umask);
         return r;
 }

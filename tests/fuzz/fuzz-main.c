@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,30 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Set by the sanitizer runtimes when linked in (weak: absent in a plain build). */
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+/* The input being replayed, named on stderr when a check aborts or a sanitizer reports. */
+static const char *current;
+
+static void name_current(void)
+{
+        static const char msg[] = "fuzz-main: failing input: ";
+
+        if (!current)
+                return;
+        (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)!write(STDERR_FILENO, current, strlen(current));
+        (void)!write(STDERR_FILENO, "\n", 1);
+}
+
+static void on_fatal_signal(int sig)
+{
+        name_current();
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
 
 static int run_file(const char *path)
 {
@@ -37,7 +62,9 @@ static int run_file(const char *path)
                 got += (size_t)n;
         }
         close(fd);
+        current = path;
         (void)LLVMFuzzerTestOneInput(buf, got);
+        current = NULL;
         free(buf);
         return 0;
 }
@@ -45,6 +72,13 @@ static int run_file(const char *path)
 int main(int argc, char **argv)
 {
         unsigned count = 0;
+
+        signal(SIGABRT, on_fatal_signal);
+        signal(SIGSEGV, on_fatal_signal);
+        signal(SIGBUS, on_fatal_signal);
+        signal(SIGFPE, on_fatal_signal);
+        if (__sanitizer_set_death_callback)
+                __sanitizer_set_death_callback(name_current);
 
         for (int i = 1; i < argc; i++) {
                 struct stat st;
