@@ -5,9 +5,9 @@
  * (never replacing an existing name), the folder fsynced, and made read-only (0400).
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 

@@ -30,8 +30,7 @@ int hf_json_error(const HfJson *j, char *buf, size_t n)
 
 static void ws(HfJson *j)
 {
-        while (j->p < j->end &&
-               (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
+        while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
                 j->p++;
 }
 

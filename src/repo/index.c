@@ -268,9 +268,6 @@ int hf_index_sorted_by_pack(const HfIndex *idx, HfIndexEntry **ret, size_t *ret_
         return 0;
 }
 
-
-
-
 static int parse_blob(HfJson *j, HfIndexEntry *e, bool *ret_has_type)
 {
         bool has_id = false, has_off = false, has_len = false, has_type = false;
@@ -402,8 +399,7 @@ int hf_index_parse(HfIndex *idx, const void *json, size_t n, HfBuf *err)
                                         }
                                         if (nv == capv) {
                                                 size_t ncap = capv ? capv * 2 : 256;
-                                                HfIndexEntry *nvv =
-                                                        realloc(v, ncap * sizeof(*nvv));
+                                                HfIndexEntry *nvv = realloc(v, ncap * sizeof(*nvv));
                                                 if (!nvv)
                                                         return -ENOMEM;
                                                 v = nvv;

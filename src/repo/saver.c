@@ -364,8 +364,9 @@ static int reserve(HfSaver *s, HfBlobType t, const HfId *id, size_t len, uint32_
 int hf_saver_save(HfSaver *s, HfCodec *codec, HfBlobType t, const HfId *id, const void *data,
                   size_t n, HfBuf *scratch, bool *ret_new)
 {
-        HfIndexEntry pending = { .id = *id, .pack = HF_INDEX_PACK_PENDING, .length = 1,
-                                 .type = (uint8_t)t };
+        HfIndexEntry pending = {
+                .id = *id, .pack = HF_INDEX_PACK_PENDING, .length = 1, .type = (uint8_t)t
+        };
         OpenPack *p = NULL, *to_ship = NULL, *done = NULL;
         uint64_t off = 0;
         uint32_t ulen;
@@ -384,11 +385,11 @@ int hf_saver_save(HfSaver *s, HfCodec *codec, HfBlobType t, const HfId *id, cons
         }
 
         /* Tree blobs are always compressed in v2; data blobs as configured. */
-        r = hf_codec_seal(codec, data, n,
-                          hf_repo_version(s->repo) >= 2 &&
-                                  (t == HF_BLOB_TREE ||
-                                   hf_repo_compression(s->repo) != HF_COMPRESSION_OFF),
-                          scratch, &ulen);
+        r = hf_codec_seal(
+                codec, data, n,
+                hf_repo_version(s->repo) >= 2 &&
+                        (t == HF_BLOB_TREE || hf_repo_compression(s->repo) != HF_COMPRESSION_OFF),
+                scratch, &ulen);
 
         pthread_mutex_lock(&s->lock);
         if (r >= 0)

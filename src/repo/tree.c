@@ -682,8 +682,7 @@ static int parse_node(HfJson *j, HfNode *n, HfBuf *tmp, HfBuf *name, size_t i, H
                         else if (hf_json_key_is(k, kl, "linktarget")) {
                                 /* linktarget_raw, when present, wins (whatever the order). */
                                 if (raw.len == 0)
-                                        r = get_string(j, tmp, &n->linktarget,
-                                                       &n->linktarget_len);
+                                        r = get_string(j, tmp, &n->linktarget, &n->linktarget_len);
                                 else
                                         r = hf_json_skip(j);
                         } else if (hf_json_key_is(k, kl, "linktarget_raw")) {
@@ -710,7 +709,7 @@ static int parse_node(HfJson *j, HfNode *n, HfBuf *tmp, HfBuf *name, size_t i, H
                 default:
                         break;
                 }
-        skip:
+skip:
                 r = hf_json_skip(j);
         }
         if (r == -ENOMEM)
@@ -783,8 +782,7 @@ int hf_tree_parse(const void *json, size_t n, HfTree *ret, HfBuf *err)
                         hf_buf_reset(err);
                         if (j.error)
                                 (void)hf_json_error(&j, where, sizeof(where));
-                        (void)hf_buf_printf(err, "%s",
-                                            j.error ? where : "no \"nodes\" array");
+                        (void)hf_buf_printf(err, "%s", j.error ? where : "no \"nodes\" array");
                 }
                 r = -EPROTO;
                 goto out;

@@ -363,7 +363,7 @@ struct Links {
                 DirJob *dir;
                 size_t idx;
                 bool is_new;
-        } *waiters;
+        } * waiters;
         size_t n_waiters;
 };
 
@@ -498,8 +498,7 @@ static void read_file(Reader *w, FileCtx *f)
                                 break;
                         r = pool_get(b, &next);
                         if (r >= 0)
-                                r = hf_buf_append(next, buf->data + scanned,
-                                                  buf->len - scanned);
+                                r = hf_buf_append(next, buf->data + scanned, buf->len - scanned);
                         if (r < 0) {
                                 pool_put(b, next);
                                 goto fatal;
@@ -585,15 +584,13 @@ static void file_finish(Backup *b, FileCtx *f, HfCodec *codec, HfBuf *scratch)
                         if (l->failed) {
                                 ws[i].dir->skip[ws[i].idx] = true;
                         } else {
-                                wn->content = l->n_content
-                                                      ? malloc(l->n_content * sizeof(HfId))
-                                                      : NULL;
+                                wn->content = l->n_content ? malloc(l->n_content * sizeof(HfId))
+                                                           : NULL;
                                 if (l->n_content && wn->content)
                                         memcpy(wn->content, l->content,
                                                l->n_content * sizeof(HfId));
                                 wn->n_content = wn->content ? l->n_content : 0;
-                                atomic_fetch_add(ws[i].is_new ? &b->files_new
-                                                              : &b->files_changed,
+                                atomic_fetch_add(ws[i].is_new ? &b->files_new : &b->files_changed,
                                                  1);
                         }
                         atomic_fetch_add(&b->files_processed, 1);
@@ -771,8 +768,8 @@ static int links_get(Backup *b, dev_t dev, ino_t ino, Links **ret, bool *ret_cre
                         Links *l = b->links[i];
                         if (!l)
                                 continue;
-                        for (h = ((uint64_t)l->ino * 0x9e3779b97f4a7c15ULL ^ l->dev) & nmask;
-                             nv[h]; h = (h + 1) & nmask)
+                        for (h = ((uint64_t)l->ino * 0x9e3779b97f4a7c15ULL ^ l->dev) & nmask; nv[h];
+                             h = (h + 1) & nmask)
                                 ;
                         nv[h] = l;
                 }
@@ -842,10 +839,9 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                         r = links_get(b, st->st_dev, st->st_ino, &group, &created);
                         if (r >= 0 && !created) {
                                 if (group->done && !group->failed) {
-                                        n->content = group->n_content
-                                                             ? malloc(group->n_content *
-                                                                      sizeof(HfId))
-                                                             : NULL;
+                                        n->content = group->n_content ? malloc(group->n_content *
+                                                                               sizeof(HfId))
+                                                                      : NULL;
                                         if (group->n_content && n->content)
                                                 memcpy(n->content, group->content,
                                                        group->n_content * sizeof(HfId));
@@ -859,9 +855,9 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                                         return 0;
                                 }
                                 if (!group->done) {
-                                        struct LinkWaiter *nw = realloc(
-                                                group->waiters,
-                                                (group->n_waiters + 1) * sizeof(*nw));
+                                        struct LinkWaiter *nw = realloc(group->waiters,
+                                                                        (group->n_waiters + 1) *
+                                                                                sizeof(*nw));
                                         if (!nw) {
                                                 pthread_mutex_unlock(&b->links_lock);
                                                 return -ENOMEM;
@@ -1594,8 +1590,8 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
                 r = hf_repo_new_codec(repo, &w->codec);
                 if (r >= 0 && is_reader)
                         r = hf_chunker_new(hf_repo_pol(repo), &w->chunker);
-                if (r >= 0 && pthread_create(&w->thread, NULL,
-                                             is_reader ? reader_main : hasher_main, w) != 0)
+                if (r >= 0 &&
+                    pthread_create(&w->thread, NULL, is_reader ? reader_main : hasher_main, w) != 0)
                         r = -EAGAIN;
                 if (r < 0) {
                         hf_codec_free(w->codec);
