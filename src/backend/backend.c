@@ -33,10 +33,12 @@ int hf_backend_open(const char *location, bool create, HfBackend **ret)
                 return -EINVAL;
         if (strncmp(location, "local:", 6) == 0)
                 return hf_backend_local_open(location + 6, create, ret);
-        if (strncmp(location, "rest:", 5) == 0 || strncmp(location, "s3:", 3) == 0 ||
-            strncmp(location, "sftp:", 5) == 0 || strncmp(location, "rclone:", 7) == 0 ||
-            strncmp(location, "b2:", 3) == 0 || strncmp(location, "azure:", 6) == 0 ||
-            strncmp(location, "gs:", 3) == 0 || strncmp(location, "swift:", 6) == 0)
+        if (strncmp(location, "rest:", 5) == 0)
+                return hf_backend_rest_open(location + 5, create, ret);
+        if (strncmp(location, "s3:", 3) == 0 || strncmp(location, "sftp:", 5) == 0 ||
+            strncmp(location, "rclone:", 7) == 0 || strncmp(location, "b2:", 3) == 0 ||
+            strncmp(location, "azure:", 6) == 0 || strncmp(location, "gs:", 3) == 0 ||
+            strncmp(location, "swift:", 6) == 0)
                 return -EPROTONOSUPPORT;
         return hf_backend_local_open(location, create, ret);
 }

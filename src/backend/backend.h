@@ -65,8 +65,9 @@ struct HfBackend {
 };
 
 /*
- * Opens the backend a location names: a local path for now ("local:" prefix optional). With
- * create, the location is made when missing (for init); otherwise -ENOENT when it is not there.
+ * Opens the backend a location names: a local path ("local:" prefix optional) or
+ * "rest:http(s)://...". With create, the location is made when missing (for init); otherwise
+ * -ENOENT when it is not there.
  * -EPROTONOSUPPORT for a scheme this build does not know.
  */
 int hf_backend_open(const char *location, bool create, HfBackend **ret);
@@ -74,6 +75,19 @@ HfBackend *hf_backend_free(HfBackend *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfBackend *, hf_backend_free);
 
 int hf_backend_local_open(const char *path, bool create, HfBackend **ret);
+/*
+ * REST client (rest.c): url is "http(s)://[user:pass@]host:port/path" (after "rest:").
+ * The CA bundle for TLS comes from $HOLDFAST_CACERT (or $RESTIC_CACERT, or --cacert). Safe
+ * to call from several threads at once. -EINVAL for a malformed URL.
+ */
+int hf_backend_rest_open(const char *url, bool create, HfBackend **ret);
+/*
+ * Parses a REST listing (attacker bytes from a server): v2 "[{"name":..,"size":..},...]" or
+ * v1 "["name",...]" (fn gets size 0). Names that are not 64 lowercase hex are skipped;
+ * -EPROTO for anything else malformed. A negative return of fn stops and is returned.
+ */
+int hf_rest_parse_list(const void *json, size_t n, bool v2, HfListFn fn, void *userdata);
+
 /* Streaming creation (see temp_open above); these fall back to a generic version. */
 int hf_backend_temp_open(HfBackend *b, HfFileType t, int *ret_fd);
 int hf_backend_temp_commit(HfBackend *b, HfFileType t, int fd, const char *name);

@@ -78,4 +78,4 @@ int cli_filter(const CliContext *ctx, HfSnapshotFilter *ret);
 void cli_filter_done(HfSnapshotFilter *f);
 
 extern const CliCommand cmd_init, cmd_backup, cmd_snapshots, cmd_ls, cmd_restore, cmd_check,
-        cmd_diff, cmd_cat, cmd_key, cmd_unlock;
+        cmd_diff, cmd_cat, cmd_key, cmd_unlock, cmd_serve;

@@ -10,8 +10,8 @@
 #include "cli.h"
 
 static const CliCommand *const commands[] = {
-        &cmd_init,  &cmd_backup, &cmd_snapshots, &cmd_ls,  &cmd_restore,
-        &cmd_check, &cmd_diff,   &cmd_cat,       &cmd_key, &cmd_unlock,
+        &cmd_init, &cmd_backup, &cmd_snapshots, &cmd_ls,     &cmd_restore, &cmd_check,
+        &cmd_diff, &cmd_cat,    &cmd_key,       &cmd_unlock, &cmd_serve,
 };
 
 static const CliOption global_options[] = {
@@ -22,6 +22,7 @@ static const CliOption global_options[] = {
         { "quiet", 'q', NULL, "print errors only" },
         { "verbose", 'v', NULL, "print more (twice: debug)" },
         { "no-lock", 0, NULL, "do not lock the vault (read-only commands)" },
+        { "cacert", 0, "FILE", "trust these CA certificates for https REST servers" },
         { "help", 'h', NULL, "show help" },
         { "version", 0, NULL, "print the version" },
         { NULL, 0, NULL, NULL },
@@ -135,7 +136,7 @@ static bool takes_arg(const char *arg)
 {
         /* Global options with a separate value, so their value is not taken for the command. */
         return strcmp(arg, "-r") == 0 || strcmp(arg, "--repo") == 0 ||
-               strcmp(arg, "--password-file") == 0;
+               strcmp(arg, "--password-file") == 0 || strcmp(arg, "--cacert") == 0;
 }
 
 int main(int argc, char **argv)
@@ -237,6 +238,8 @@ int main(int argc, char **argv)
                                 ctx.verbose++;
                         else if (strcmp(o->name, "no-lock") == 0)
                                 ctx.no_lock = true;
+                        else if (strcmp(o->name, "cacert") == 0)
+                                (void)setenv("HOLDFAST_CACERT", optarg, 1); /* rest backend */
                         else if (strcmp(o->name, "help") == 0)
                                 help = true;
                         else if (strcmp(o->name, "version") == 0) {

@@ -1,0 +1,731 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * REST backend client (restic-format.md §9): rest:http(s)://[user:pass@]host:port/path.
+ *
+ * The vault layers call a backend from several threads at once (uploaders, restore and check
+ * workers), so requests take a libcurl easy handle from a small pool and give it back after;
+ * each handle keeps its connection alive, so N threads use N persistent connections.
+ * Transient failures (connection errors, 5xx except 501/507, 408, 429) are retried with
+ * exponential backoff; 401, 403, 404, 416 and 507 are final. Credentials are handed to curl
+ * separately and never appear in a message.
+ */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "../base/log.h"
+#include "../base/util.h"
+#include "backend.h"
+
+#define POOL_MAX 32
+#define TRIES 6
+#define LIST_MAX (512ULL << 20) /* a listing of ~5M objects */
+#define SMALL_MAX (64ULL << 20) /* anything not a pack: keys, config, index, snapshots */
+#define V2_TYPE "application/vnd.x.restic.rest.v2"
+
+typedef struct RestBackend {
+        HfBackend base;
+        int tries; /* attempts per request: TRIES, or $HOLDFAST_REST_TRIES (1..20) */
+        char *url; /* scheme://host:port/path/ (ends in '/'), no credentials */
+        char *user, *password;
+        char *cacert;
+        pthread_mutex_t lock;
+        CURL *pool[POOL_MAX];
+        size_t n_pool;
+        bool warned_auth;
+        bool rclone; /* Server: rclone/... seen */
+} RestBackend;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result;
+
+static void curl_init(void)
+{
+        curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static CURL *take_handle(RestBackend *rb)
+{
+        CURL *c = NULL;
+
+        pthread_mutex_lock(&rb->lock);
+        if (rb->n_pool)
+                c = rb->pool[--rb->n_pool];
+        pthread_mutex_unlock(&rb->lock);
+        if (!c)
+                c = curl_easy_init();
+        else
+                curl_easy_reset(c); /* keeps the live connection */
+        return c;
+}
+
+static void give_handle(RestBackend *rb, CURL *c)
+{
+        if (!c)
+                return;
+        pthread_mutex_lock(&rb->lock);
+        if (rb->n_pool < POOL_MAX) {
+                rb->pool[rb->n_pool++] = c;
+                c = NULL;
+        }
+        pthread_mutex_unlock(&rb->lock);
+        if (c)
+                curl_easy_cleanup(c);
+}
+
+/* Where a response body goes: a growable buffer with a ceiling, or a fixed span. */
+typedef struct Sink {
+        HfBuf *buf;
+        uint8_t *p;
+        size_t cap, got;
+        bool overflow;
+        /* headers of interest */
+        bool v2;
+        bool rclone;
+} Sink;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+        Sink *s = userdata;
+        size_t n = size * nmemb;
+
+        if (s->buf) {
+                if (hf_buf_append(s->buf, data, n) < 0) {
+                        s->overflow = true;
+                        return 0;
+                }
+        } else if (!s->p) {
+                return n; /* a body nobody reads (error texts, POST replies) */
+        } else {
+                if (s->got + n > s->cap) {
+                        s->overflow = true;
+                        return 0;
+                }
+                memcpy(s->p + s->got, data, n);
+        }
+        s->got += n;
+        return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+        Sink *s = userdata;
+        size_t n = size * nmemb;
+
+        if (n > 13 && strncasecmp(data, "Content-Type:", 13) == 0 &&
+            memmem(data, n, V2_TYPE, strlen(V2_TYPE)))
+                s->v2 = true;
+        if (n > 14 && strncasecmp(data, "Server: rclone", 14) == 0)
+                s->rclone = true;
+        return n;
+}
+
+typedef struct Req {
+        const char *method; /* GET HEAD POST DELETE */
+        const char *path;   /* relative to the base URL ("" for the base itself) */
+        const void *body;   /* POST */
+        size_t body_len;
+        bool has_range;
+        uint64_t off, len; /* len 0: to the end */
+        bool accept_v2;
+        Sink *sink;
+        long status;            /* out */
+        curl_off_t content_len; /* out, HEAD */
+} Req;
+
+static bool retryable_curl(CURLcode cc)
+{
+        switch (cc) {
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+                return true;
+        default:
+                return false;
+        }
+}
+
+static bool retryable_status(long st)
+{
+        return st == 408 || st == 429 || (st >= 500 && st != 501 && st != 507);
+}
+
+static int status_errno(long st)
+{
+        switch (st) {
+        case 401:
+        case 403:
+                return -EACCES;
+        case 404:
+                return -ENOENT;
+        case 413:
+                return -E2BIG;
+        case 416:
+                return -ENODATA;
+        case 507:
+                return -ENOSPC;
+        case 501:
+        case 405:
+                return -EOPNOTSUPP;
+        default:
+                return st >= 400 && st < 500 ? -EINVAL : -EIO;
+        }
+}
+
+static int curl_errno(CURLcode cc)
+{
+        switch (cc) {
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_COULDNT_RESOLVE_HOST:
+                return -EHOSTUNREACH;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CERTPROBLEM:
+                return -EPROTO;
+        case CURLE_OUT_OF_MEMORY:
+                return -ENOMEM;
+        default:
+                return -EIO;
+        }
+}
+
+static void sleep_seconds(double s)
+{
+        struct timespec ts = { .tv_sec = (time_t)s,
+                               .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* One attempt. Returns 0 with req->status set, or a negative errno for a transport failure
+ * (*ret_retry tells whether it may succeed on another try). */
+static int attempt(RestBackend *rb, CURL *c, Req *req, bool *ret_retry)
+{
+        _cleanup_free_ char *url = NULL;
+        struct curl_slist *hdrs = NULL;
+        char range[64];
+        CURLcode cc;
+
+        *ret_retry = false;
+        if (asprintf(&url, "%s%s", rb->url, req->path) < 0)
+                return -ENOMEM;
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
+        /* A stalled transfer (no byte for two minutes) fails and is retried. */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 120L);
+        curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(c, CURLOPT_USERAGENT, "holdfast");
+        if (rb->user) {
+                curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+                curl_easy_setopt(c, CURLOPT_USERNAME, rb->user);
+                curl_easy_setopt(c, CURLOPT_PASSWORD, rb->password ? rb->password : "");
+        }
+        if (rb->cacert)
+                curl_easy_setopt(c, CURLOPT_CAINFO, rb->cacert);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, req->sink);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, req->sink);
+
+        if (req->accept_v2)
+                hdrs = curl_slist_append(hdrs, "Accept: " V2_TYPE);
+        if (strcmp(req->method, "POST") == 0) {
+                hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+                hdrs = curl_slist_append(hdrs, "Expect:");
+                curl_easy_setopt(c, CURLOPT_POST, 1L);
+                curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+                curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        } else if (strcmp(req->method, "HEAD") == 0)
+                curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        else if (strcmp(req->method, "DELETE") == 0)
+                curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
+        if (req->has_range) {
+                if (req->len)
+                        (void)snprintf(range, sizeof(range), "Range: bytes=%llu-%llu",
+                                       (unsigned long long)req->off,
+                                       (unsigned long long)(req->off + req->len - 1));
+                else
+                        (void)snprintf(range, sizeof(range), "Range: bytes=%llu-",
+                                       (unsigned long long)req->off);
+                hdrs = curl_slist_append(hdrs, range);
+        }
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+
+        req->sink->got = 0;
+        req->sink->overflow = false;
+        if (req->sink->buf)
+                hf_buf_reset(req->sink->buf);
+        cc = curl_easy_perform(c);
+        curl_slist_free_all(hdrs);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+        if (cc == CURLE_WRITE_ERROR && req->sink->overflow)
+                return -E2BIG;
+        if (cc != CURLE_OK) {
+                *ret_retry = retryable_curl(cc);
+                log_debug("%s %s%s: %s", req->method, rb->base.location, req->path,
+                          curl_easy_strerror(cc));
+                return curl_errno(cc);
+        }
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &req->status);
+        curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &req->content_len);
+        *ret_retry = retryable_status(req->status);
+        return 0;
+}
+
+/* Runs a request with retries; 0 with req->status for any HTTP answer that is final. */
+static int perform(RestBackend *rb, Req *req)
+{
+        double delay = 0.25;
+        CURL *c;
+        int r = -EIO;
+
+        c = take_handle(rb);
+        if (!c)
+                return -ENOMEM;
+        for (int i = 0; i < rb->tries; i++) {
+                bool retry;
+
+                r = attempt(rb, c, req, &retry);
+                if (!retry)
+                        break;
+                if (i + 1 == rb->tries)
+                        break;
+                if (r == 0)
+                        log_warning("%s %s/%s: HTTP %ld, retrying in %.1f s", req->method,
+                                    rb->base.location, req->path, req->status, delay);
+                else
+                        log_warning_errno(r, "%s %s/%s: %m, retrying in %.1f s", req->method,
+                                          rb->base.location, req->path, delay);
+                /* A broken connection must not be reused. */
+                curl_easy_cleanup(c);
+                c = curl_easy_init();
+                if (!c)
+                        return -ENOMEM;
+                sleep_seconds(delay);
+                delay = MIN(delay * 2, 8.0);
+        }
+        if (req->sink->rclone)
+                rb->rclone = true;
+        give_handle(rb, c);
+        if (r == 0 && req->status == 401 && !rb->warned_auth) {
+                rb->warned_auth = true;
+                log_error("%s: the server refused the credentials (HTTP 401): check the user "
+                          "and password in the URL",
+                          rb->base.location);
+        }
+        if (r == 0 && retryable_status(req->status))
+                return -EIO;
+        return r;
+}
+
+static int object_path(HfFileType t, const char *name, char *buf, size_t n)
+{
+        int k;
+
+        if (t >= _HF_FILE_TYPE_MAX)
+                return -EINVAL;
+        if (t == HF_FILE_CONFIG)
+                k = snprintf(buf, n, "config");
+        else {
+                if (strlen(name) != 64 || strspn(name, "0123456789abcdef") != 64)
+                        return -EINVAL;
+                k = snprintf(buf, n, "%s/%s", hf_file_type_dir(t), name);
+        }
+        return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
+}
+
+static int rest_stat(HfBackend *b, HfFileType t, const char *name, uint64_t *ret_size)
+{
+        RestBackend *rb = (RestBackend *)b;
+        Sink sink = { 0 };
+        char path[128];
+        Req req = { .method = "HEAD", .path = path, .sink = &sink, .accept_v2 = true };
+        int r;
+
+        r = object_path(t, name, path, sizeof(path));
+        if (r < 0)
+                return r;
+        r = perform(rb, &req);
+        if (r < 0)
+                return r;
+        if (req.status != 200)
+                return status_errno(req.status);
+        if (req.content_len < 0)
+                return -EPROTO;
+        if (ret_size)
+                *ret_size = (uint64_t)req.content_len;
+        return 0;
+}
+
+static int rest_create(HfBackend *b)
+{
+        RestBackend *rb = (RestBackend *)b;
+        Sink sink = { 0 };
+        Req req = { .method = "POST", .path = "?create=true", .sink = &sink };
+        int r;
+
+        r = rest_stat(b, HF_FILE_CONFIG, "config", NULL);
+        if (r == 0)
+                return -EEXIST;
+        if (r != -ENOENT)
+                return r;
+        r = perform(rb, &req);
+        if (r < 0)
+                return r;
+        return req.status == 200 ? 0 : status_errno(req.status);
+}
+
+static int rest_save(HfBackend *b, HfFileType t, const char *name, const void *p, size_t n)
+{
+        RestBackend *rb = (RestBackend *)b;
+        Sink sink = { 0 };
+        char path[128];
+        Req req = { .method = "POST", .path = path, .body = p, .body_len = n, .sink = &sink };
+        uint64_t size;
+        int r;
+
+        r = object_path(t, name, path, sizeof(path));
+        if (r < 0)
+                return r;
+        r = perform(rb, &req);
+        if (r < 0)
+                return r;
+        if (req.status == 200)
+                return 0;
+        /* Servers answer 403 for an existing object (never overwritten); tell that apart
+         * from a refusal, as the vault layers treat -EEXIST for identical content as done. */
+        if (req.status == 403 && rest_stat(b, t, name, &size) == 0)
+                return -EEXIST;
+        return status_errno(req.status);
+}
+
+static int get_range(RestBackend *rb, HfFileType t, const char *name, uint64_t off, size_t len,
+                     Sink *sink)
+{
+        char path[128];
+        Req req = { .method = "GET",
+                    .path = path,
+                    .sink = sink,
+                    .accept_v2 = true,
+                    .has_range = true,
+                    .off = off,
+                    .len = len };
+        int r;
+
+        r = object_path(t, name, path, sizeof(path));
+        if (r < 0)
+                return r;
+        r = perform(rb, &req);
+        if (r < 0)
+                return r;
+        if (req.status == 200 && off > 0)
+                return -EPROTO; /* the server ignored the range; never seen from restic's */
+        if (req.status != 200 && req.status != 206)
+                return status_errno(req.status);
+        if (len && sink->got != len)
+                return -ENODATA;
+        return 0;
+}
+
+static int rest_load(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len,
+                     HfBuf *out)
+{
+        RestBackend *rb = (RestBackend *)b;
+        HfBuf tmp = HF_BUF_INIT(out->max > out->len ? out->max - out->len : 0);
+        Sink sink = { .buf = &tmp };
+        int r;
+
+        r = get_range(rb, t, name, off, len, &sink);
+        if (r >= 0)
+                r = hf_buf_append(out, tmp.data, tmp.len);
+        hf_buf_free(&tmp);
+        return r;
+}
+
+static int rest_read_at(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len,
+                        void *p)
+{
+        Sink sink = { .p = p, .cap = len };
+
+        if (len == 0)
+                return 0;
+        return get_range((RestBackend *)b, t, name, off, len, &sink);
+}
+
+static int rest_remove(HfBackend *b, HfFileType t, const char *name)
+{
+        RestBackend *rb = (RestBackend *)b;
+        Sink sink = { 0 };
+        char path[128];
+        Req req = { .method = "DELETE", .path = path, .sink = &sink, .accept_v2 = true };
+        int r;
+
+        r = object_path(t, name, path, sizeof(path));
+        if (r < 0)
+                return r;
+        r = perform(rb, &req);
+        if (r < 0)
+                return r;
+        return req.status == 200 || req.status == 204 ? 0 : status_errno(req.status);
+}
+
+static bool name_ok(const char *s, size_t n)
+{
+        if (n != 64)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+int hf_rest_parse_list(const void *json, size_t n, bool v2, HfListFn fn, void *userdata)
+{
+        json_t *root;
+        size_t i;
+        json_t *e;
+        int r = 0;
+
+        root = json_loadb(json, n, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_array(root)) {
+                json_decref(root);
+                return -EPROTO;
+        }
+        json_array_foreach(root, i, e)
+        {
+                const char *name;
+                size_t len;
+                uint64_t size = 0;
+
+                if (v2) {
+                        json_t *jn = json_object_get(e, "name"), *js = json_object_get(e, "size");
+                        if (!json_is_object(e) || !json_is_string(jn) || !json_is_integer(js) ||
+                            json_integer_value(js) < 0) {
+                                r = -EPROTO;
+                                break;
+                        }
+                        name = json_string_value(jn);
+                        len = json_string_length(jn);
+                        size = (uint64_t)json_integer_value(js);
+                } else {
+                        if (!json_is_string(e)) {
+                                r = -EPROTO;
+                                break;
+                        }
+                        name = json_string_value(e);
+                        len = json_string_length(e);
+                }
+                if (!name_ok(name, len))
+                        continue; /* like the local backend: foreign names are not ours */
+                r = fn(userdata, name, size);
+                if (r < 0)
+                        break;
+        }
+        json_decref(root);
+        return r;
+}
+
+typedef struct V1Ctx {
+        RestBackend *rb;
+        HfFileType t;
+        HfListFn fn;
+        void *userdata;
+} V1Ctx;
+
+/* v1 listings carry names only: each size comes from a HEAD, as restic does. */
+static int v1_size(void *userdata, const char *name, uint64_t unused)
+{
+        V1Ctx *v = userdata;
+        uint64_t size = 0;
+        int r = rest_stat(&v->rb->base, v->t, name, &size);
+
+        if (r == -ENOENT)
+                return 0; /* removed meanwhile */
+        if (r < 0)
+                return r;
+        return v->fn(v->userdata, name, size);
+}
+
+static int rest_list(HfBackend *b, HfFileType t, HfListFn fn, void *userdata)
+{
+        RestBackend *rb = (RestBackend *)b;
+        HfBuf body = HF_BUF_INIT(LIST_MAX);
+        Sink sink = { .buf = &body };
+        char path[32];
+        Req req = { .method = "GET", .path = path, .sink = &sink, .accept_v2 = true };
+        V1Ctx v1 = { rb, t, fn, userdata };
+        int r;
+
+        if (t == HF_FILE_CONFIG) {
+                uint64_t size = 0;
+                r = rest_stat(b, t, "config", &size);
+                if (r == -ENOENT)
+                        return 0;
+                return r < 0 ? r : fn(userdata, "config", size);
+        }
+        if (t >= _HF_FILE_TYPE_MAX)
+                return -EINVAL;
+        (void)snprintf(path, sizeof(path), "%s/", hf_file_type_dir(t));
+        r = perform(rb, &req);
+        if (r < 0)
+                goto out;
+        if (req.status == 404 && !sink.rclone) {
+                r = 0; /* no folder yet: nothing of that type */
+                goto out;
+        }
+        if (req.status != 200) {
+                r = status_errno(req.status);
+                goto out;
+        }
+        if (sink.v2)
+                r = hf_rest_parse_list(body.data, body.len, true, fn, userdata);
+        else
+                r = hf_rest_parse_list(body.data, body.len, false, v1_size, &v1);
+        if (r == -EPROTO)
+                log_error("%s/%s/: the server's listing is not valid JSON of the REST protocol",
+                          b->location, hf_file_type_dir(t));
+out:
+        hf_buf_free(&body);
+        return r;
+}
+
+static void rest_free(HfBackend *b)
+{
+        RestBackend *rb = (RestBackend *)b;
+
+        for (size_t i = 0; i < rb->n_pool; i++)
+                curl_easy_cleanup(rb->pool[i]);
+        pthread_mutex_destroy(&rb->lock);
+        if (rb->password) {
+                explicit_bzero(rb->password, strlen(rb->password));
+                free(rb->password);
+        }
+        free(rb->user);
+        free(rb->url);
+        free(rb->cacert);
+        free(rb->base.location);
+        free(rb);
+}
+
+static const HfBackendOps rest_ops = {
+        .create = rest_create,
+        .save = rest_save,
+        .load = rest_load,
+        .read_at = rest_read_at,
+        .stat = rest_stat,
+        .remove = rest_remove,
+        .list = rest_list,
+        .free = rest_free,
+};
+
+/* Percent-decodes userinfo (restic's URLs carry it escaped). */
+static char *unescape(const char *s, size_t n)
+{
+        char *out = malloc(n + 1);
+        size_t m = 0;
+
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                uint8_t byte;
+                size_t got;
+
+                if (s[i] == '%' && i + 2 < n && hf_hex_decode(s + i + 1, 2, &byte, 1, &got) == 0) {
+                        out[m++] = (char)byte;
+                        i += 2;
+                        continue;
+                }
+                out[m++] = s[i];
+        }
+        out[m] = 0;
+        return out;
+}
+
+int hf_backend_rest_open(const char *url, bool create, HfBackend **ret)
+{
+        RestBackend *rb;
+        const char *scheme_end, *host, *slash, *at;
+        const char *v;
+        int r = -ENOMEM;
+
+        (void)create;
+        if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+                return -EINVAL;
+        if (strlen(url) > 2048 || strpbrk(url, " \t\r\n"))
+                return -EINVAL;
+        pthread_once(&curl_once, curl_init);
+        if (curl_init_result != CURLE_OK)
+                return -EIO;
+        rb = calloc(1, sizeof(*rb));
+        if (!rb)
+                return -ENOMEM;
+        pthread_mutex_init(&rb->lock, NULL);
+        rb->base.ops = &rest_ops;
+
+        scheme_end = strstr(url, "://") + 3;
+        slash = strchr(scheme_end, '/');
+        if (!slash)
+                slash = scheme_end + strlen(scheme_end);
+        at = memrchr(scheme_end, '@', (size_t)(slash - scheme_end));
+        host = at ? at + 1 : scheme_end;
+        if (at) {
+                const char *colon = memchr(scheme_end, ':', (size_t)(at - scheme_end));
+                rb->user = unescape(scheme_end, (size_t)((colon ? colon : at) - scheme_end));
+                if (colon)
+                        rb->password = unescape(colon + 1, (size_t)(at - colon - 1));
+                if (!rb->user || (colon && !rb->password))
+                        goto fail;
+        }
+        {
+                size_t plen = strlen(slash);
+                bool need_slash = plen == 0 || slash[plen - 1] != '/';
+                if (asprintf(&rb->url, "%.*s%s%s", (int)(scheme_end - url), url, host,
+                             need_slash ? "/" : "") < 0) {
+                        rb->url = NULL;
+                        goto fail;
+                }
+                /* Messages name the URL without credentials and without the final '/'. */
+                if (asprintf(&rb->base.location, "rest:%.*s%.*s", (int)(scheme_end - url), url,
+                             (int)(strlen(host) - (need_slash ? 0 : 1)), host) < 0) {
+                        rb->base.location = NULL;
+                        goto fail;
+                }
+        }
+        if (!*host || *host == '/') {
+                r = -EINVAL;
+                goto fail;
+        }
+        rb->tries = TRIES;
+        if ((v = getenv("HOLDFAST_REST_TRIES")) && *v) {
+                uint64_t t;
+                if (hf_parse_u64(v, &t) == 0 && t >= 1 && t <= 20)
+                        rb->tries = (int)t;
+        }
+        if (((v = getenv("HOLDFAST_CACERT")) && *v) || ((v = getenv("RESTIC_CACERT")) && *v)) {
+                rb->cacert = strdup(v);
+                if (!rb->cacert)
+                        goto fail;
+        }
+        *ret = &rb->base;
+        return 0;
+fail:
+        rest_free(&rb->base);
+        return r;
+}
