@@ -17,6 +17,7 @@ static const CliOption options[] = {
         { "one-file-system", 'x', NULL, "do not cross into other filesystems" },
         { "compression", 0, "MODE", "auto (default), off, max or fastest" },
         { "pack-size", 0, "MIB", "target pack size in MiB (4 to 128, default 16)" },
+        { "dry-run", 'n', NULL, "read and count everything, write nothing to the vault" },
         { NULL, 0, NULL, NULL },
 };
 
@@ -36,6 +37,7 @@ static int run(CliContext *ctx, int argc, char **argv)
         o.parent = cli_value(ctx, "parent");
         o.force = cli_flag(ctx, "force") > 0;
         o.one_file_system = cli_flag(ctx, "one-file-system") > 0;
+        o.dry_run = cli_flag(ctx, "dry-run") > 0;
         if (o.force && o.parent)
                 return cli_usage_error("--force and --parent cannot be combined");
         r = cli_values(ctx, "tag", &o.tags, &o.n_tags);

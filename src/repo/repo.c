@@ -501,20 +501,26 @@ int hf_repo_find_id(HfRepo *r, HfFileType t, const char *prefix, HfId *ret)
         if (k < 0)
                 return log_error_errno(k, "%s/%s: cannot list: %m", r->backend->location,
                                        hf_file_type_dir(t));
+        _cleanup_buf_ HfBuf names = HF_BUF_INIT(4096);
         for (size_t i = 0; i < n; i++) {
                 char hex[HF_ID_HEX_LEN + 1];
                 hf_id_hex(&ids[i], hex);
                 if (strncasecmp(hex, prefix, plen) == 0) {
                         if (matches++ == 0)
                                 found = ids[i];
+                        if (matches <= 5)
+                                (void)hf_buf_printf(&names, "%s%.16s", matches > 1 ? ", " : "",
+                                                    hex);
                 }
         }
         if (matches == 0)
                 return log_error_errno(ENOENT, "no %s ID starts with \"%s\"", hf_file_type_name(t),
                                        prefix);
         if (matches > 1)
-                return log_error_errno(ENOTUNIQ, "%zu %s IDs start with \"%s\": give more digits",
-                                       matches, hf_file_type_name(t), prefix);
+                return log_error_errno(
+                        ENOTUNIQ, "%zu %s IDs start with \"%s\" (%s%s): give more digits", matches,
+                        hf_file_type_name(t), prefix, names.data ? (char *)names.data : "",
+                        matches > 5 ? ", ..." : "");
         *ret = found;
         return 0;
 }

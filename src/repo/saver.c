@@ -55,6 +55,7 @@ struct HfSaver {
 
         HfSaverStats stats;
         int error;
+        bool dry_run;
 };
 
 static void set_error(HfSaver *s, int r)
@@ -217,10 +218,14 @@ static void *uploader(void *arg)
                                 (void)hf_index_remove(s->index, (HfBlobType)p->blobs[i].type,
                                                       &p->blobs[i].id);
                 }
+                pthread_mutex_unlock(&s->lock);
+                /* Release a failed pack's space before anyone waiting writes an index (a full
+                 * disk needs that room). */
+                pack_free(s, p);
+                pthread_mutex_lock(&s->lock);
                 s->in_flight--;
                 pthread_cond_broadcast(&s->idle);
                 pthread_mutex_unlock(&s->lock);
-                pack_free(s, p);
         }
         hf_cipher_free(cipher);
         free(block);
@@ -277,6 +282,11 @@ HfSaver *hf_saver_free(HfSaver *s)
         pthread_cond_destroy(&s->idle);
         free(s);
         return NULL;
+}
+
+void hf_saver_set_dry_run(HfSaver *s, bool dry_run)
+{
+        s->dry_run = dry_run;
 }
 
 bool hf_saver_known(HfSaver *s, HfBlobType t, const HfId *id)
@@ -391,6 +401,20 @@ int hf_saver_save(HfSaver *s, HfCodec *codec, HfBlobType t, const HfId *id, cons
                         (t == HF_BLOB_TREE || hf_repo_compression(s->repo) != HF_COMPRESSION_OFF),
                 scratch, &ulen);
 
+        if (r >= 0 && s->dry_run) {
+                /* Counted as if stored; the pending entry keeps later copies deduplicated. */
+                pthread_mutex_lock(&s->lock);
+                if (t == HF_BLOB_DATA)
+                        s->stats.data_blobs++;
+                else
+                        s->stats.tree_blobs++;
+                s->stats.data_added += n;
+                s->stats.data_added_packed += scratch->len;
+                pthread_mutex_unlock(&s->lock);
+                if (ret_new)
+                        *ret_new = true;
+                return 0;
+        }
         pthread_mutex_lock(&s->lock);
         if (r >= 0)
                 r = reserve(s, t, id, scratch->len, ulen, &p, &off, &to_ship);
@@ -465,7 +489,7 @@ int hf_saver_finish(HfSaver *s)
         while (s->in_flight > 0)
                 pthread_cond_wait(&s->idle, &s->lock);
         r = s->error;
-        if (r >= 0)
+        if (r >= 0 && !s->dry_run)
                 r = write_index_locked(s);
         pthread_mutex_unlock(&s->lock);
         return r;

@@ -24,6 +24,8 @@ typedef struct HfSaver HfSaver;
 
 /* The repo's index must be loaded. uploaders: background upload threads (0 = default). */
 int hf_saver_new(HfRepo *r, unsigned uploaders, HfSaver **ret);
+/* Dry run: everything is encoded and counted, nothing is written. */
+void hf_saver_set_dry_run(HfSaver *s, bool dry_run);
 /* Stops threads; does not flush (call hf_saver_finish first to keep the work). */
 HfSaver *hf_saver_free(HfSaver *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfSaver *, hf_saver_free);

@@ -1419,15 +1419,17 @@ static int print_summary(const HfBackupOptions *o, const HfBackupResult *res)
                        "\"dirs_unmodified\":%llu,\"data_blobs\":%llu,\"tree_blobs\":%llu,"
                        "\"data_added\":%llu,\"data_added_packed\":%llu,"
                        "\"total_files_processed\":%llu,\"total_bytes_processed\":%llu,"
-                       "\"total_duration\":%.3f,\"snapshot_id\":\"%s\",\"files_failed\":%llu}\n",
+                       "\"total_duration\":%.3f,\"snapshot_id\":\"%s\",\"files_failed\":%llu,"
+                       "\"dry_run\":%s}\n",
                        (unsigned long long)m->files_new, (unsigned long long)m->files_changed,
                        (unsigned long long)m->files_unmodified, (unsigned long long)m->dirs_new,
                        (unsigned long long)m->dirs_changed, (unsigned long long)m->dirs_unmodified,
                        (unsigned long long)m->data_blobs, (unsigned long long)m->tree_blobs,
                        (unsigned long long)m->data_added, (unsigned long long)m->data_added_packed,
                        (unsigned long long)m->total_files_processed,
-                       (unsigned long long)m->total_bytes_processed, res->seconds, hex,
-                       (unsigned long long)res->files_failed);
+                       (unsigned long long)m->total_bytes_processed, res->seconds,
+                       res->dry_run ? "" : hex, (unsigned long long)res->files_failed,
+                       res->dry_run ? "true" : "false");
                 fflush(stdout);
                 hf_out_unlock();
                 return 0;
@@ -1440,12 +1442,16 @@ static int print_summary(const HfBackupOptions *o, const HfBackupResult *res)
         printf("Dirs:        %6llu new, %6llu changed, %6llu unmodified\n",
                (unsigned long long)m->dirs_new, (unsigned long long)m->dirs_changed,
                (unsigned long long)m->dirs_unmodified);
-        printf("Added to the vault: %s (%s stored)\n", hf_format_bytes(a, sizeof(a), m->data_added),
+        printf("%s to the vault: %s (%s stored)\n", res->dry_run ? "Would add" : "Added",
+               hf_format_bytes(a, sizeof(a), m->data_added),
                hf_format_bytes(c, sizeof(c), m->data_added_packed));
         printf("processed %llu files, %s in %s\n", (unsigned long long)m->total_files_processed,
                hf_format_bytes(d, sizeof(d), m->total_bytes_processed),
                hf_format_duration(a, sizeof(a), res->seconds));
-        if (res->files_failed)
+        if (res->dry_run)
+                printf("dry run: nothing was written%s\n",
+                       res->files_failed ? "; some items could not be read (see above)" : "");
+        else if (res->files_failed)
                 printf("snapshot %.8s saved, but %llu item(s) could not be read (see above)\n", hex,
                        (unsigned long long)res->files_failed);
         else
@@ -1500,6 +1506,13 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
                         dup = dup || strcmp(abs[j], a) == 0;
                 if (dup)
                         continue;
+                struct stat tst;
+                if (lstat(a, &tst) < 0) {
+                        /* Reported once here; the snapshot is made of the others. */
+                        hf_report_error(&opts->out, "archival", a, -errno, "cannot back up: %m");
+                        atomic_fetch_add(&b.files_failed, 1);
+                        continue;
+                }
                 tp = tree_path_of(opts->paths[i], a);
                 if (!tp) {
                         r = -ENOMEM;
@@ -1512,11 +1525,16 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
                         goto out;
         }
 
+        if (n_abs == 0) {
+                r = log_error_errno(ENOENT, "none of the paths given can be backed up; no "
+                                            "snapshot was saved");
+                goto out;
+        }
         r = hf_lock_acquire(repo, false, &lock);
         if (r < 0)
                 goto out;
         r = hf_repo_load_index(repo, NULL);
-        if (r >= 0)
+        if (r >= 0 && !opts->dry_run)
                 r = hf_repo_save_recovered_index(repo);
         if (r < 0)
                 goto out;
@@ -1526,6 +1544,7 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
         r = hf_saver_new(repo, 0, &saver);
         if (r < 0)
                 goto out;
+        hf_saver_set_dry_run(saver, opts->dry_run);
         b.saver = saver;
 
         const char *host = opts->host ? opts->host : hf_hostname();
@@ -1542,8 +1561,8 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
                                             "will be read again");
                                 parent_tree = (HfTree){ 0 };
                         }
-                } else if (r != -ENOENT)
-                        goto out;
+                } else if (r != -ENOENT || opts->parent)
+                        goto out; /* a parent asked for by name must exist */
         }
 
         r = hf_progress_new("backup", opts->out.progress, &b.progress);
@@ -1712,11 +1731,14 @@ stop:
                 .total_files_processed = atomic_load(&b.files_processed),
                 .total_bytes_processed = atomic_load(&b.bytes_processed),
         };
-        r = hf_snapshot_save(repo, &snap);
-        if (r < 0)
-                goto out;
+        if (!opts->dry_run) {
+                r = hf_snapshot_save(repo, &snap);
+                if (r < 0)
+                        goto out;
+        }
 
         ret->snapshot_id = snap.id;
+        ret->dry_run = opts->dry_run;
         ret->summary = snap.summary;
         ret->files_failed = atomic_load(&b.files_failed);
         ret->seconds = hf_now_mono() - t0;

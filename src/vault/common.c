@@ -71,12 +71,25 @@ int hf_load_tree(HfRepo *repo, HfCodec *codec, const HfId *id, HfTree *ret)
         return r;
 }
 
+/* A pattern without a leading '/' may match at any folder level, as in restic. */
+static bool match_anywhere(const char *p, const char *path)
+{
+        if (p[0] == '/')
+                return fnmatch(p, path, 0) == 0;
+        for (const char *s = path; s; s = strchr(s + 1, '/')) {
+                const char *tail = s[0] == '/' ? s + 1 : s;
+                if (fnmatch(p, tail, 0) == 0)
+                        return true;
+        }
+        return false;
+}
+
 bool hf_exclude_match(char **patterns, size_t n, const char *path, const char *name)
 {
         for (size_t i = 0; i < n; i++) {
                 const char *p = patterns[i];
                 if (strchr(p, '/')) {
-                        if (fnmatch(p, path, 0) == 0)
+                        if (match_anywhere(p, path))
                                 return true;
                 } else if (fnmatch(p, name, 0) == 0)
                         return true;

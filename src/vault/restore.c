@@ -34,7 +34,7 @@ typedef struct RDir {
         char *relpath; /* relative to the target, "" for the target */
         HfNode node;   /* metadata to apply (type DIR); unset for the target root */
         bool has_node;
-        bool keep_meta; /* an existing folder we only pass through (ancestor of an include) */
+        bool created; /* made (or found) on disk: only then is its metadata applied */
 } RDir;
 
 typedef struct RFile {
@@ -63,6 +63,8 @@ typedef struct Restore {
         size_t n_files, cap_files;
         RGroup *groups;
         size_t n_groups, cap_groups;
+        size_t *group_slots; /* open addressing over groups: index + 1, 0 = empty */
+        size_t group_mask;
 
         uid_t euid;
         gid_t egid;
@@ -282,25 +284,109 @@ static int add_dir(Restore *rs, size_t parent, const char *relpath, const HfNode
 
 static ssize_t find_group(Restore *rs, const HfNode *n)
 {
-        for (size_t i = 0; i < rs->n_groups; i++)
-                if (rs->groups[i].inode == n->inode && rs->groups[i].device_id == n->device_id)
-                        return (ssize_t)i;
+        size_t h;
+
+        if (!rs->group_slots)
+                return -1;
+        for (h = (n->inode * 0x9e3779b97f4a7c15ULL ^ n->device_id) & rs->group_mask;
+             rs->group_slots[h]; h = (h + 1) & rs->group_mask) {
+                RGroup *g = &rs->groups[rs->group_slots[h] - 1];
+                if (g->inode == n->inode && g->device_id == n->device_id)
+                        return (ssize_t)(rs->group_slots[h] - 1);
+        }
         return -1;
 }
 
-static int plan_tree(Restore *rs, const HfId *tree, size_t dir, int dfd, const char *snap_prefix,
-                     bool all);
+static int add_group(Restore *rs, const HfNode *n, size_t primary, ssize_t *ret)
+{
+        size_t h;
+        int r;
 
-static int plan_node(Restore *rs, const HfNode *n, size_t dir, int dfd, const char *snap_prefix,
-                     bool all)
+        if ((rs->n_groups + 1) * 2 > rs->group_mask + 1) {
+                size_t nmask = rs->group_mask ? rs->group_mask * 2 + 1 : 255;
+                size_t *nv = calloc(nmask + 1, sizeof(size_t));
+                if (!nv)
+                        return -ENOMEM;
+                for (size_t i = 0; i < rs->n_groups; i++) {
+                        RGroup *g = &rs->groups[i];
+                        for (h = (g->inode * 0x9e3779b97f4a7c15ULL ^ g->device_id) & nmask; nv[h];
+                             h = (h + 1) & nmask)
+                                ;
+                        nv[h] = i + 1;
+                }
+                free(rs->group_slots);
+                rs->group_slots = nv;
+                rs->group_mask = nmask;
+        }
+        r = reserve((void **)&rs->groups, &rs->cap_groups, rs->n_groups, sizeof(RGroup));
+        if (r < 0)
+                return r;
+        rs->groups[rs->n_groups] = (RGroup){ .device_id = n->device_id,
+                                             .inode = n->inode,
+                                             .primary = primary };
+        for (h = (n->inode * 0x9e3779b97f4a7c15ULL ^ n->device_id) & rs->group_mask;
+             rs->group_slots[h]; h = (h + 1) & rs->group_mask)
+                ;
+        rs->group_slots[h] = ++rs->n_groups;
+        *ret = (ssize_t)(rs->n_groups - 1);
+        return 0;
+}
+
+/*
+ * A folder during planning. Folders are created only when something in them is restored, so
+ * --include does not leave empty folders where nothing matched.
+ */
+typedef struct PlanDir {
+        struct PlanDir *parent;
+        size_t idx;       /* in rs->dirs */
+        const char *name; /* in the parent (NULL for the target) */
+        const char *snap_path;
+        int fd; /* -1 until created */
+        bool failed;
+} PlanDir;
+
+static int ensure_dir(Restore *rs, PlanDir *d)
+{
+        int r;
+
+        if (d->fd >= 0)
+                return 0;
+        if (d->failed || !d->parent)
+                return -ENOENT;
+        r = ensure_dir(rs, d->parent);
+        if (r < 0) {
+                d->failed = true;
+                return r;
+        }
+        r = make_room(d->parent->fd, d->name, true);
+        if (r == 0 && mkdirat(d->parent->fd, d->name, 0700) < 0)
+                r = -errno;
+        if (r >= 0) {
+                d->fd = openat(d->parent->fd, d->name,
+                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                r = d->fd < 0 ? -errno : 0;
+        }
+        if (r < 0) {
+                d->failed = true;
+                hf_report_error(&rs->opts->out, "restore", d->snap_path, r,
+                                "cannot create folder (its content is skipped): %m");
+                rs->failed_other++;
+                return r;
+        }
+        rs->dirs[d->idx].created = true;
+        return 0;
+}
+
+static int plan_tree(Restore *rs, const HfId *tree, PlanDir *dir, bool all);
+
+static int plan_node(Restore *rs, const HfNode *n, PlanDir *dir, bool all)
 {
         _cleanup_free_ char *snap_path = NULL;
         int sel, r;
 
         /* Snapshot paths are absolute: "" + "/" + name at the top. */
-        if (asprintf(&snap_path, "%s/%s", snap_prefix, n->name) < 0)
+        if (asprintf(&snap_path, "%s/%s", dir->snap_path, n->name) < 0)
                 snap_path = NULL;
-
         if (!snap_path)
                 return -ENOMEM;
         sel = all ? (hf_exclude_match(rs->opts->excludes, rs->opts->n_excludes, snap_path, n->name)
@@ -311,38 +397,26 @@ static int plan_node(Restore *rs, const HfNode *n, size_t dir, int dfd, const ch
                 return 0;
 
         if (n->type == HF_NODE_DIR) {
-                _cleanup_free_ char *rel = join(rs->dirs[dir].relpath, n->name);
-                int cfd;
-                size_t idx;
+                _cleanup_free_ char *rel = join(rs->dirs[dir->idx].relpath, n->name);
+                PlanDir sub = { .parent = dir, .name = n->name, .snap_path = snap_path, .fd = -1 };
 
                 if (!rel)
                         return -ENOMEM;
-                r = make_room(dfd, n->name, true);
-                if (r == 0 && mkdirat(dfd, n->name, 0700) < 0)
-                        r = -errno;
-                if (r < 0) {
-                        hf_report_error(&rs->opts->out, "restore", snap_path, r,
-                                        "cannot create folder (its content is skipped): %m");
-                        rs->failed_other++;
+                r = add_dir(rs, dir->idx, rel, n, &sub.idx);
+                if (r < 0)
+                        return r;
+                /* A folder restored as a whole exists even when empty; a pass-through folder
+                 * only once something below it is restored. */
+                if (sel == 1 && ensure_dir(rs, &sub) < 0)
                         return 0;
-                }
-                cfd = openat(dfd, n->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (cfd < 0) {
-                        hf_report_error(&rs->opts->out, "restore", snap_path, -errno,
-                                        "cannot open folder (its content is skipped): %m");
-                        rs->failed_other++;
-                        return 0;
-                }
-                r = add_dir(rs, dir, rel, n, &idx);
-                if (r >= 0) {
-                        /* Pass-through folders are made so includes below fit, but keep the
-                         * snapshot's metadata too: they exist in the snapshot as well. */
-                        if (n->has_subtree)
-                                r = plan_tree(rs, &n->subtree, idx, cfd, snap_path, sel == 1);
-                }
-                close(cfd);
+                if (n->has_subtree)
+                        r = plan_tree(rs, &n->subtree, &sub, sel == 1);
+                if (sub.fd >= 0)
+                        close(sub.fd);
                 return r;
         }
+        if (ensure_dir(rs, dir) < 0)
+                return 0; /* reported when the folder failed */
         if (n->type == HF_NODE_FILE) {
                 RFile *f;
                 ssize_t g = -1;
@@ -357,45 +431,39 @@ static int plan_node(Restore *rs, const HfNode *n, size_t dir, int dfd, const ch
                 if (r < 0)
                         return r;
                 if (n->links > 1 && n->inode && g < 0) {
-                        r = reserve((void **)&rs->groups, &rs->cap_groups, rs->n_groups,
-                                    sizeof(RGroup));
+                        r = add_group(rs, n, rs->n_files, &g);
                         if (r < 0)
                                 return r;
-                        rs->groups[rs->n_groups] = (RGroup){ .device_id = n->device_id,
-                                                             .inode = n->inode,
-                                                             .primary = rs->n_files };
-                        g = (ssize_t)rs->n_groups++;
                 }
                 f = &rs->files[rs->n_files];
                 memset(f, 0, sizeof(*f));
                 r = hf_node_copy(n, &f->node);
                 if (r < 0)
                         return r;
-                f->dir = dir;
+                f->dir = dir->idx;
                 f->group = g;
                 f->link_only = link_only;
                 f->snap_path = TAKE_PTR(snap_path);
                 rs->n_files++;
                 return 0;
         }
-        return create_other(rs, dfd, n, snap_path);
+        return create_other(rs, dir->fd, n, snap_path);
 }
 
-static int plan_tree(Restore *rs, const HfId *tree, size_t dir, int dfd, const char *snap_prefix,
-                     bool all)
+static int plan_tree(Restore *rs, const HfId *tree, PlanDir *dir, bool all)
 {
         HfTree t = { 0 };
         int r;
 
         r = hf_load_tree(rs->repo, rs->codec, tree, &t);
         if (r < 0) {
-                hf_report_error(&rs->opts->out, "restore", *snap_prefix ? snap_prefix : "/", r,
-                                "folder content cannot be read from the vault (skipped)");
+                hf_report_error(&rs->opts->out, "restore", *dir->snap_path ? dir->snap_path : "/",
+                                r, "folder content cannot be read from the vault (skipped)");
                 rs->failed_other++;
                 return 0;
         }
         for (size_t i = 0; i < t.n && r >= 0; i++)
-                r = plan_node(rs, &t.nodes[i], dir, dfd, snap_prefix, all);
+                r = plan_node(rs, &t.nodes[i], dir, all);
         hf_tree_done(&t);
         return r;
 }
@@ -741,7 +809,7 @@ static void finish_dirs(Restore *rs)
                 RDir *d = &rs->dirs[i];
                 int fd, r;
 
-                if (!d->has_node)
+                if (!d->has_node || !d->created)
                         continue;
                 fd = open_dir(rs, d->relpath);
                 if (fd < 0)
@@ -834,7 +902,9 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                         r = -ENOMEM;
                         goto out;
                 }
-                r = plan_tree(&rs, &root, rootdir, rs.targetfd, sp, false);
+                PlanDir top = { .idx = rootdir, .snap_path = sp, .fd = rs.targetfd };
+                rs.dirs[rootdir].created = true;
+                r = plan_tree(&rs, &root, &top, false);
         }
         if (r < 0)
                 goto out;
@@ -885,7 +955,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                         RDir *d = &rs.dirs[i];
                         HfTree t = { 0 };
                         const HfId *id = d->has_node ? &d->node.subtree : &root;
-                        if (d->has_node && !d->node.has_subtree)
+                        if ((d->has_node && !d->node.has_subtree) || !d->created)
                                 continue;
                         if (hf_load_tree(repo, rs.codec, id, &t) < 0)
                                 continue;
@@ -897,7 +967,9 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
 
         ret->files = atomic_load(&rs.files_done);
         ret->files_failed = atomic_load(&rs.files_failed) + rs.failed_other;
-        ret->dirs = rs.n_dirs - 1;
+        ret->dirs = 0;
+        for (size_t i = 1; i < rs.n_dirs; i++)
+                ret->dirs += rs.dirs[i].created;
         ret->others = rs.others;
         ret->bytes = atomic_load(&rs.bytes);
         ret->verified = atomic_load(&rs.verified);
@@ -927,6 +999,7 @@ out:
         }
         free(rs.files);
         free(rs.groups);
+        free(rs.group_slots);
         hf_codec_free(rs.codec);
         if (rs.targetfd >= 0)
                 close(rs.targetfd);

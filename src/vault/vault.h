@@ -32,6 +32,7 @@ typedef struct HfBackupOptions {
         char **excludes;    /* glob patterns */
         size_t n_excludes;
         bool one_file_system;
+        bool dry_run;     /* read and count everything, write nothing */
         unsigned workers; /* 0: number of CPUs */
         HfOutput out;
 } HfBackupOptions;
@@ -41,12 +42,14 @@ typedef struct HfBackupResult {
         HfSnapshotSummary summary;
         uint64_t files_failed;
         double seconds;
+        bool dry_run; /* nothing was written; snapshot_id is zero */
 } HfBackupResult;
 
 int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret);
 
 /* Exclude patterns (restic-like): a pattern without '/' matches any path component name; with
- * '/' it matches the whole absolute path (fnmatch, '*' also crossing '/'). */
+ * '/' it matches the whole absolute path when it starts with '/', else the path's tail from
+ * any folder level ("docs/private" matches "/srv/docs/private"); '*' also crosses '/'. */
 bool hf_exclude_match(char **patterns, size_t n, const char *path, const char *name);
 /* Reads patterns from a file (one per line, '#' comments, blank lines ignored). */
 int hf_exclude_read_file(const char *path, char ***v, size_t *n);
