@@ -127,3 +127,16 @@ int hf_buf_put_key_u64(HfBuf *b, const char *key, uint64_t v)
         int r = hf_buf_puts(b, key);
         return r < 0 ? r : hf_buf_put_u64(b, v);
 }
+
+void hf_buf_trim(HfBuf *b, size_t keep)
+{
+        hf_buf_reset(b);
+        if (b->cap > keep + 1) {
+                uint8_t *p = realloc(b->data, keep + 1);
+                if (p) {
+                        b->data = p;
+                        b->cap = keep + 1;
+                        b->data[0] = 0;
+                }
+        }
+}

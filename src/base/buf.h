@@ -31,6 +31,11 @@ int hf_buf_putc(HfBuf *b, char c);
 int hf_buf_puts(HfBuf *b, const char *s);
 int hf_buf_printf(HfBuf *b, const char *fmt, ...) _printf_(2, 3);
 int hf_buf_vprintf(HfBuf *b, const char *fmt, va_list ap) _printf_(2, 0);
+/*
+ * Empties the buffer and gives memory back when it holds more than keep bytes of capacity,
+ * so one large item does not keep a buffer large for the rest of a run.
+ */
+void hf_buf_trim(HfBuf *b, size_t keep);
 /* Decimal text of v, without printf (hot paths: tree and index encoding). */
 int hf_buf_put_u64(HfBuf *b, uint64_t v);
 /* key (a literal such as ",\"size\":") followed by the decimal value. */

@@ -380,9 +380,15 @@ static int pool_get(Backup *b, HfBuf **ret)
         return 0;
 }
 
+/* Buffers keep at most this much between chunks; larger chunks (up to 8 MiB) are rare. */
+#define KEEP_BYTES (2u * 1024 * 1024)
+
 static void pool_put(Backup *b, HfBuf *buf)
 {
-        if (buf && hf_queue_push(b->pool, buf) < 0)
+        if (!buf)
+                return;
+        hf_buf_trim(buf, KEEP_BYTES + READ_BLOCK);
+        if (hf_queue_push(b->pool, buf) < 0)
                 hf_buf_free(buf); /* closed: shutting down */
 }
 
@@ -511,7 +517,27 @@ static void read_file(Reader *w, FileCtx *f)
                         scanned = 0;
                 }
         }
-        if (buf->len > 0) {
+        if (buf->len > 0 && f->n_cut == 0) {
+                /* A file of one chunk (most files) is stored right here: handing it to a
+                 * hasher would cost two thread switches for nothing. */
+                HfId id;
+                hf_sha256(buf->data, buf->len, &id);
+                r = hf_saver_save(b->saver, w->codec, HF_BLOB_DATA, &id, buf->data, buf->len,
+                                  &w->scratch, NULL);
+                hf_buf_trim(&w->scratch, KEEP_BYTES);
+                if (r < 0)
+                        goto fatal;
+                f->content = malloc(sizeof(HfId));
+                if (!f->content) {
+                        r = -ENOMEM;
+                        goto fatal;
+                }
+                f->content[0] = id;
+                f->cap = 1;
+                pthread_mutex_lock(&f->lock);
+                f->n_cut = f->n_done = 1;
+                pthread_mutex_unlock(&f->lock);
+        } else if (buf->len > 0) {
                 r = submit_chunk(b, f, TAKE_PTR(buf));
                 if (r < 0)
                         goto fatal;
@@ -673,6 +699,7 @@ static void *hasher_main(void *arg)
                         hf_sha256(cj->buf->data, cj->buf->len, &id);
                         r = hf_saver_save(b->saver, w->codec, HF_BLOB_DATA, &id, cj->buf->data,
                                           cj->buf->len, &w->scratch, NULL);
+                        hf_buf_trim(&w->scratch, KEEP_BYTES);
                         if (r < 0)
                                 set_fatal(b, r);
                 }
@@ -1576,7 +1603,7 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
         }
 
         /* Readers and hashers, n_per_stage each; chunk buffers for all of them plus two. */
-        b.n_buffers = 2 * (size_t)n_per_stage + 2;
+        b.n_buffers = 2 * (size_t)n_per_stage + 1;
         r = hf_queue_new(n_per_stage * 4, &b.jobs);
         if (r >= 0)
                 r = hf_queue_new(b.n_buffers, &b.chunks);

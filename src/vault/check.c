@@ -725,36 +725,8 @@ static void check_header(Worker *w, Pack *p)
 /* Read all data */
 
 /* Parses the header of a pack held in memory. *ret_data_end is where the blobs end. */
-static int parse_header_mem(Worker *w, const uint8_t *data, uint64_t size, HfPackBlob **ret,
-                            size_t *ret_n, uint64_t *ret_data_end)
-{
-        uint64_t data_len;
-        uint32_t hlen;
-        int r;
 
-        if (size < 4 + HF_CRYPTO_OVERHEAD)
-                return -EPROTO;
-        hlen = (uint32_t)data[size - 4] | (uint32_t)data[size - 3] << 8 |
-               (uint32_t)data[size - 2] << 16 | (uint32_t)data[size - 1] << 24;
-        if (hlen < HF_CRYPTO_OVERHEAD || hlen > size - 4 || hlen > HF_PACK_HEADER_MAX)
-                return -EPROTO;
-        hf_buf_reset(&w->plain);
-        r = hf_codec_decrypt(w->codec, data + size - 4 - hlen, hlen, &w->plain);
-        if (r < 0)
-                return r;
-        r = hf_pack_parse_header(w->plain.data, w->plain.len, ret, ret_n, &data_len);
-        if (r < 0)
-                return r;
-        if (data_len + hlen + 4 != size) {
-                free(*ret);
-                *ret = NULL;
-                return -EPROTO;
-        }
-        *ret_data_end = data_len;
-        return 0;
-}
-
-static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_end)
+static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_end, uint8_t *bytes)
 {
         Check *c = w->c;
         HfIndexEntry e = {
@@ -778,8 +750,8 @@ static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_e
                 return;
         }
         hf_buf_reset(&w->plain);
-        r = hf_codec_open(w->codec, w->pack.data + b->offset, b->length, b->uncompressed_length,
-                          &w->plain);
+        /* In place: the bytes were already hashed for the pack's own check. */
+        r = hf_codec_open_inplace(w->codec, bytes, b->length, b->uncompressed_length, &w->plain);
         if (r == -ENOMEM) {
                 set_fatal(c, r);
                 return;
@@ -810,12 +782,27 @@ static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_e
         }
 }
 
+static int cmp_blob_offset(const void *x, const void *y)
+{
+        const HfPackBlob *a = x, *b = y;
+        return a->offset < b->offset ? -1 : a->offset > b->offset ? 1 : 0;
+}
+
+#define STREAM_BLOCK (1u << 20)
+
+/*
+ * Reads the pack once, front to back, in blocks: every byte goes through the pack's SHA-256,
+ * and each blob is verified as soon as its bytes are in. Memory is one blob plus one block,
+ * not the whole pack.
+ */
 static void read_pack(Worker *w, Pack *p)
 {
         Check *c = w->c;
         _cleanup_free_ HfPackBlob *blobs = NULL;
+        _cleanup_(hf_sha256_freep) HfSha256 *sha = NULL;
         char hex[HF_ID_HEX_LEN + 1];
-        uint64_t data_end = 0;
+        uint64_t data_end = 0, base = 0, pos = 0;
+        uint8_t tail4[4];
         size_t n = 0;
         HfId got;
         int r;
@@ -827,33 +814,41 @@ static void read_pack(Worker *w, Pack *p)
                 mark_pack_bad(c, p);
                 return;
         }
-        hf_buf_reset(&w->pack);
-        r = hf_buf_reserve(&w->pack, (size_t)p->size);
+        r = hf_sha256_new(&sha);
         if (r < 0) {
                 set_fatal(c, r);
                 return;
         }
-        r = hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex, 0, (size_t)p->size, w->pack.data);
-        if (r < 0) {
-                report(c, p->file, NULL, "cannot read the pack: %s",
-                       r == -ENODATA ? "it became shorter while being read" : strerror(-r));
-                mark_pack_bad(c, p);
-                return;
-        }
-        w->pack.len = (size_t)p->size;
-        atomic_fetch_add(&c->data_read, p->size);
-        hf_progress_add_files(c->progress, 1);
-        hf_progress_add_bytes(c->progress, p->size);
 
-        hf_sha256(w->pack.data, w->pack.len, &got);
-        if (!hf_id_eq(&got, &p->id)) {
-                hf_id_hex(&got, hex);
-                report(c, p->file, NULL,
-                       "pack is damaged: its content hashes to %.16s, not to its name", hex);
+        /* The header first (from the tail); without one, check what the index says. */
+        r = -EPROTO;
+        if (p->size >= 4 + HF_CRYPTO_OVERHEAD &&
+            hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex, p->size - 4, 4, tail4) >= 0) {
+                uint32_t hlen = (uint32_t)tail4[0] | (uint32_t)tail4[1] << 8 |
+                                (uint32_t)tail4[2] << 16 | (uint32_t)tail4[3] << 24;
+                if (hlen >= HF_CRYPTO_OVERHEAD && hlen <= p->size - 4 &&
+                    hlen <= HF_PACK_HEADER_MAX) {
+                        hf_buf_reset(&w->pack);
+                        r = hf_buf_reserve(&w->pack, (size_t)hlen + 4);
+                        if (r >= 0)
+                                r = hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex,
+                                                       p->size - 4 - hlen, (size_t)hlen + 4,
+                                                       w->pack.data);
+                        if (r >= 0) {
+                                uint64_t dlen;
+                                hf_buf_reset(&w->plain);
+                                r = hf_codec_decrypt(w->codec, w->pack.data, hlen, &w->plain);
+                                if (r >= 0)
+                                        r = hf_pack_parse_header(w->plain.data, w->plain.len,
+                                                                 &blobs, &n, &dlen);
+                                if (r >= 0 && dlen + hlen + 4 != p->size) {
+                                        free(TAKE_PTR(blobs));
+                                        r = -EPROTO;
+                                }
+                                data_end = dlen;
+                        }
+                }
         }
-
-        /* The header says what is in the file; without one, check what the index says. */
-        r = parse_header_mem(w, w->pack.data, p->size, &blobs, &n, &data_end);
         if (r == -ENOMEM) {
                 set_fatal(c, r);
                 return;
@@ -876,9 +871,83 @@ static void read_pack(Worker *w, Pack *p)
                                 .uncompressed_length = e->uncompressed_length,
                         };
                 }
+                qsort(blobs, n, sizeof(*blobs), cmp_blob_offset);
         }
-        for (size_t i = 0; i < n && !atomic_load(&c->fatal); i++)
-                verify_blob(w, p, &blobs[i], data_end);
+
+        /* Stream: w->pack holds the file's bytes [base, base + len); pos = base + len. */
+        hf_buf_reset(&w->pack);
+        for (size_t i = 0; i <= n && !atomic_load(&c->fatal); i++) {
+                uint64_t want = i < n ? MIN((uint64_t)blobs[i].offset + blobs[i].length, p->size)
+                                      : p->size;
+                if (i < n && blobs[i].offset < base) {
+                        /* Overlapping claims (a malformed index): check this one apart. */
+                        if ((uint64_t)blobs[i].offset + blobs[i].length <= p->size) {
+                                HfBuf *raw = &w->pack;
+                                _cleanup_buf_ HfBuf own = HF_BUF_INIT(HF_BLOB_MAX_PLAIN + 64);
+                                (void)raw;
+                                if (hf_buf_reserve(&own, blobs[i].length) >= 0 &&
+                                    hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex,
+                                                       blobs[i].offset, blobs[i].length,
+                                                       own.data) >= 0)
+                                        verify_blob(w, p, &blobs[i], data_end, own.data);
+                        }
+                        continue;
+                }
+                while (pos < want) {
+                        size_t k = (size_t)MIN((uint64_t)STREAM_BLOCK, want - pos);
+                        if (i < n && (uint64_t)blobs[i].offset > pos) {
+                                /* Bytes before this blob (a gap): hashed, then dropped. */
+                                k = (size_t)MIN((uint64_t)k, (uint64_t)blobs[i].offset - pos);
+                        }
+                        r = hf_buf_reserve(&w->pack, k);
+                        if (r < 0) {
+                                set_fatal(c, r);
+                                return;
+                        }
+                        r = hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex, pos, k,
+                                               w->pack.data + w->pack.len);
+                        if (r < 0) {
+                                report(c, p->file, NULL, "cannot read the pack: %s",
+                                       r == -ENODATA ? "it became shorter while being read"
+                                                     : strerror(-r));
+                                mark_pack_bad(c, p);
+                                return;
+                        }
+                        hf_sha256_update(sha, w->pack.data + w->pack.len, k);
+                        w->pack.len += k;
+                        pos += k;
+                        atomic_fetch_add(&c->data_read, k);
+                        hf_progress_add_bytes(c->progress, k);
+                        if (i < n && pos <= blobs[i].offset) {
+                                /* Only gap bytes so far: drop them. */
+                                hf_buf_reset(&w->pack);
+                                base = pos;
+                        }
+                }
+                if (i == n)
+                        break;
+                if ((uint64_t)blobs[i].offset + blobs[i].length > p->size) {
+                        verify_blob(w, p, &blobs[i], data_end, NULL);
+                        continue;
+                }
+                verify_blob(w, p, &blobs[i], data_end, w->pack.data + (blobs[i].offset - base));
+                /* Drop what is before the blob's end; keep any bytes read beyond it. */
+                {
+                        uint64_t endb = (uint64_t)blobs[i].offset + blobs[i].length;
+                        size_t keep = (size_t)(base + w->pack.len - endb);
+                        memmove(w->pack.data, w->pack.data + (endb - base), keep);
+                        w->pack.len = keep;
+                        base = endb;
+                }
+        }
+        hf_buf_trim(&w->pack, 2 * STREAM_BLOCK);
+        hf_progress_add_files(c->progress, 1);
+        hf_sha256_final(sha, &got);
+        if (!hf_id_eq(&got, &p->id)) {
+                hf_id_hex(&got, hex);
+                report(c, p->file, NULL,
+                       "pack is damaged: its content hashes to %.16s, not to its name", hex);
+        }
 }
 
 /* ---------------------------------------------------------------------------------------- */
