@@ -15,14 +15,17 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
 #include "../base/log.h"
+#include "../base/queue.h"
 #include "../crypto/crypto.h"
 #include "progress.h"
 #include "vault.h"
@@ -39,6 +42,7 @@ typedef struct RDir {
 
 typedef struct RFile {
         size_t dir;
+        const char *dirpath; /* the folder's relpath (stable while the restore runs) */
         HfNode node;
         ssize_t group;   /* hard link group, -1 for none */
         bool link_only;  /* a later name of a hard link group */
@@ -59,8 +63,9 @@ typedef struct Restore {
 
         RDir *dirs;
         size_t n_dirs, cap_dirs;
-        RFile *files;
+        RFile **files; /* each allocated alone: workers hold pointers while planning grows this */
         size_t n_files, cap_files;
+        HfQueue *work; /* files to write, fed by the planner while it walks */
         RGroup *groups;
         size_t n_groups, cap_groups;
         size_t *group_slots; /* open addressing over groups: index + 1, 0 = empty */
@@ -68,7 +73,7 @@ typedef struct Restore {
 
         uid_t euid;
         gid_t egid;
-        atomic_size_t next_file;
+
         atomic_uint_fast64_t bytes, files_done, files_failed, verified, verify_failed;
         uint64_t others, failed_other;
         bool is_root;
@@ -100,12 +105,26 @@ static char *join(const char *a, const char *b)
 /* Opens a folder below the target without following symlinks anywhere on the way. */
 static int open_dir(Restore *rs, const char *relpath)
 {
+        static atomic_bool no_openat2;
         int fd, dfd;
         _cleanup_free_ char *copy = NULL;
         char *s, *save = NULL;
 
         if (!*relpath)
                 return fcntl(rs->targetfd, F_DUPFD_CLOEXEC, 3);
+        if (!atomic_load(&no_openat2)) {
+                /* One call instead of one per component (Linux 5.6+). */
+                struct open_how how = {
+                        .flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+                };
+                fd = (int)syscall(SYS_openat2, rs->targetfd, relpath, &how, sizeof(how));
+                if (fd >= 0)
+                        return fd;
+                if (errno != ENOSYS)
+                        return -errno;
+                atomic_store(&no_openat2, true);
+        }
         copy = strdup(relpath);
         if (!copy)
                 return -ENOMEM;
@@ -427,7 +446,7 @@ static int plan_node(Restore *rs, const HfNode *n, PlanDir *dir, bool all)
                         if (g >= 0)
                                 link_only = true;
                 }
-                r = reserve((void **)&rs->files, &rs->cap_files, rs->n_files, sizeof(RFile));
+                r = reserve((void **)&rs->files, &rs->cap_files, rs->n_files, sizeof(RFile *));
                 if (r < 0)
                         return r;
                 if (n->links > 1 && n->inode && g < 0) {
@@ -435,16 +454,27 @@ static int plan_node(Restore *rs, const HfNode *n, PlanDir *dir, bool all)
                         if (r < 0)
                                 return r;
                 }
-                f = &rs->files[rs->n_files];
-                memset(f, 0, sizeof(*f));
+                f = calloc(1, sizeof(*f));
+                if (!f)
+                        return -ENOMEM;
                 r = hf_node_copy(n, &f->node);
-                if (r < 0)
+                if (r < 0) {
+                        free(f);
                         return r;
+                }
                 f->dir = dir->idx;
+                f->dirpath = rs->dirs[dir->idx].relpath;
                 f->group = g;
                 f->link_only = link_only;
                 f->snap_path = TAKE_PTR(snap_path);
-                rs->n_files++;
+                rs->files[rs->n_files++] = f;
+                if (!link_only) {
+                        hf_progress_add_total(rs->progress, 1, n->size);
+                        /* Writers start while the walk goes on. */
+                        r = hf_queue_push(rs->work, f);
+                        if (r < 0)
+                                return r;
+                }
                 return 0;
         }
         return create_other(rs, dir->fd, n, snap_path);
@@ -493,14 +523,14 @@ static bool all_zero(const uint8_t *p, size_t n)
         return memcmp(p, zero, n) == 0;
 }
 
-static int worker_dirfd(RWorker *w, size_t dir)
+static int worker_dirfd(RWorker *w, const RFile *f)
 {
-        if (w->cached_fd >= 0 && w->cached_dir == dir)
+        if (w->cached_fd >= 0 && w->cached_dir == f->dir)
                 return w->cached_fd;
         if (w->cached_fd >= 0)
                 close(w->cached_fd);
-        w->cached_fd = open_dir(w->rs, w->rs->dirs[dir].relpath);
-        w->cached_dir = dir;
+        w->cached_fd = open_dir(w->rs, f->dirpath);
+        w->cached_dir = f->dir;
         return w->cached_fd;
 }
 
@@ -577,7 +607,7 @@ static int restore_file(RWorker *w, RFile *f)
         bool hole_at_end = false;
         const char *written_name;
 
-        dfd = worker_dirfd(w, f->dir);
+        dfd = worker_dirfd(w, f);
         if (dfd < 0) {
                 hf_report_error(&rs->opts->out, "restore", f->snap_path, dfd,
                                 "cannot open its folder: %m");
@@ -704,15 +734,11 @@ static void *rworker_main(void *arg)
         Restore *rs = w->rs;
 
         for (;;) {
-                size_t i = atomic_fetch_add(&rs->next_file, 1);
-                RFile *f;
+                RFile *f = hf_queue_pop(rs->work);
                 int r;
 
-                if (i >= rs->n_files)
+                if (!f)
                         break;
-                f = &rs->files[i];
-                if (f->link_only)
-                        continue;
                 r = restore_file(w, f); /* reports its own problems */
                 if (r < 0) {
                         atomic_fetch_add(&rs->files_failed, 1);
@@ -729,13 +755,13 @@ static void *rworker_main(void *arg)
 static int make_links(Restore *rs)
 {
         for (size_t i = 0; i < rs->n_files; i++) {
-                RFile *f = &rs->files[i];
+                RFile *f = rs->files[i];
                 RFile *p;
                 int sfd, dfd, r = 0;
 
                 if (!f->link_only)
                         continue;
-                p = &rs->files[rs->groups[f->group].primary];
+                p = rs->files[rs->groups[f->group].primary];
                 if (p->group == -2) {
                         atomic_fetch_add(&rs->files_failed, 1);
                         hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
@@ -802,13 +828,29 @@ static uint64_t delete_extra(Restore *rs, size_t dir, const HfTree *t)
         return removed;
 }
 
-static void finish_dirs(Restore *rs)
+typedef struct DirPass {
+        Restore *rs;
+        atomic_size_t next;
+        pthread_t thread;
+} DirPass;
+
+/*
+ * Folder metadata, after every entry exists. Setting a folder's mode or times does not touch
+ * its parent, so the order does not matter and both cores share the work.
+ */
+static void *finish_dirs_main(void *arg)
 {
-        /* Deepest first: dirs are in creation order, so children come after parents. */
-        for (size_t i = rs->n_dirs; i-- > 0;) {
-                RDir *d = &rs->dirs[i];
+        DirPass *dp = arg;
+        Restore *rs = dp->rs;
+
+        for (;;) {
+                size_t i = atomic_fetch_add(&dp->next, 1);
+                RDir *d;
                 int fd, r;
 
+                if (i >= rs->n_dirs)
+                        break;
+                d = &rs->dirs[i];
                 if (!d->has_node || !d->created)
                         continue;
                 fd = open_dir(rs, d->relpath);
@@ -822,6 +864,19 @@ static void finish_dirs(Restore *rs)
                 (void)apply_times_fd(fd, &d->node);
                 close(fd);
         }
+        return NULL;
+}
+
+static void finish_dirs(Restore *rs)
+{
+        DirPass dp = { .rs = rs };
+        bool helper;
+
+        atomic_init(&dp.next, 0);
+        helper = rs->n_dirs > 64 && pthread_create(&dp.thread, NULL, finish_dirs_main, &dp) == 0;
+        (void)finish_dirs_main(&dp);
+        if (helper)
+                pthread_join(dp.thread, NULL);
 }
 
 /* ---- the run ---------------------------------------------------------------------------- */
@@ -895,31 +950,12 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
         r = add_dir(&rs, SIZE_MAX, "", NULL, &rootdir);
         if (r < 0)
                 goto out;
-        {
-                /* Snapshot paths are shown absolute. */
-                _cleanup_free_ char *sp = NULL;
-                if (asprintf(&sp, "%s%s", *prefix ? "/" : "", prefix) < 0) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                PlanDir top = { .idx = rootdir, .snap_path = sp, .fd = rs.targetfd };
-                rs.dirs[rootdir].created = true;
-                r = plan_tree(&rs, &root, &top, false);
-        }
-        if (r < 0)
-                goto out;
-
+        /* Writers first, so they start on files while the planner still walks the trees. */
         r = hf_progress_new("restore", opts->out.progress, &rs.progress);
+        if (r >= 0)
+                r = hf_queue_new(1024, &rs.work);
         if (r < 0)
                 goto out;
-        {
-                uint64_t total = 0;
-                for (size_t i = 0; i < rs.n_files; i++)
-                        if (!rs.files[i].link_only)
-                                total += rs.files[i].node.size;
-                hf_progress_add_total(rs.progress, rs.n_files, total);
-                hf_progress_total_known(rs.progress);
-        }
         workers = calloc(n_workers, sizeof(RWorker));
         if (!workers) {
                 r = -ENOMEM;
@@ -941,9 +977,27 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                         break;
                 }
         }
+        if (n_workers == 0) {
+                r = r < 0 ? r : -EAGAIN;
+                goto out;
+        }
+        {
+                /* Snapshot paths are shown absolute. */
+                _cleanup_free_ char *sp = NULL;
+                if (asprintf(&sp, "%s%s", *prefix ? "/" : "", prefix) < 0)
+                        r = -ENOMEM;
+                else {
+                        PlanDir top = { .idx = rootdir, .snap_path = sp, .fd = rs.targetfd };
+                        rs.dirs[rootdir].created = true;
+                        r = plan_tree(&rs, &root, &top, false);
+                }
+        }
+        hf_progress_total_known(rs.progress);
+        /* Done planning (or failed): the writers finish what is queued and stop. */
+        hf_queue_close(rs.work);
         for (unsigned i = 0; i < n_workers; i++)
                 pthread_join(workers[i].thread, NULL);
-        if (n_workers == 0)
+        if (r < 0)
                 goto out;
         make_links(&rs);
         hf_progress_free(rs.progress);
@@ -994,9 +1048,11 @@ out:
         }
         free(rs.dirs);
         for (size_t i = 0; i < rs.n_files; i++) {
-                hf_node_done(&rs.files[i].node);
-                free(rs.files[i].snap_path);
+                hf_node_done(&rs.files[i]->node);
+                free(rs.files[i]->snap_path);
+                free(rs.files[i]);
         }
+        hf_queue_free(rs.work);
         free(rs.files);
         free(rs.groups);
         free(rs.group_slots);
