@@ -467,7 +467,7 @@ static int local_temp_commit(HfBackend *b, HfFileType t, int fd, const char *nam
         LocalBackend *lb = (LocalBackend *)b;
         _cleanup_close_ int sub = -1;
         char path[128], named[64];
-        int dfd, target, r = 0;
+        int dfd = -1, target, r = 0;
 
         take_named(lb, fd, named);
         r = locate(lb, t, name, &dfd, path, sizeof(path));

@@ -50,6 +50,17 @@ size_t hf_htpasswd_count(const HfHtpasswd *h)
         return h ? h->n : 0;
 }
 
+static char *memdup_str(const char *p, size_t n)
+{
+        char *s = malloc(n + 1);
+
+        if (s) {
+                memcpy(s, p, n);
+                s[n] = 0;
+        }
+        return s;
+}
+
 static bool hash_usable(const char *s, size_t n)
 {
         static const char *const prefixes[] = { "$2a$", "$2b$", "$2y$", "$5$", "$6$", "$y$" };
@@ -120,8 +131,9 @@ int hf_htpasswd_parse(const char *text, size_t n, HfHtpasswd **ret, unsigned *re
                         h->users = nu;
                         cap = ncap;
                 }
-                h->users[h->n].name = strndup(line, ulen);
-                h->users[h->n].hash = strndup(colon + 1, hlen);
+                /* The lines are not NUL-terminated: copy exactly, no strndup. */
+                h->users[h->n].name = memdup_str(line, ulen);
+                h->users[h->n].hash = memdup_str(colon + 1, hlen);
                 if (!h->users[h->n].name || !h->users[h->n].hash) {
                         h->n++;
                         return -ENOMEM;

@@ -129,7 +129,12 @@ static int get_fatal(Backup *b)
 
 static char *path_join(const char *dir, const char *name)
 {
-        size_t a = strlen(dir), n = strlen(name);
+        size_t a, n;
+
+        if (!dir || !name)
+                return NULL;
+        a = strlen(dir);
+        n = strlen(name);
         char *p = malloc(a + n + 2);
 
         if (!p)

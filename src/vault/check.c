@@ -835,7 +835,7 @@ static void read_pack(Worker *w, Pack *p)
                                                        p->size - 4 - hlen, (size_t)hlen + 4,
                                                        w->pack.data);
                         if (r >= 0) {
-                                uint64_t dlen;
+                                uint64_t dlen = 0;
                                 hf_buf_reset(&w->plain);
                                 r = hf_codec_decrypt(w->codec, w->pack.data, hlen, &w->plain);
                                 if (r >= 0)
