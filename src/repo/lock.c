@@ -22,6 +22,7 @@ struct HfLock {
         pthread_mutex_t mu;
         pthread_cond_t cond;
         bool stop;
+        double written; /* monotonic time the lock file was written */
 };
 
 static int lock_format(bool exclusive, HfBuf *out)
@@ -209,7 +210,7 @@ static void *refresher(void *arg)
         return NULL;
 }
 
-int hf_lock_acquire(HfRepo *r, bool exclusive, HfLock **ret)
+int hf_lock_begin(HfRepo *r, bool exclusive, HfLock **ret)
 {
         HfLock *l;
         int k;
@@ -229,16 +230,41 @@ int hf_lock_acquire(HfRepo *r, bool exclusive, HfLock **ret)
                 free(l);
                 return k;
         }
-        /* Another client may have locked at the same moment: look again after a pause. */
-        (void)nanosleep(&(struct timespec){ .tv_nsec = 200 * 1000 * 1000 }, NULL);
-        k = check_conflicts(r, &l->id, exclusive);
-        if (k < 0) {
-                remove_lock(r, &l->id);
-                free(l);
-                return k;
-        }
+        l->written = hf_now_mono();
         if (pthread_create(&l->refresher, NULL, refresher, l) == 0)
                 l->has_refresher = true;
+        *ret = l;
+        return 0;
+}
+
+int hf_lock_confirm(HfLock **lp)
+{
+        HfLock *l = *lp;
+        double left;
+        int k;
+
+        /* Another client may have locked at the same moment: look again after a pause. */
+        left = 0.2 - (hf_now_mono() - l->written);
+        if (left > 0)
+                (void)nanosleep(&(struct timespec){ .tv_nsec = (long)(left * 1e9) }, NULL);
+        k = check_conflicts(l->repo, &l->id, l->exclusive);
+        if (k < 0) {
+                *lp = hf_lock_release(l);
+                return k;
+        }
+        return 0;
+}
+
+int hf_lock_acquire(HfRepo *r, bool exclusive, HfLock **ret)
+{
+        HfLock *l = NULL;
+        int k = hf_lock_begin(r, exclusive, &l);
+
+        if (k < 0)
+                return k;
+        k = hf_lock_confirm(&l);
+        if (k < 0)
+                return k;
         *ret = l;
         return 0;
 }

@@ -27,6 +27,14 @@ typedef struct HfLockInfo {
  * never silently deleted.
  */
 int hf_lock_acquire(HfRepo *r, bool exclusive, HfLock **ret);
+/*
+ * The same in two steps, so read-only preparation (loading the index) overlaps the protocol's
+ * 200 ms wait: begin writes the lock after a first conflict check; confirm waits what is left
+ * of the 200 ms and checks again. Nothing may be written to the vault before confirm
+ * succeeds; on failure the lock is removed and freed.
+ */
+int hf_lock_begin(HfRepo *r, bool exclusive, HfLock **ret);
+int hf_lock_confirm(HfLock **l);
 /* Releases (deletes) the lock and stops its refresh. NULL is fine. */
 HfLock *hf_lock_release(HfLock *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfLock *, hf_lock_release);

@@ -842,10 +842,22 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
         if (!path)
                 return -ENOMEM;
         fill_stat(b, n, st);
-        r = fill_xattrs(n, path);
-        if (r < 0 && r != -ENOENT)
-                hf_report_error(&b->opts->out, "archival", path, r,
-                                "cannot read extended attributes: %m");
+        if (old && !b->opts->force && old->type == n->type && old->inode == n->inode &&
+            old->ctime.sec == st->st_ctim.tv_sec && old->ctime.nsec == st->st_ctim.tv_nsec) {
+                /* Changing an xattr changes ctime: an unchanged ctime means the same xattrs
+                 * as in the parent snapshot, so skip listing them again. */
+                r = 0;
+                for (size_t k = 0; k < old->n_xattrs && r >= 0; k++)
+                        r = hf_node_add_xattr(n, old->xattrs[k].name, old->xattrs[k].value,
+                                              old->xattrs[k].len);
+                if (r < 0)
+                        return r;
+        } else {
+                r = fill_xattrs(n, path);
+                if (r < 0 && r != -ENOENT)
+                        hf_report_error(&b->opts->out, "archival", path, r,
+                                        "cannot read extended attributes: %m");
+        }
         switch (n->type) {
         case HF_NODE_FILE: {
                 if (unchanged(b, old, st)) {
@@ -1562,10 +1574,14 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
                                             "snapshot was saved");
                 goto out;
         }
-        r = hf_lock_acquire(repo, false, &lock);
+        /* The lock protocol's wait overlaps loading the index; nothing is written before
+         * hf_lock_confirm() below. */
+        r = hf_lock_begin(repo, false, &lock);
         if (r < 0)
                 goto out;
         r = hf_repo_load_index(repo, NULL);
+        if (r >= 0)
+                r = hf_lock_confirm(&lock);
         if (r >= 0 && !opts->dry_run)
                 r = hf_repo_save_recovered_index(repo);
         if (r < 0)
