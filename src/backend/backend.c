@@ -35,10 +35,11 @@ int hf_backend_open(const char *location, bool create, HfBackend **ret)
                 return hf_backend_local_open(location + 6, create, ret);
         if (strncmp(location, "rest:", 5) == 0)
                 return hf_backend_rest_open(location + 5, create, ret);
-        if (strncmp(location, "s3:", 3) == 0 || strncmp(location, "sftp:", 5) == 0 ||
-            strncmp(location, "rclone:", 7) == 0 || strncmp(location, "b2:", 3) == 0 ||
-            strncmp(location, "azure:", 6) == 0 || strncmp(location, "gs:", 3) == 0 ||
-            strncmp(location, "swift:", 6) == 0)
+        if (strncmp(location, "s3:", 3) == 0)
+                return hf_backend_s3_open(location + 3, create, NULL, ret);
+        if (strncmp(location, "sftp:", 5) == 0 || strncmp(location, "rclone:", 7) == 0 ||
+            strncmp(location, "b2:", 3) == 0 || strncmp(location, "azure:", 6) == 0 ||
+            strncmp(location, "gs:", 3) == 0 || strncmp(location, "swift:", 6) == 0)
                 return -EPROTONOSUPPORT;
         return hf_backend_local_open(location, create, ret);
 }

@@ -4,7 +4,7 @@
 /*
  * Where vault files live. A backend stores opaque, write-once files by (type, name); it knows
  * nothing about encryption. Names are "config" for the config file and 64 hex characters for
- * every other type. Implementations: local directory (this folder), later REST and S3.
+ * every other type. Implementations: local directory, REST client, S3 client (this folder).
  *
  * Errors: -ENOENT for a missing file, -EEXIST when saving over an existing name (files are
  * never overwritten), -ENOSPC/-EDQUOT when storage is full, -EACCES when refused.
@@ -57,6 +57,13 @@ typedef struct HfBackendOps {
         int (*temp_open)(HfBackend *b, HfFileType t, int *ret_fd);
         int (*temp_commit)(HfBackend *b, HfFileType t, int fd, const char *name);
         void (*temp_abort)(HfBackend *b, HfFileType t, int fd);
+        /*
+         * Optional (S3 with Object Lock): retention() is how long, in seconds, new objects
+         * are kept from deletion and overwriting (0: not at all); retain() makes sure (t, name)
+         * stays kept at least until the Unix time until, extending its retention if needed.
+         */
+        int64_t (*retention)(HfBackend *b);
+        int (*retain)(HfBackend *b, HfFileType t, const char *name, int64_t until);
 } HfBackendOps;
 
 struct HfBackend {
@@ -65,8 +72,8 @@ struct HfBackend {
 };
 
 /*
- * Opens the backend a location names: a local path ("local:" prefix optional) or
- * "rest:http(s)://...". With create, the location is made when missing (for init); otherwise
+ * Opens the backend a location names: a local path ("local:" prefix optional),
+ * "rest:http(s)://..." or "s3:http(s)://host:port/bucket[/prefix]". With create, the location is made when missing (for init); otherwise
  * -ENOENT when it is not there.
  * -EPROTONOSUPPORT for a scheme this build does not know.
  */
@@ -87,6 +94,36 @@ int hf_backend_rest_open(const char *url, bool create, HfBackend **ret);
  * -EPROTO for anything else malformed. A negative return of fn stops and is returned.
  */
 int hf_rest_parse_list(const void *json, size_t n, bool v2, HfListFn fn, void *userdata);
+
+/* Object Lock asked for by "holdfast init --object-lock DAYS [--lock-mode MODE]". */
+typedef struct HfBackendS3Lock {
+        uint32_t days;   /* the bucket's default retention, 1..36500 */
+        bool governance; /* GOVERNANCE instead of COMPLIANCE */
+} HfBackendS3Lock;
+
+/*
+ * S3 client (s3.c): url is "http(s)://host[:port]/bucket[/prefix]" or "host/bucket[/prefix]"
+ * (HTTPS), after "s3:". Credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+ * AWS_SESSION_TOKEN, the region from AWS_DEFAULT_REGION (default us-east-1), the CA bundle
+ * from HOLDFAST_CACERT. Reads the bucket's Object Lock configuration; with create, makes the
+ * bucket when it is missing (with Object Lock when lock is given) and, with lock, sets its
+ * default retention. Problems a user must act on (credentials, clock skew, missing bucket,
+ * bucket without Object Lock, server unreachable) are logged here in one sentence: -EACCES,
+ * -ETIME, -ENXIO, -EOPNOTSUPP, -ECONNREFUSED. Safe to use from several threads at once.
+ */
+int hf_backend_s3_open(const char *url, bool create, const HfBackendS3Lock *lock, HfBackend **ret);
+/* Another backend on the same bucket and connections, at PREFIX/sub/ (holdfast serve). */
+int hf_backend_s3_sub(HfBackend *b, const char *sub, HfBackend **ret);
+bool hf_backend_is_s3(const HfBackend *b);
+
+typedef struct HfBackendS3Info {
+        const char *bucket, *endpoint; /* owned by the backend */
+        bool lock_enabled;             /* the bucket has Object Lock */
+        bool governance;               /* written objects get GOVERNANCE, else COMPLIANCE */
+        uint32_t default_days;         /* the bucket's default retention, 0 when none */
+        int64_t retention_seconds;     /* what written objects get, 0 when none */
+} HfBackendS3Info;
+int hf_backend_s3_info(HfBackend *b, HfBackendS3Info *ret);
 
 /* Streaming creation (see temp_open above); these fall back to a generic version. */
 int hf_backend_temp_open(HfBackend *b, HfFileType t, int *ret_fd);
@@ -119,4 +156,14 @@ static inline int hf_backend_remove(HfBackend *b, HfFileType t, const char *name
 static inline int hf_backend_list(HfBackend *b, HfFileType t, HfListFn fn, void *userdata)
 {
         return b->ops->list(b, t, fn, userdata);
+}
+/* Seconds new objects are kept from deletion (Object Lock); 0 for backends without. */
+static inline int64_t hf_backend_retention(HfBackend *b)
+{
+        return b->ops->retention ? b->ops->retention(b) : 0;
+}
+/* Keeps (t, name) at least until the Unix time until; 0 for backends without retention. */
+static inline int hf_backend_retain(HfBackend *b, HfFileType t, const char *name, int64_t until)
+{
+        return b->ops->retain ? b->ops->retain(b, t, name, until) : 0;
 }

@@ -36,6 +36,8 @@ typedef struct RestBackend {
         size_t n_pool;
         bool warned_auth;
         bool rclone; /* Server: rclone/... seen */
+        /* holdfast serve --backend s3: with Object Lock: X-Holdfast-Retention of config */
+        int64_t retention;
 } RestBackend;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -84,6 +86,7 @@ typedef struct Sink {
         /* headers of interest */
         bool v2;
         bool rclone;
+        int64_t retention; /* X-Holdfast-Retention (seconds), 0 when absent */
 } Sink;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
@@ -119,6 +122,17 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
                 s->v2 = true;
         if (n > 14 && strncasecmp(data, "Server: rclone", 14) == 0)
                 s->rclone = true;
+        if (n > 21 && strncasecmp(data, "X-Holdfast-Retention:", 21) == 0) {
+                char v[24];
+                size_t k = strspn(data + 21, " \t"), m = strcspn(data + 21 + k, "\r\n");
+                uint64_t sec;
+                if (m < sizeof(v)) {
+                        memcpy(v, data + 21 + k, m);
+                        v[m] = 0;
+                        if (hf_parse_u64(v, &sec) == 0 && sec <= 100ULL * 366 * 86400)
+                                s->retention = (int64_t)sec;
+                }
+        }
         return n;
 }
 
@@ -369,6 +383,8 @@ static int rest_stat(HfBackend *b, HfFileType t, const char *name, uint64_t *ret
                 return status_errno(req.status);
         if (req.content_len < 0)
                 return -EPROTO;
+        if (t == HF_FILE_CONFIG)
+                rb->retention = sink.retention;
         if (ret_size)
                 *ret_size = (uint64_t)req.content_len;
         return 0;
@@ -606,6 +622,33 @@ out:
         return r;
 }
 
+/* Object Lock through holdfast serve --backend s3: (docs/internals/s3.md). */
+static int64_t rest_retention(HfBackend *b)
+{
+        return ((RestBackend *)b)->retention;
+}
+
+static int rest_retain(HfBackend *b, HfFileType t, const char *name, int64_t until)
+{
+        RestBackend *rb = (RestBackend *)b;
+        Sink sink = { 0 };
+        char path[160];
+        Req req = { .method = "POST", .path = path, .sink = &sink };
+        int r;
+
+        if (rb->retention <= 0 || t == HF_FILE_LOCK)
+                return 0;
+        r = object_path(t, name, path, 128);
+        if (r < 0)
+                return r;
+        (void)snprintf(path + strlen(path), sizeof(path) - strlen(path), "?retain=%lld",
+                       (long long)until);
+        r = perform(rb, &req);
+        if (r < 0)
+                return r;
+        return req.status == 200 ? 0 : status_errno(req.status);
+}
+
 static void rest_free(HfBackend *b)
 {
         RestBackend *rb = (RestBackend *)b;
@@ -633,6 +676,8 @@ static const HfBackendOps rest_ops = {
         .remove = rest_remove,
         .list = rest_list,
         .free = rest_free,
+        .retention = rest_retention,
+        .retain = rest_retain,
 };
 
 /* Percent-decodes userinfo (restic's URLs carry it escaped). */

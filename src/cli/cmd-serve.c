@@ -8,6 +8,9 @@
 
 static const CliOption options[] = {
         { "root", 0, "DIR", "folder holding the vaults (created when missing)" },
+        { "backend", 0, "LOCATION",
+          "keep the vaults in an S3 bucket (s3:http(s)://HOST:PORT/BUCKET[/PREFIX]); --root then "
+          "holds only this instance's receipt log and lock" },
         { "listen", 0, "ADDR", "HOST:PORT, :PORT or [V6]:PORT to listen on (default :8000)" },
         { "append-only", 0, NULL, "refuse every DELETE except of locks" },
         { "retention", 0, "DAYS",
@@ -96,6 +99,12 @@ static int run(CliContext *ctx, int argc, char **argv)
         if (cli_flag(ctx, "verify"))
                 return run_verify(ctx, o.root);
 
+        o.backend = cli_value(ctx, "backend");
+        if (o.backend && strncmp(o.backend, "s3:", 3) != 0)
+                return cli_usage_error("--backend takes an s3: location");
+        if (o.backend && cli_value(ctx, "retention"))
+                return cli_usage_error("--retention keeps files on disk; for a bucket use S3 "
+                                       "Object Lock (holdfast init --object-lock DAYS)");
         o.listen = cli_value(ctx, "listen");
         o.append_only = cli_flag(ctx, "append-only") > 0;
         o.no_auth = cli_flag(ctx, "no-auth") > 0;

@@ -155,6 +155,8 @@ int cli_open_repo(CliContext *ctx, HfRepo **ret)
                 return cli_usage_error("no vault given: use -r LOCATION or set "
                                        "HOLDFAST_REPOSITORY");
         r = hf_backend_open(loc, false, &b);
+        if (r < 0 && strncmp(loc, "s3:", 3) == 0)
+                return EXIT_FAILED; /* the S3 backend explained it (one sentence) */
         if (r == -EPROTONOSUPPORT) {
                 log_error("%s: this kind of location is not supported yet (use a local path)", loc);
                 return EXIT_FAILED;

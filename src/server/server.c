@@ -60,6 +60,11 @@ struct HfServer {
         char *tls_cert, *tls_key;
         uint64_t max_object;
         double retention;
+        /* --backend s3:...: objects live in a bucket, one backend per repository */
+        HfBackend *remote;
+        pthread_mutex_t remote_lock;
+        struct RemoteRepo *remote_repos;
+        size_t n_remote_repos;
 
         pthread_mutex_t hb_lock;
         pthread_cond_t hb_cond;
@@ -85,6 +90,7 @@ typedef struct Request {
         int fd, dirfd;
         char tmpname[48]; /* named temp file when O_TMPFILE is not available */
         HfSha256 *sha;
+        HfBackend *rb; /* --backend: the repository's backend (owned by the server) */
         uint64_t received, expected;
         unsigned fail_status; /* refused while the body was arriving */
         const char *fail_text;
@@ -542,6 +548,332 @@ static enum MHD_Result finish_upload(struct MHD_Connection *c, Request *rq)
         return reply(c, rq, 200, "stored");
 }
 
+/* ---- objects in a bucket (--backend s3:...) ---- */
+
+#define REMOTE_REPOS_MAX 4096
+#define REMOTE_BLOCK (4u << 20) /* GETs stream from the bucket in blocks of this size */
+
+typedef struct RemoteRepo {
+        char repo[HF_REPO_PATH_MAX];
+        HfBackend *b;
+} RemoteRepo;
+
+/* The backend of a repository: PREFIX/<repo>/ in the bucket (cached, owned by the server). */
+static HfBackend *remote_repo(HfServer *s, const char *repo)
+{
+        HfBackend *b = NULL;
+
+        if (!*repo)
+                return s->remote;
+        pthread_mutex_lock(&s->remote_lock);
+        for (size_t i = 0; i < s->n_remote_repos && !b; i++)
+                if (strcmp(s->remote_repos[i].repo, repo) == 0)
+                        b = s->remote_repos[i].b;
+        if (!b && s->n_remote_repos < REMOTE_REPOS_MAX) {
+                RemoteRepo *nv = realloc(s->remote_repos,
+                                         (s->n_remote_repos + 1) * sizeof(RemoteRepo));
+                if (nv) {
+                        s->remote_repos = nv;
+                        if (hf_backend_s3_sub(s->remote, repo, &b) >= 0) {
+                                RemoteRepo *e = &nv[s->n_remote_repos++];
+                                (void)snprintf(e->repo, sizeof(e->repo), "%s", repo);
+                                e->b = b;
+                        }
+                }
+        }
+        pthread_mutex_unlock(&s->remote_lock);
+        return b;
+}
+
+static unsigned remote_status(int r)
+{
+        switch (r) {
+        case -ENOENT:
+                return 404;
+        case -EEXIST:
+        case -EACCES:
+        case -EPERM:
+                return 403;
+        case -ENOSPC:
+        case -E2BIG:
+                return 507;
+        default:
+                return 500;
+        }
+}
+
+typedef struct RemoteRead {
+        HfBackend *b;
+        HfFileType t;
+        char name[HF_HOST_NAME_MAX + 1]; /* as in HfRequestPath */
+        uint64_t off, len;
+        uint8_t *block;
+        uint64_t block_off; /* of block[0], relative to off */
+        size_t block_len;
+} RemoteRead;
+
+static ssize_t remote_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        RemoteRead *rr = cls;
+        size_t n;
+
+        if (pos >= rr->len)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        if (pos < rr->block_off || pos >= rr->block_off + rr->block_len) {
+                size_t want = (size_t)MIN((uint64_t)REMOTE_BLOCK, rr->len - pos);
+                if (!rr->block && !(rr->block = malloc(REMOTE_BLOCK)))
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                if (hf_backend_read_at(rr->b, rr->t, rr->name, rr->off + pos, want, rr->block) < 0)
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                rr->block_off = pos;
+                rr->block_len = want;
+        }
+        n = MIN(max, (size_t)(rr->block_off + rr->block_len - pos));
+        memcpy(buf, rr->block + (pos - rr->block_off), n);
+        return (ssize_t)n;
+}
+
+static void remote_read_free(void *cls)
+{
+        RemoteRead *rr = cls;
+
+        free(rr->block);
+        free(rr);
+}
+
+static enum MHD_Result remote_serve_object(struct MHD_Connection *c, Request *rq)
+{
+        HfBackend *b = remote_repo(rq->s, rq->path.repo);
+        const char *name = rq->path.type == HF_FILE_CONFIG ? "config" : rq->path.name;
+        const char *range;
+        uint64_t size = 0, off = 0, len;
+        struct MHD_Response *resp;
+        RemoteRead *rr;
+        unsigned status = 200;
+        int r;
+
+        if (!b)
+                return reply(c, rq, 500, "cannot reach the bucket");
+        r = hf_backend_stat(b, rq->path.type, name, &size);
+        if (r < 0)
+                return reply(c, rq, remote_status(r), r == -ENOENT ? "not found" : "cannot read");
+        len = size;
+        range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range");
+        if (range && rq->method == M_GET && size > 0) {
+                if (hf_server_parse_range(range, strlen(range), size, &off, &len) < 0) {
+                        char cr[64];
+                        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+                        if (!resp)
+                                return MHD_NO;
+                        (void)snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
+                        (void)MHD_add_response_header(resp, "Content-Range", cr);
+                        return reply_response(c, rq, 416, resp);
+                }
+                status = 206;
+        }
+        rr = calloc(1, sizeof(*rr));
+        if (!rr)
+                return MHD_NO;
+        *rr = (RemoteRead){ .b = b, .t = rq->path.type, .off = off, .len = len };
+        (void)snprintf(rr->name, sizeof(rr->name), "%s", name);
+        resp = MHD_create_response_from_callback(len, 256 * 1024, remote_read, rr,
+                                                 remote_read_free);
+        if (!resp) {
+                remote_read_free(rr);
+                return MHD_NO;
+        }
+        (void)MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+        (void)MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+        if (status == 206) {
+                char cr[96];
+                (void)snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)off,
+                               (unsigned long long)(off + len - 1), (unsigned long long)size);
+                (void)MHD_add_response_header(resp, "Content-Range", cr);
+        }
+        if (rq->path.type == HF_FILE_CONFIG && hf_backend_retention(b) > 0) {
+                /* Tells holdfast clients that backups should extend retention (?retain=). */
+                char v[32];
+                (void)snprintf(v, sizeof(v), "%lld", (long long)hf_backend_retention(b));
+                (void)MHD_add_response_header(resp, "X-Holdfast-Retention", v);
+        }
+        return reply_response(c, rq, status, resp);
+}
+
+/*
+ * POST /<repo>/<type>/<name>?retain=UNIX: keep the object at least until then (a backup's
+ * retention extension, docs/internals/s3.md). Never past twice the bucket's period from now, so
+ * a compromised client cannot lock data for a century.
+ */
+static enum MHD_Result remote_retain(struct MHD_Connection *c, Request *rq, const char *v)
+{
+        HfBackend *b = remote_repo(rq->s, rq->path.repo);
+        const char *name = rq->path.type == HF_FILE_CONFIG ? "config" : rq->path.name;
+        int64_t period, now = (int64_t)now_real();
+        uint64_t until;
+        int r;
+
+        if (!b)
+                return reply(c, rq, 500, "cannot reach the bucket");
+        period = hf_backend_retention(b);
+        if (hf_parse_u64(v, &until) < 0 || until > (uint64_t)INT64_MAX)
+                return reply(c, rq, 400, "bad retain time");
+        if (period <= 0)
+                return reply(c, rq, 200, "no retention here");
+        if ((int64_t)until > now + 2 * period)
+                return reply(c, rq, 400, "retain time too far ahead");
+        r = hf_backend_retain(b, rq->path.type, name, (int64_t)until);
+        if (r < 0)
+                return reply(c, rq, remote_status(r), "cannot extend the retention");
+        return reply(c, rq, 200, "retained");
+}
+
+static int remote_list_one(void *userdata, const char *name, uint64_t size)
+{
+        return list_one(userdata, "", HF_FILE_CONFIG, name, -1, size);
+}
+
+static enum MHD_Result remote_listing(struct MHD_Connection *c, Request *rq)
+{
+        HfBackend *b = remote_repo(rq->s, rq->path.repo);
+        const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+        HfBuf out = HF_BUF_INIT(LISTING_MAX);
+        Listing l = { .out = &out, .first = true };
+        struct MHD_Response *resp;
+        uint8_t *data;
+        size_t len;
+        int r;
+
+        if (!b)
+                return reply(c, rq, 500, "cannot reach the bucket");
+        l.v2 = accept && strstr(accept, V2_TYPE);
+        r = hf_buf_putc(&out, '[');
+        if (r >= 0)
+                r = hf_backend_list(b, rq->path.type, remote_list_one, &l);
+        if (r >= 0)
+                r = hf_buf_putc(&out, ']');
+        if (r < 0) {
+                hf_buf_free(&out);
+                return reply(c, rq, r == -E2BIG ? 507 : 500,
+                             r == -E2BIG ? "listing too large" : "cannot list");
+        }
+        len = out.len;
+        data = hf_buf_steal(&out, &len);
+        resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(data);
+                return MHD_NO;
+        }
+        (void)MHD_add_response_header(resp, "Content-Type", l.v2 ? V2_TYPE : V1_TYPE);
+        return reply_response(c, rq, 200, resp);
+}
+
+static enum MHD_Result remote_delete(struct MHD_Connection *c, Request *rq)
+{
+        HfServer *s = rq->s;
+        HfBackend *b = remote_repo(s, rq->path.repo);
+        const char *name = rq->path.type == HF_FILE_CONFIG ? "config" : rq->path.name;
+        HfId zero = { { 0 } };
+        int r;
+
+        if (rq->path.type != HF_FILE_LOCK && s->o.append_only) {
+                atomic_fetch_add(&s->rejected_policy, 1);
+                return reply(c, rq, 403, "append-only: only locks may be deleted");
+        }
+        if (!b)
+                return reply(c, rq, 500, "cannot reach the bucket");
+        r = hf_backend_remove(b, rq->path.type, name);
+        if (r == -ENOENT)
+                return reply(c, rq, 200, "not found (nothing to delete)");
+        if (r == -EPERM) {
+                atomic_fetch_add(&s->rejected_policy, 1);
+                return reply(c, rq, 403, "kept by S3 Object Lock");
+        }
+        if (r < 0)
+                return reply(c, rq, remote_status(r), "cannot delete");
+        if (s->log)
+                (void)hf_receipt_log_append(s->log, HF_RECEIPT_DELETE, rq->path.repo, rq->path.type,
+                                            rq->path.name, 0, &zero, rq->user, NULL);
+        log_info("DELETE %s/%s/%s by %s", repo_shown(rq), hf_file_type_dir(rq->path.type),
+                 rq->path.name, rq->user[0] ? rq->user : "-");
+        return reply(c, rq, 200, "deleted");
+}
+
+static enum MHD_Result remote_begin_upload(struct MHD_Connection *c, Request *rq)
+{
+        HfServer *s = rq->s;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        const char *name = rq->path.type == HF_FILE_CONFIG ? "config" : rq->path.name;
+        int r;
+
+        rq->rb = remote_repo(s, rq->path.repo);
+        if (!rq->rb)
+                return reply(c, rq, 500, "cannot reach the bucket");
+        rq->expected = UINT64_MAX;
+        if (cl) {
+                if (hf_parse_u64(cl, &rq->expected) < 0)
+                        return reply(c, rq, 400, "bad Content-Length");
+                if (rq->expected > s->max_object)
+                        return reply(c, rq, 413, "object larger than the server accepts");
+        }
+        r = hf_backend_stat(rq->rb, rq->path.type, name, NULL);
+        if (r == 0) {
+                atomic_fetch_add(&s->rejected_exists, 1);
+                return reply(c, rq, 403, "exists: objects are never overwritten");
+        }
+        if (r != -ENOENT)
+                return reply(c, rq, remote_status(r), "cannot reach the bucket");
+        /* The body waits on disk, in this instance's state folder (not in memory: up to
+         * --max-connections uploads of --max-object-size each may arrive at once). */
+        rq->fd = openat(s->statefd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        r = rq->fd < 0 ? hf_backend_temp_open(rq->rb, rq->path.type, &rq->fd) : 0;
+        if (r >= 0)
+                r = hf_sha256_new(&rq->sha);
+        if (r < 0)
+                return reply(c, rq, 500, "cannot buffer the upload");
+        rq->upload = true;
+        return MHD_YES;
+}
+
+static enum MHD_Result remote_finish_upload(struct MHD_Connection *c, Request *rq)
+{
+        HfServer *s = rq->s;
+        char hex[HF_ID_HEX_LEN + 1];
+        const char *name = rq->path.type == HF_FILE_CONFIG ? "config" : rq->path.name;
+        HfId sha;
+        int r;
+
+        if (rq->fail_status)
+                return reply(c, rq, rq->fail_status, rq->fail_text);
+        if (rq->expected != UINT64_MAX && rq->received != rq->expected)
+                return reply(c, rq, 400, "body shorter than its Content-Length");
+        hf_sha256_final(rq->sha, &sha);
+        hf_id_hex(&sha, hex);
+        if (rq->path.type != HF_FILE_CONFIG && strcmp(hex, rq->path.name) != 0) {
+                atomic_fetch_add(&s->rejected_hash, 1);
+                return reply(c, rq, 400, "the body's SHA-256 does not match its name");
+        }
+        r = hf_backend_temp_commit(rq->rb, rq->path.type, TAKE_FD(rq->fd), name);
+        if (r == -EEXIST) {
+                atomic_fetch_add(&s->rejected_exists, 1);
+                return reply(c, rq, 403, "exists: objects are never overwritten");
+        }
+        if (r < 0)
+                return reply(c, rq, remote_status(r), "cannot store in the bucket");
+        if (s->log) {
+                r = hf_receipt_log_append(s->log, HF_RECEIPT_PUT, rq->path.repo, rq->path.type,
+                                          rq->path.name, rq->received, &sha, rq->user, NULL);
+                if (r < 0)
+                        log_error_errno(r, "%s/%s: cannot record %s/%s/%s: %m", HF_SERVER_STATE_DIR,
+                                        HF_RECEIPT_LOG, repo_shown(rq),
+                                        hf_file_type_dir(rq->path.type), rq->path.name);
+        }
+        atomic_fetch_add(&s->objects_stored, 1);
+        log_info("POST %s/%s/%s: stored %llu bytes for %s", repo_shown(rq),
+                 hf_file_type_dir(rq->path.type), rq->path.name, (unsigned long long)rq->received,
+                 rq->user[0] ? rq->user : "-");
+        return reply(c, rq, 200, "stored");
+}
+
 /* ---- heartbeats and metrics ---- */
 
 static enum MHD_Result heartbeat(struct MHD_Connection *c, Request *rq)
@@ -654,7 +986,10 @@ static enum MHD_Result metrics(struct MHD_Connection *c, Request *rq)
                                            "code=\"%s\"} %llu\n",
                                            method_names[m], code, v);
                 }
-        hf_receipt_log_head(s->log, &seq, &h);
+        seq = 0;
+        h = (HfId){ { 0 } };
+        if (s->log)
+                hf_receipt_log_head(s->log, &seq, &h);
         hf_id_hex(&h, head);
         r |= hf_buf_printf(
                 &out,
@@ -741,6 +1076,8 @@ static enum MHD_Result decide(struct MHD_Connection *c, Request *rq, const char 
         case HF_PATH_HEARTBEAT:
                 return rq->method == M_POST ? heartbeat(c, rq) : reply(c, rq, 405, "POST");
         case HF_PATH_REPO:
+                if (rq->method == M_POST && s->remote) /* a bucket has no folders to make */
+                        return reply(c, rq, 200, "created");
                 if (rq->method == M_POST)
                         return create_repo(c, rq);
                 return reply(c, rq, 405,
@@ -748,22 +1085,27 @@ static enum MHD_Result decide(struct MHD_Connection *c, Request *rq, const char 
                              "never deleted through the server");
         case HF_PATH_LIST:
                 if (rq->method == M_GET)
-                        return serve_listing(c, rq);
+                        return s->remote ? remote_listing(c, rq) : serve_listing(c, rq);
                 return reply(c, rq, 405, "method not allowed");
         case HF_PATH_CONFIG:
         case HF_PATH_OBJECT:
                 switch (rq->method) {
                 case M_GET:
                 case M_HEAD:
-                        return serve_object(c, rq);
+                        return s->remote ? remote_serve_object(c, rq) : serve_object(c, rq);
                 case M_POST:
+                        if (s->remote) {
+                                const char *v = MHD_lookup_connection_value(
+                                        c, MHD_GET_ARGUMENT_KIND, "retain");
+                                return v ? remote_retain(c, rq, v) : remote_begin_upload(c, rq);
+                        }
                         return begin_upload(c, rq);
                 case M_DELETE:
                         if (k == HF_PATH_CONFIG && s->o.append_only) {
                                 atomic_fetch_add(&s->rejected_policy, 1);
                                 return reply(c, rq, 403, "append-only: config is never deleted");
                         }
-                        return delete_object(c, rq);
+                        return s->remote ? remote_delete(c, rq) : delete_object(c, rq);
                 default:
                         return reply(c, rq, 405, "method not allowed");
                 }
@@ -813,7 +1155,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                 return MHD_YES;
         }
         rq->upload = false;
-        return finish_upload(c, rq);
+        return s->remote ? remote_finish_upload(c, rq) : finish_upload(c, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -1039,6 +1381,19 @@ int hf_server_new(const HfServerOptions *o, HfServer **ret)
         r = hf_receipt_log_open(s->statefd, &s->log);
         if (r < 0)
                 return r;
+        if (o->backend) {
+                /* Objects live in a bucket; the root keeps only this instance's state. */
+                pthread_mutex_init(&s->remote_lock, NULL);
+                if (strncmp(o->backend, "s3:", 3) != 0)
+                        return log_error_errno(EINVAL,
+                                               "--backend takes an s3: location, not "
+                                               "\"%s\"",
+                                               o->backend);
+                r = hf_backend_open(o->backend, false, &s->remote);
+                if (r < 0)
+                        return r; /* explained by the S3 backend */
+                goto listen;
+        }
         a = (Adopt){ .s = s };
         r = hf_store_walk_repos(s->rootfd, adopt_repo, &a);
         if (r < 0)
@@ -1048,6 +1403,7 @@ int hf_server_new(const HfServerOptions *o, HfServer **ret)
                            "while it was down); recorded them now",
                            o->root, a.adopted);
 
+listen:
         if (o->listen_fd >= 0) {
                 s->listen_fd = o->listen_fd;
                 (void)snprintf(s->addr, sizeof(s->addr), "(socket fd %d)", o->listen_fd);
@@ -1078,6 +1434,13 @@ HfServer *hf_server_free(HfServer *s)
         if (s->listen_fd >= 0)
                 close(s->listen_fd);
         hf_receipt_log_free(s->log);
+        if (s->remote) {
+                for (size_t i = 0; i < s->n_remote_repos; i++)
+                        hf_backend_free(s->remote_repos[i].b);
+                free(s->remote_repos);
+                hf_backend_free(s->remote);
+                pthread_mutex_destroy(&s->remote_lock);
+        }
         hf_auth_free(s->auth);
         if (s->tls_key) {
                 explicit_bzero(s->tls_key, strlen(s->tls_key));
@@ -1138,8 +1501,9 @@ int hf_server_run(HfServer *s)
         if (s->o.json)
                 printf("{\"message_type\":\"listening\",\"address\":\"%s\",\"tls\":%s}\n", s->addr,
                        s->tls_cert ? "true" : "false");
-        log_notice("serving %s on %s://%s%s%s%s", s->o.root, s->tls_cert ? "https" : "http",
-                   s->addr, s->o.append_only ? " (append-only)" : "",
+        log_notice("serving %s on %s://%s%s%s%s", s->remote ? s->remote->location : s->o.root,
+                   s->tls_cert ? "https" : "http", s->addr,
+                   s->o.append_only ? " (append-only)" : "",
                    s->retention > 0 ? " (retention locked)" : "",
                    s->auth ? "" : " WITHOUT authentication");
         fflush(stdout);

@@ -29,6 +29,7 @@
 
 typedef struct HfServerOptions {
         const char *root;
+        const char *backend;   /* "s3:...": objects live there; root keeps only state */
         const char *listen;    /* "HOST:PORT", ":PORT", "[V6]:PORT"; port 0 picks one */
         int listen_fd;         /* >= 0: an already listening socket (systemd) */
         bool append_only;      /* no DELETE outside locks/ */

@@ -1779,6 +1779,10 @@ stop:
                 .total_files_processed = atomic_load(&b.files_processed),
                 .total_bytes_processed = atomic_load(&b.bytes_processed),
         };
+        /* Object Lock (S3): what the snapshot needs stays for the promised time. */
+        r = opts->dry_run ? 0 : hf_retain_snapshot(repo, &snap.tree, &snap.time);
+        if (r < 0)
+                goto out;
         if (!opts->dry_run) {
                 r = hf_snapshot_save(repo, &snap);
                 if (r < 0)

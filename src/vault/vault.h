@@ -102,6 +102,13 @@ int hf_ls(HfRepo *repo, const HfSnapshot *snap, const HfLsOptions *opts);
 
 int hf_diff(HfRepo *repo, const HfSnapshot *a, const HfSnapshot *b, const HfOutput *out);
 
+/*
+ * Object Lock (backends with retention, i.e. S3): makes every object a new snapshot of tree
+ * needs stay undeletable until time + the backend's retention period (retain.c). Called by a
+ * backup before it writes the snapshot; 0 at once for backends without retention.
+ */
+int hf_retain_snapshot(HfRepo *repo, const HfId *tree, const HfTime *time);
+
 /* Loads and parses a tree blob (logs a sentence naming the tree on failure). */
 int hf_load_tree(HfRepo *repo, HfCodec *codec, const HfId *id, HfTree *ret);
 
