@@ -6,6 +6,8 @@
 #include <string.h>
 
 static int log_level = HF_LOG_NOTICE;
+/* Per thread: > 0 silences everything (follow-up errors of a failure already reported). */
+static __thread int quiet_depth;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void hf_log_set_level(int level)
@@ -15,7 +17,12 @@ void hf_log_set_level(int level)
 
 int hf_log_get_level(void)
 {
-        return log_level;
+        return quiet_depth > 0 ? HF_LOG_ERR - 1 : log_level;
+}
+
+void hf_log_quiet(bool on)
+{
+        quiet_depth += on ? 1 : -1;
 }
 
 int hf_log_internal(int level, int err, const char *fmt, ...)

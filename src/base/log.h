@@ -19,6 +19,11 @@ enum {
 
 void hf_log_set_level(int level);
 int hf_log_get_level(void);
+/*
+ * Silences logging in the calling thread until the matching hf_log_quiet(false): for the
+ * follow-up failures of a problem that was already reported in one sentence.
+ */
+void hf_log_quiet(bool on);
 
 /* Logs at level; err is a (positive or negative) errno or 0. Returns -abs(err). */
 int hf_log_internal(int level, int err, const char *fmt, ...) _printf_(3, 4);

@@ -9,6 +9,7 @@
 #include "saver.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "../base/log.h"
@@ -56,6 +57,7 @@ struct HfSaver {
         HfSaverStats stats;
         int error;
         bool dry_run;
+        atomic_bool reported; /* a pack write failure was reported */
 };
 
 static void set_error(HfSaver *s, int r)
@@ -160,9 +162,13 @@ static int finish_pack(HfSaver *s, HfCipher *cipher, OpenPack *p, uint8_t *block
         hf_id_hex(&id, hex);
         r = hf_backend_temp_commit(hf_repo_backend(s->repo), HF_FILE_PACK, p->fd, hex);
         p->fd = -1; /* committed or not, the fd is gone */
-        if (r < 0)
-                return log_error_errno(r, "%s/data/%.2s/%s: cannot write pack: %m",
-                                       hf_repo_backend(s->repo)->location, hex, hex);
+        if (r < 0) {
+                /* Only the first failure is worth a sentence; the rest are its echoes. */
+                if (!atomic_exchange(&s->reported, true))
+                        log_error_errno(r, "%s/data/%.2s/%s: cannot write pack: %m",
+                                        hf_repo_backend(s->repo)->location, hex, hex);
+                return r;
+        }
 
         pthread_mutex_lock(&s->lock);
         r = hf_index_add_pack(s->index, &id, &pos);
@@ -520,7 +526,11 @@ int hf_saver_abort(HfSaver *s)
         set_error(s, -ECANCELED);
         while (s->in_flight > 0)
                 pthread_cond_wait(&s->idle, &s->lock);
+        /* Best effort after a failure that was already reported: stay quiet if it fails too
+         * (the storage is likely still unavailable). */
+        hf_log_quiet(true);
         r = write_index_locked(s);
+        hf_log_quiet(false);
         pthread_mutex_unlock(&s->lock);
         return r;
 }

@@ -1731,7 +1731,7 @@ stop:
                 if (r == -EINTR)
                         log_error("backup interrupted; no snapshot was saved");
                 else
-                        log_error_errno(r, "backup failed; no snapshot was saved: %m");
+                        log_error("backup failed (see above); no snapshot was saved");
                 goto out;
         }
 
