@@ -56,18 +56,22 @@ typedef struct Links Links;
 typedef struct FileJob {
         DirJob *dir;
         size_t idx;
-        bool is_new;   /* not in the parent snapshot */
-        int dfd;       /* folder to open the file in */
-        char *dirpath; /* its path, for messages */
-        bool own;      /* dfd and dirpath belong to the job (targets given as files) */
-        Links *links;  /* hard-link group this file is read for */
+        bool is_new;          /* not in the parent snapshot */
+        int dfd;              /* folder to open the file in */
+        char *dirpath;        /* its path, for messages */
+        bool own;             /* dfd and dirpath belong to the job (targets given as files) */
+        Links *links;         /* hard-link group this file is read for */
+        struct FileJob *next; /* jobs travel to the readers in batches */
 } FileJob;
 
 typedef struct Backup {
         HfRepo *repo;
         const HfBackupOptions *opts;
         HfSaver *saver;
-        HfQueue *jobs;   /* files to read */
+        HfQueue *jobs;               /* batches of files to read */
+        FileJob *batch, *batch_tail; /* the walker's batch being filled */
+        unsigned batch_n;
+        uint64_t batch_bytes;
         HfQueue *chunks; /* chunks to store */
         HfQueue *pool;   /* free chunk buffers */
         HfBuf *buffers;
@@ -647,13 +651,16 @@ static void *reader_main(void *arg)
         Reader *w = arg;
         Backup *b = w->b;
 
+        FileJob *next = NULL;
+
         for (;;) {
-                FileJob *job = hf_queue_pop(b->jobs);
+                FileJob *job = next ? next : hf_queue_pop(b->jobs);
                 FileCtx *f;
                 bool complete;
 
                 if (!job)
                         break;
+                next = job->next;
                 f = calloc(1, sizeof(*f));
                 if (!f) {
                         set_fatal(b, -ENOMEM);
@@ -786,6 +793,51 @@ static DirJob *dir_new(DirJob *parent, size_t idx, char *path, int dfd)
         return d;
 }
 
+/* A batch closes at 32 files or 1 MiB of file data, so small files cost one wake-up per
+ * batch and large files still spread over all readers. */
+#define BATCH_JOBS 32
+#define BATCH_BYTES (1u << 20)
+
+/* Hands the walker's batch to the readers: one wake-up per batch instead of one per file. */
+static int flush_jobs(Backup *b)
+{
+        FileJob *head = b->batch;
+        int r;
+
+        if (!head)
+                return 0;
+        b->batch = b->batch_tail = NULL;
+        b->batch_n = 0;
+        b->batch_bytes = 0;
+        r = hf_queue_push(b->jobs, head);
+        if (r < 0) {
+                /* Closed: shutting down after a failure. The jobs are dropped with it. */
+                while (head) {
+                        FileJob *n = head->next;
+                        atomic_fetch_sub(&head->dir->pending, 1);
+                        if (head->own) {
+                                close(head->dfd);
+                                free(head->dirpath);
+                        }
+                        free(head);
+                        head = n;
+                }
+        }
+        return r;
+}
+
+static int queue_job(Backup *b, FileJob *job, uint64_t size)
+{
+        job->next = NULL;
+        if (b->batch_tail)
+                b->batch_tail->next = job;
+        else
+                b->batch = job;
+        b->batch_tail = job;
+        b->batch_bytes += size;
+        return ++b->batch_n >= BATCH_JOBS || b->batch_bytes >= BATCH_BYTES ? flush_jobs(b) : 0;
+}
+
 /* Finds or creates the hard-link group of an inode. Walker thread, links_lock held. */
 static int links_get(Backup *b, dev_t dev, ino_t ino, Links **ret, bool *ret_created)
 {
@@ -860,7 +912,7 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
         }
         switch (n->type) {
         case HF_NODE_FILE: {
-                if (unchanged(b, old, st)) {
+                if (old && unchanged(b, old, st)) {
                         n->content = old->n_content ? malloc(old->n_content * sizeof(HfId)) : NULL;
                         if (old->n_content && !n->content)
                                 return -ENOMEM;
@@ -945,17 +997,7 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                 }
                 atomic_fetch_add(&d->pending, 1);
                 hf_progress_set_item(b->progress, path);
-                r = hf_queue_push(b->jobs, job);
-                if (r < 0) {
-                        if (job->own) {
-                                close(job->dfd);
-                                free(job->dirpath);
-                        }
-                        free(job);
-                        atomic_fetch_sub(&d->pending, 1);
-                        return r;
-                }
-                return 0;
+                return queue_job(b, job, (uint64_t)st->st_size);
         }
         case HF_NODE_SYMLINK: {
                 char target[PATH_MAX + 1];
@@ -1701,6 +1743,10 @@ int hf_backup(HfRepo *repo, const HfBackupOptions *opts, HfBackupResult *ret)
                         }
                         r = walk_virtual(&b, rd, root, &parent_tree);
                 }
+                /* The last, partly filled batch. */
+                int k = flush_jobs(&b);
+                if (r >= 0)
+                        r = k;
         }
         pthread_mutex_lock(&b.done_lock);
         while (!b.root_done && !(b.error && r < 0))
