@@ -252,17 +252,6 @@ int hf_go_quote(HfBuf *out, const char *s, size_t n)
         return 0;
 }
 
-static int unhex(uint8_t c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Encodes a valid scalar value (checked by the caller) as UTF-8; returns the length. */
 static size_t encode_utf8(uint32_t cp, uint8_t buf[4])
 {
@@ -331,7 +320,7 @@ static int unquote_escape(const uint8_t *s, size_t n, uint8_t bytes[4], size_t *
                 if (n - 1 < digits)
                         return -EINVAL;
                 for (size_t k = 1; k <= digits; k++) {
-                        int h = unhex(s[k]);
+                        int h = hf_hex_digit(s[k]);
                         if (h < 0)
                                 return -EINVAL;
                         v = v << 4 | (uint32_t)h;

@@ -28,7 +28,7 @@ static const int8_t unhex_table[256] = {
         ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
-static inline int unhex(char c)
+int hf_hex_digit(int c)
 {
         /* Stored off by one so that the zero-initialised rest means "not hex". */
         return unhex_table[(uint8_t)c] - 1;
@@ -39,7 +39,7 @@ int hf_hex_decode(const char *s, size_t slen, uint8_t *out, size_t outmax, size_
         if (slen % 2 || slen / 2 > outmax)
                 return -EINVAL;
         for (size_t i = 0; i < slen / 2; i++) {
-                int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
+                int hi = hf_hex_digit(s[2 * i]), lo = hf_hex_digit(s[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 out[i] = (uint8_t)(hi << 4 | lo);
