@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# `make demo`: holdfast end to end on a scratch tree, until `holdfast drill` takes over.
+# `make demo` without root (as root it runs `holdfast drill`, which includes a vault round trip):
+# the vault end to end on a scratch tree.
 # Makes a sample tree (a few hundred files of every common kind, a few MB), then runs
 # init, backup, changes some files, backup again, restore, check --read-data, and compares the
 # restored tree with the source (diff -r and a stat comparison). Prints every step with its

@@ -79,3 +79,5 @@ void cli_filter_done(HfSnapshotFilter *f);
 
 extern const CliCommand cmd_init, cmd_backup, cmd_snapshots, cmd_ls, cmd_restore, cmd_check,
         cmd_diff, cmd_cat, cmd_key, cmd_unlock, cmd_serve;
+extern const CliCommand cmd_sentinel, cmd_incidents, cmd_incident, cmd_allow_disk;
+extern const CliCommand cmd_recover, cmd_drill, cmd_simulate;

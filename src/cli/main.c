@@ -10,8 +10,9 @@
 #include "cli.h"
 
 static const CliCommand *const commands[] = {
-        &cmd_init, &cmd_backup, &cmd_snapshots, &cmd_ls,     &cmd_restore, &cmd_check,
-        &cmd_diff, &cmd_cat,    &cmd_key,       &cmd_unlock, &cmd_serve,
+        &cmd_init,      &cmd_backup,   &cmd_snapshots,  &cmd_ls,      &cmd_restore, &cmd_check,
+        &cmd_diff,      &cmd_cat,      &cmd_key,        &cmd_unlock,  &cmd_serve,   &cmd_sentinel,
+        &cmd_incidents, &cmd_incident, &cmd_allow_disk, &cmd_recover, &cmd_drill,   &cmd_simulate,
 };
 
 static const CliOption global_options[] = {

@@ -1,0 +1,1284 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The permission group: keeps the pre-image of a file before a process that is not trusted
+ * first changes it, and denies what must never happen (writes to decoys, into the shadow
+ * store, anything by a contained process). Design and measured kernel behaviour:
+ * fanotify-notes.md §5; this file follows its `hsm` design on 6.14+ and `open61` on older
+ * kernels.
+ *
+ * One reader thread answers every event that needs no I/O at once (its own process, reads,
+ * trusted writers, denials) and hands the first write of an inode to two capture workers,
+ * which clone or copy the file from the event fd into the shadow store, add an ignore mark
+ * (later writes cost nothing) and only then allow. The reader never opens a file, so the
+ * workers' own opens in the shadow store (which raise events in this group) are answered.
+ */
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "../base/log.h"
+#include "../base/queue.h"
+#include "../base/util.h"
+#include "sentinel-internal.h"
+
+/* Debian 12's uapi headers are 6.1's (fanotify-notes.md, "Headers"). */
+#ifndef FAN_PRE_ACCESS
+#define FAN_PRE_ACCESS 0x00100000
+#endif
+#ifndef FAN_MARK_IGNORE
+#define FAN_MARK_IGNORE 0x00000400
+#endif
+#ifndef FAN_MARK_IGNORE_SURV
+#define FAN_MARK_IGNORE_SURV (FAN_MARK_IGNORE | FAN_MARK_IGNORED_SURV_MODIFY)
+#endif
+#ifndef FAN_MARK_EVICTABLE
+#define FAN_MARK_EVICTABLE 0x00000200
+#endif
+
+#define MAX_FS 32
+#define MAX_CONTAINED 4096
+#define MAX_DECOYS 4096
+#define RING_MAX 8192
+#define INODES 65536 /* power of two */
+#define WORKERS 2
+#define PENDING 256
+/* Tarpit: a group may have this many captured files that main has not judged yet; its next
+ * first write waits (up to DEFER_MAX seconds) until main catches up. A fast encryptor is thus
+ * slowed to the speed of the analysis instead of racing ahead of it. */
+#define BUDGET 3
+#define DEFER_MAX 1.0
+#define DEFERRED_MAX 4096
+
+typedef struct Fs {
+        uint64_t dev;
+        char root[512];
+        int store_fd;  /* root/.holdfast */
+        int shadow_fd; /* root/.holdfast/shadow */
+        int pins_fd;
+        int day_fd;
+        char day[16];
+        bool pre;
+        pthread_mutex_t lock;
+} Fs;
+
+/*
+ * Per inode and epoch. The ignore mark after a capture lets later writes through without an
+ * event; it covers the changes of the group it was taken for (`owner`) and no one else's: a
+ * write-open by any other group (trusted or not) removes it again (owner 0), so the next write
+ * by an untrusted group gets a fresh pre-image. `pending` is the group a write-open re-armed
+ * capture for while another writer may still hold the file open: a capture for anyone else
+ * then adds no ignore mark, so the pending group's first write is still seen.
+ */
+typedef struct Inode {
+        uint64_t key; /* inode_key(), 0: free */
+        pid_t owner;
+        pid_t pending;
+        bool pinned; /* a hard-link pin was taken this epoch */
+} Inode;
+
+typedef struct Job {
+        int fd;
+        pid_t tid, tgid;
+        Fs *fs;
+        struct stat st;
+        const char *reason;
+        double time;
+        pid_t group;
+        double since;
+} Job;
+
+struct HfGuard {
+        const HfSentinelConfig *c;
+        HfProcs *procs;
+        HfMode mode;
+        int fan;
+        uint64_t perm_mask;
+        pthread_t reader, workers[WORKERS];
+        bool started;
+        atomic_bool stop;
+        HfQueue *jobs;
+
+        pthread_mutex_t lock; /* ring, contained, decoys, allowed, pins */
+        pthread_cond_t space;
+        HfGuardMsg **ring;
+        size_t head, count;
+        int wake_fd;
+        pid_t contained[MAX_CONTAINED];
+        size_t n_contained;
+        uint64_t decoys[MAX_DECOYS][2];
+        size_t n_decoys;
+        pid_t allowed[16];
+        size_t n_allowed;
+        Inode *inodes; /* what this epoch knows of an inode (owner, pin); open addressing */
+
+        struct {
+                pid_t group;
+                int count;
+                double last;
+        } pending[PENDING];
+        Job *deferred[DEFERRED_MAX];
+        size_t n_deferred;
+
+        pid_t self;
+        Fs fs[MAX_FS];
+        size_t n_fs;
+        atomic_uint_fast64_t seq;
+        double last_epoch;
+
+        atomic_uint_fast64_t st_events, st_pre, st_open, st_capt, st_bytes, st_denied, st_self,
+                st_readign, st_fail, st_deferred;
+};
+
+/* With g->lock held. */
+static int *pending_slot(HfGuard *g, pid_t group, bool create)
+{
+        size_t oldest = 0;
+        double now = hf_now_mono();
+
+        for (size_t i = 0; i < PENDING; i++) {
+                if (g->pending[i].group == group) {
+                        /* Stale counts (a process died before main judged its files). */
+                        if (now - g->pending[i].last > 2 * DEFER_MAX)
+                                g->pending[i].count = 0;
+                        return &g->pending[i].count;
+                }
+                if (g->pending[i].last < g->pending[oldest].last)
+                        oldest = i;
+        }
+        if (!create)
+                return NULL;
+        g->pending[oldest].group = group;
+        g->pending[oldest].count = 0;
+        g->pending[oldest].last = now;
+        return &g->pending[oldest].count;
+}
+
+void hf_guard_judged(HfGuard *g, pid_t group)
+{
+        if (!g)
+                return;
+        pthread_mutex_lock(&g->lock);
+        int *c = pending_slot(g, group, false);
+        if (c && *c > 0)
+                (*c)--;
+        pthread_mutex_unlock(&g->lock);
+}
+
+/* Charges one capture to the group unless it is over budget (then false: defer it). */
+static bool charge(HfGuard *g, pid_t group, bool force)
+{
+        bool ok;
+        pthread_mutex_lock(&g->lock);
+        int *c = pending_slot(g, group, true);
+        ok = force || *c < BUDGET;
+        if (ok) {
+                (*c)++;
+                for (size_t i = 0; i < PENDING; i++)
+                        if (g->pending[i].group == group)
+                                g->pending[i].last = hf_now_mono();
+        }
+        pthread_mutex_unlock(&g->lock);
+        return ok;
+}
+
+static void respond(HfGuard *g, int fd, bool allow)
+{
+        struct fanotify_response r = { .fd = fd, .response = allow ? FAN_ALLOW : FAN_DENY };
+
+        while (write(g->fan, &r, sizeof(r)) < 0 && errno == EINTR)
+                ;
+}
+
+static void answer(HfGuard *g, int fd, bool allow)
+{
+        respond(g, fd, allow);
+        close(fd);
+}
+
+static bool is_self(HfGuard *g, pid_t tid, pid_t tgid)
+{
+        if (tid == g->self || tgid == g->self)
+                return true;
+        bool r = false;
+        pthread_mutex_lock(&g->lock);
+        for (size_t i = 0; i < g->n_allowed; i++)
+                if (g->allowed[i] == tid || g->allowed[i] == tgid)
+                        r = true;
+        pthread_mutex_unlock(&g->lock);
+        return r;
+}
+
+static bool is_contained(HfGuard *g, pid_t tgid)
+{
+        bool r = false;
+        pthread_mutex_lock(&g->lock);
+        for (size_t i = 0; i < g->n_contained && !r; i++)
+                r = g->contained[i] == tgid;
+        pthread_mutex_unlock(&g->lock);
+        return r;
+}
+
+void hf_guard_contain(HfGuard *g, pid_t tgid)
+{
+        if (!g)
+                return;
+        pthread_mutex_lock(&g->lock);
+        if (g->n_contained < MAX_CONTAINED)
+                g->contained[g->n_contained++] = tgid;
+        else {
+                memmove(g->contained, g->contained + 1, (MAX_CONTAINED - 1) * sizeof(pid_t));
+                g->contained[MAX_CONTAINED - 1] = tgid;
+        }
+        pthread_mutex_unlock(&g->lock);
+}
+
+void hf_guard_add_decoy(HfGuard *g, uint64_t dev, uint64_t ino)
+{
+        if (!g)
+                return;
+        pthread_mutex_lock(&g->lock);
+        if (g->n_decoys < MAX_DECOYS) {
+                g->decoys[g->n_decoys][0] = dev;
+                g->decoys[g->n_decoys][1] = ino;
+                g->n_decoys++;
+        }
+        pthread_mutex_unlock(&g->lock);
+}
+
+bool hf_guard_is_decoy(HfGuard *g, uint64_t dev, uint64_t ino)
+{
+        bool r = false;
+        if (!g)
+                return false;
+        pthread_mutex_lock(&g->lock);
+        for (size_t i = 0; i < g->n_decoys && !r; i++)
+                r = g->decoys[i][0] == dev && g->decoys[i][1] == ino;
+        pthread_mutex_unlock(&g->lock);
+        return r;
+}
+
+void hf_guard_allow_pid(HfGuard *g, pid_t pid)
+{
+        if (!g)
+                return;
+        pthread_mutex_lock(&g->lock);
+        if (g->n_allowed < ELEMENTSOF(g->allowed))
+                g->allowed[g->n_allowed++] = pid;
+        pthread_mutex_unlock(&g->lock);
+}
+
+/* Never 0 (an empty slot); distinct for every (dev, ino) of a filesystem, so neighbouring
+ * inode numbers never share an owner. */
+static uint64_t inode_key(uint64_t dev, uint64_t ino)
+{
+        uint64_t k = (dev * 0x9e3779b97f4a7c15ULL) ^ ino;
+        return k ? k : 1;
+}
+
+/* The entry of key, created when missing (an unrelated entry is replaced when the probe run
+ * is full: it loses its owner, which only costs a fresh pre-image). With g->lock held. */
+static Inode *inode_get(HfGuard *g, uint64_t key, bool create)
+{
+        size_t h = (size_t)(key * 0xff51afd7ed558ccdULL >> 40) & (INODES - 1);
+
+        for (int i = 0; i < 32; i++) {
+                Inode *e = &g->inodes[(h + (size_t)i) & (INODES - 1)];
+                if (e->key == key)
+                        return e;
+                if (e->key == 0) {
+                        if (!create)
+                                return NULL;
+                        *e = (Inode){ .key = key };
+                        return e;
+                }
+        }
+        if (!create)
+                return NULL;
+        Inode *e = &g->inodes[h];
+        *e = (Inode){ .key = key };
+        return e;
+}
+
+/* True when (dev, ino) was pinned already this epoch; records it otherwise. */
+static bool pinned_before(HfGuard *g, uint64_t dev, uint64_t ino)
+{
+        bool r;
+
+        pthread_mutex_lock(&g->lock);
+        Inode *e = inode_get(g, inode_key(dev, ino), true);
+        r = e->pinned;
+        e->pinned = true;
+        pthread_mutex_unlock(&g->lock);
+        return r;
+}
+
+/* The owner of an inode this epoch (0: none known). */
+static pid_t inode_owner(HfGuard *g, uint64_t key)
+{
+        pthread_mutex_lock(&g->lock);
+        Inode *e = inode_get(g, key, false);
+        pid_t o = e ? e->owner : 0;
+        pthread_mutex_unlock(&g->lock);
+        return o;
+}
+
+/* A new or emptied file: what we knew of the inode number belongs to an earlier file. */
+static void inode_forget(HfGuard *g, uint64_t key)
+{
+        pthread_mutex_lock(&g->lock);
+        Inode *e = inode_get(g, key, false);
+        if (e)
+                *e = (Inode){ .key = key };
+        pthread_mutex_unlock(&g->lock);
+}
+
+/*
+ * group's changes from now on are covered (a pre-image was just taken for it, or the file is
+ * empty): records it as the owner and says whether the ignore mark may be added (not while a
+ * write-open re-armed capture for another group).
+ */
+static bool inode_own(HfGuard *g, uint64_t key, pid_t group)
+{
+        bool ignore;
+
+        pthread_mutex_lock(&g->lock);
+        Inode *e = inode_get(g, key, true);
+        e->owner = group;
+        ignore = e->pending == 0 || e->pending == group;
+        if (ignore)
+                e->pending = 0;
+        pthread_mutex_unlock(&g->lock);
+        return ignore;
+}
+
+/* A write-open by group (trusted or not): when someone else owns the inode, its coverage ends
+ * here. Returns true when capture must be re-armed (the ignore mark removed). */
+static bool inode_rearm(HfGuard *g, uint64_t key, pid_t group, bool trusted)
+{
+        bool rearm;
+
+        pthread_mutex_lock(&g->lock);
+        Inode *e = inode_get(g, key, !trusted);
+        rearm = trusted ? e && e->owner != 0 && e->owner != group : !e || e->owner != group;
+        if (e && rearm) {
+                e->owner = 0;
+                if (!trusted)
+                        e->pending = group;
+        }
+        pthread_mutex_unlock(&g->lock);
+        return rearm;
+}
+
+static void push_msg(HfGuard *g, HfGuardMsg *m)
+{
+        struct timespec ts;
+        uint64_t one = 1;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 2;
+        pthread_mutex_lock(&g->lock);
+        /* Back-pressure: the writer waits (it is blocked in its syscall) rather than a
+         * record being lost, unless main is stuck for seconds. */
+        while (g->count >= RING_MAX && !atomic_load(&g->stop))
+                if (pthread_cond_timedwait(&g->space, &g->lock, &ts) != 0)
+                        break;
+        if (g->count < RING_MAX) {
+                g->ring[(g->head + g->count) % RING_MAX] = m;
+                g->count++;
+                m = NULL;
+        }
+        pthread_mutex_unlock(&g->lock);
+        if (m) {
+                atomic_fetch_add(&g->st_fail, 1);
+                free(m);
+        }
+        (void)!write(g->wake_fd, &one, sizeof(one));
+}
+
+HfGuardMsg *hf_guard_pop(HfGuard *g)
+{
+        HfGuardMsg *m = NULL;
+        uint64_t v;
+
+        pthread_mutex_lock(&g->lock);
+        if (g->count) {
+                m = g->ring[g->head];
+                g->head = (g->head + 1) % RING_MAX;
+                g->count--;
+                pthread_cond_signal(&g->space);
+        } else
+                (void)!read(g->wake_fd, &v, sizeof(v));
+        pthread_mutex_unlock(&g->lock);
+        return m;
+}
+
+int hf_guard_wake_fd(HfGuard *g)
+{
+        return g->wake_fd;
+}
+
+void hf_guard_stats(HfGuard *g, HfGuardStats *ret)
+{
+        *ret = (HfGuardStats){
+                .events = atomic_load(&g->st_events),
+                .pre_access = atomic_load(&g->st_pre),
+                .open_perm = atomic_load(&g->st_open),
+                .captures = atomic_load(&g->st_capt),
+                .capture_bytes = atomic_load(&g->st_bytes),
+                .denied = atomic_load(&g->st_denied),
+                .self_events = atomic_load(&g->st_self),
+                .read_ignores = atomic_load(&g->st_readign),
+                .failures = atomic_load(&g->st_fail),
+                .deferred = atomic_load(&g->st_deferred),
+        };
+}
+
+/* /proc/TID/syscall of the blocked caller: number and six arguments. */
+static int read_syscall(pid_t tid, long *nr, unsigned long args[6])
+{
+        char path[64], buf[256];
+
+        (void)snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
+        double until = hf_now_mono() + 0.002;
+        for (int attempt = 0; attempt < 1000 && (attempt < 2 || hf_now_mono() < until); attempt++) {
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                ssize_t n = read(fd, buf, sizeof(buf) - 1);
+                if (n <= 0)
+                        return -EIO;
+                buf[n] = 0;
+                /* "running": the caller has not scheduled out yet (fanotify-notes F12). */
+                if (strncmp(buf, "running", 7) == 0) {
+                        sched_yield();
+                        continue;
+                }
+                if (sscanf(buf, "%ld %lx %lx %lx %lx %lx %lx", nr, &args[0], &args[1], &args[2],
+                           &args[3], &args[4], &args[5]) < 1)
+                        return -EPROTO;
+                return 0;
+        }
+        return -EBUSY;
+}
+
+/* Open flags of the blocked opener, -1 when they cannot be known (io_uring, ...). */
+static long open_flags(pid_t tid)
+{
+        unsigned long a[6] = { 0 };
+        long nr;
+
+        if (read_syscall(tid, &nr, a) < 0)
+                return -1;
+        switch (nr) {
+        case SYS_open:
+                return (long)a[1];
+        case SYS_openat:
+                return (long)a[2];
+        case SYS_creat:
+                return O_CREAT | O_WRONLY | O_TRUNC;
+        case SYS_open_by_handle_at:
+                return (long)a[2];
+        case SYS_execve:
+        case SYS_execveat:
+                return O_RDONLY;
+#ifdef SYS_openat2
+        case SYS_openat2: {
+                uint64_t flags = 0;
+                struct iovec local = { &flags, sizeof(flags) }, remote = { (void *)a[2], 8 };
+                if (process_vm_readv(tid, &local, 1, &remote, 1, 0) != 8)
+                        return -1;
+                return (long)flags;
+        }
+#endif
+        default:
+                return -1;
+        }
+}
+
+static bool fd_is(pid_t tid, unsigned long fdnum, const struct stat *st)
+{
+        char path[64];
+        struct stat s;
+
+        (void)snprintf(path, sizeof(path), "/proc/%d/fd/%lu", (int)tid, fdnum);
+        return stat(path, &s) == 0 && s.st_dev == st->st_dev && s.st_ino == st->st_ino;
+}
+
+static bool fd_writable(pid_t tid, unsigned long fdnum)
+{
+        char path[64], line[128];
+        (void)snprintf(path, sizeof(path), "/proc/%d/fdinfo/%lu", (int)tid, fdnum);
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f)
+                return true;
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long fl;
+                if (sscanf(line, "flags: %lo", &fl) == 1)
+                        return (fl & O_ACCMODE) != O_RDONLY;
+        }
+        return true;
+}
+
+/* Does the blocked PRE_ACCESS caller read (false) or change (true) the file? Unknown: true. */
+static bool pre_access_is_write(pid_t tid, const struct stat *st)
+{
+        unsigned long a[6] = { 0 };
+        long nr;
+
+        if (read_syscall(tid, &nr, a) < 0)
+                return true;
+        switch (nr) {
+        case SYS_read:
+        case SYS_pread64:
+        case SYS_readv:
+        case SYS_preadv:
+        case SYS_preadv2:
+        case SYS_execve:
+        case SYS_execveat:
+                return false;
+        case SYS_write:
+        case SYS_pwrite64:
+        case SYS_writev:
+        case SYS_pwritev:
+        case SYS_pwritev2:
+        case SYS_fallocate:
+        case SYS_ftruncate:
+        case SYS_truncate:
+                return true;
+        case SYS_mmap:
+                if (!(a[3] & MAP_SHARED))
+                        return false;
+                /* A shared read-only mapping of a writable fd can be mprotect()ed to write
+                 * without another event (fanotify-notes F7). */
+                return (a[2] & PROT_WRITE) || fd_writable(tid, a[4]);
+        case SYS_copy_file_range:
+        case SYS_splice:
+                return fd_is(tid, a[2], st);
+        case SYS_sendfile: /* out_fd is a0 */
+        case SYS_ioctl:    /* FICLONE(RANGE): the destination is a0 */
+                return fd_is(tid, a[0], st);
+        default:
+                return true;
+        }
+}
+
+static int add_ignore(HfGuard *g, int fd, uint64_t mask)
+{
+        return fanotify_mark(g->fan, FAN_MARK_ADD | FAN_MARK_IGNORE_SURV | FAN_MARK_EVICTABLE, mask,
+                             fd, NULL) < 0
+                       ? -errno
+                       : 0;
+}
+
+static Fs *find_fs(HfGuard *g, uint64_t dev)
+{
+        for (size_t i = 0; i < g->n_fs; i++)
+                if (g->fs[i].dev == dev)
+                        return &g->fs[i];
+        return NULL;
+}
+
+static void fd_path(int fd, char *out, size_t n)
+{
+        char p[64];
+        (void)snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(p, out, n - 1);
+        out[k > 0 ? k : 0] = 0;
+}
+
+static bool in_store(const Fs *fs, const char *path)
+{
+        size_t rl = strlen(fs->root);
+        const char *rest;
+
+        if (strcmp(fs->root, "/") == 0)
+                rest = path;
+        else if (strncmp(path, fs->root, rl) == 0)
+                rest = path + rl;
+        else
+                return false;
+        return strncmp(rest, "/" HF_STORE_DIR "/", strlen(HF_STORE_DIR) + 2) == 0 ||
+               strcmp(rest, "/" HF_STORE_DIR) == 0;
+}
+
+static void report(HfGuard *g, HfGuardMsgType type, pid_t tgid, const struct stat *st,
+                   const char *path)
+{
+        HfGuardMsg *m = calloc(1, sizeof(*m));
+        if (!m)
+                return;
+        m->type = type;
+        m->pi.time = hf_now_real();
+        m->pi.pid = tgid;
+        m->pi.dev = st->st_dev;
+        m->pi.ino = st->st_ino;
+        (void)snprintf(m->pi.path, sizeof(m->pi.path), "%s", path);
+        push_msg(g, m);
+}
+
+/* The day folder of the shadow store, created (with its ignore mark) on first use. */
+static int day_dir(HfGuard *g, Fs *fs)
+{
+        char day[16];
+        time_t now = time(NULL);
+        struct tm tm;
+
+        gmtime_r(&now, &tm);
+        (void)strftime(day, sizeof(day), "%Y%m%d", &tm);
+        if (fs->day_fd >= 0 && strcmp(day, fs->day) == 0)
+                return fs->day_fd;
+        if (mkdirat(fs->shadow_fd, day, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        int fd = openat(fs->shadow_fd, day, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (g->mode == HF_MODE_PRE_CONTENT && fs->pre)
+                (void)fanotify_mark(g->fan, FAN_MARK_ADD | FAN_MARK_IGNORE_SURV,
+                                    FAN_PRE_ACCESS | FAN_EVENT_ON_CHILD, fd, NULL);
+        closep(&fs->day_fd);
+        fs->day_fd = fd;
+        memcpy(fs->day, day, sizeof(day));
+        return fd;
+}
+
+static int copy_bytes(int in, int out, uint64_t size, uint64_t *copied)
+{
+        loff_t off_in = 0, off_out = 0;
+        uint64_t done = 0;
+
+        while (done < size) {
+                ssize_t n = copy_file_range(in, &off_in, out, &off_out, size - done, 0);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (done == 0 && (errno == EXDEV || errno == EOPNOTSUPP ||
+                                          errno == ENOSYS || errno == EINVAL))
+                                break;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                done += (uint64_t)n;
+        }
+        if (done < size) {
+                /* Plain read/write for what copy_file_range would not do. */
+                uint8_t buf[65536];
+                for (;;) {
+                        ssize_t n = pread(in, buf, sizeof(buf), (off_t)done);
+                        if (n < 0)
+                                return -errno;
+                        if (n == 0)
+                                break;
+                        int r = hf_write_all_at(out, buf, (size_t)n, done);
+                        if (r < 0)
+                                return r;
+                        done += (uint64_t)n;
+                }
+        }
+        *copied = done;
+        return 0;
+}
+
+static void capture(HfGuard *g, Job *j)
+{
+        HfGuardMsg *m = calloc(1, sizeof(*m));
+        Fs *fs = j->fs;
+        char name[96];
+        int r;
+
+        if (!m) {
+                respond(g, j->fd, true);
+                return;
+        }
+        HfPreimage *p = &m->pi;
+        m->type = HF_GMSG_PREIMAGE;
+        p->time = j->time;
+        p->pid = j->tgid;
+        p->group = j->group;
+        (void)snprintf(p->reason, sizeof(p->reason), "%s", j->reason);
+        p->dev = j->st.st_dev;
+        p->ino = j->st.st_ino;
+        p->size = (uint64_t)j->st.st_size;
+        p->mode = j->st.st_mode;
+        p->uid = j->st.st_uid;
+        p->gid = j->st.st_gid;
+        p->mtime_ns = (int64_t)j->st.st_mtim.tv_sec * 1000000000 + j->st.st_mtim.tv_nsec;
+        (void)snprintf(p->store_root, sizeof(p->store_root), "%s", fs->root);
+        fd_path(j->fd, p->path, sizeof(p->path));
+        (void)hf_fd_fid(j->fd, p->fid, sizeof(p->fid));
+
+        pthread_mutex_lock(&fs->lock);
+        int dfd = day_dir(g, fs);
+        char day[16];
+        memcpy(day, fs->day, sizeof(day));
+        pthread_mutex_unlock(&fs->lock);
+        (void)snprintf(name, sizeof(name), "%llu-%lld-%llu", (unsigned long long)p->ino,
+                       (long long)(p->time * 1e9),
+                       (unsigned long long)atomic_fetch_add(&g->seq, 1));
+        (void)snprintf(p->store_path, sizeof(p->store_path), "shadow/%s/%s", day, name);
+        _cleanup_close_ int out = dfd < 0 ? -1
+                                          : openat(dfd, name,
+                                                   O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0400);
+        if (out < 0) {
+                r = dfd < 0 ? dfd : -errno;
+                log_warning_errno(r, "shadow store %s: cannot create a pre-image of %s: %m",
+                                  fs->root, p->path);
+                (void)snprintf(p->method, sizeof(p->method), "failed");
+                p->store_path[0] = 0;
+        } else if (ioctl(out, FICLONE, j->fd) == 0) {
+                (void)snprintf(p->method, sizeof(p->method), "reflink");
+        } else if ((uint64_t)j->st.st_size > g->c->copy_limit) {
+                (void)snprintf(p->method, sizeof(p->method), "skipped-size");
+                (void)unlinkat(dfd, name, 0);
+                p->store_path[0] = 0;
+        } else {
+                uint64_t copied = 0;
+                r = copy_bytes(j->fd, out, (uint64_t)j->st.st_size, &copied);
+                if (r < 0) {
+                        log_warning_errno(r, "shadow store: copying %s failed: %m", p->path);
+                        (void)snprintf(p->method, sizeof(p->method), "failed");
+                        (void)unlinkat(dfd, name, 0);
+                        p->store_path[0] = 0;
+                } else {
+                        (void)snprintf(p->method, sizeof(p->method), "copy");
+                        atomic_fetch_add(&g->st_bytes, copied);
+                }
+        }
+        if (strcmp(p->method, "failed") == 0)
+                atomic_fetch_add(&g->st_fail, 1);
+        else
+                atomic_fetch_add(&g->st_capt, 1);
+        /*
+         * The group's later writes need no event until the next epoch, or until another
+         * group opens the file for write (which removes the mark again): PRE_ACCESS only, so
+         * OPEN_PERM keeps coming. Open-perm mode adds no mark at all: the owner is checked
+         * at every write-open.
+         */
+        if (inode_own(g, inode_key(p->dev, p->ino), j->group) && g->mode == HF_MODE_PRE_CONTENT &&
+            fs->pre)
+                (void)add_ignore(g, j->fd, FAN_PRE_ACCESS);
+        /* Recorded before the writer goes on, so main sees the pre-image before the change. */
+        push_msg(g, TAKE_PTR(m));
+        respond(g, j->fd, true);
+}
+
+static void *worker_main(void *arg)
+{
+        HfGuard *g = arg;
+        Job *j;
+
+        hf_guard_allow_pid(g, (pid_t)syscall(SYS_gettid));
+        while ((j = hf_queue_pop(g->jobs))) {
+                capture(g, j);
+                close(j->fd);
+                free(j);
+        }
+        return NULL;
+}
+
+static void pin(HfGuard *g, Fs *fs, int fd, const struct stat *st, pid_t pid)
+{
+        char name[96];
+
+        if (fs->pins_fd < 0 || pinned_before(g, st->st_dev, st->st_ino))
+                return;
+        (void)snprintf(name, sizeof(name), "%llu-%lld-%llu", (unsigned long long)st->st_ino,
+                       (long long)(hf_now_real() * 1e9),
+                       (unsigned long long)atomic_fetch_add(&g->seq, 1));
+        /* Linking an open file by its fd needs CAP_DAC_READ_SEARCH, which we have. */
+        if (linkat(fd, "", fs->pins_fd, name, AT_EMPTY_PATH) < 0) {
+                log_debug_errno(errno, "pin of inode %llu failed: %m",
+                                (unsigned long long)st->st_ino);
+                return;
+        }
+        /* Recorded like a pre-image (method "link"): it shares the inode, so it holds the
+         * content as of the unlink or rename-over, and the writes before them are covered by
+         * the pre-images of the same inode. */
+        HfGuardMsg *m = calloc(1, sizeof(*m));
+        if (!m)
+                return;
+        HfPreimage *p = &m->pi;
+        m->type = HF_GMSG_PREIMAGE;
+        p->time = hf_now_real();
+        p->pid = pid;
+        p->group = 0;
+        (void)snprintf(p->reason, sizeof(p->reason), "pin");
+        (void)snprintf(p->method, sizeof(p->method), "link");
+        p->dev = st->st_dev;
+        p->ino = st->st_ino;
+        p->size = (uint64_t)st->st_size;
+        p->mode = st->st_mode;
+        p->uid = st->st_uid;
+        p->gid = st->st_gid;
+        p->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+        (void)snprintf(p->store_root, sizeof(p->store_root), "%s", fs->root);
+        (void)snprintf(p->store_path, sizeof(p->store_path), "pins/%s", name);
+        fd_path(fd, p->path, sizeof(p->path));
+        (void)hf_fd_fid(fd, p->fid, sizeof(p->fid));
+        push_msg(g, m);
+}
+
+/* The sentinel's own state and config, should they lie inside a protected tree. */
+static bool guarded(HfGuard *g, const char *path)
+{
+        const char *st = g->c->state_dir;
+        size_t n = st ? strlen(st) : 0;
+
+        if (n && strncmp(path, st, n) == 0 && (path[n] == '/' || path[n] == 0))
+                return true;
+        return g->c->config_path && strcmp(path, g->c->config_path) == 0;
+}
+
+static bool in_protected(HfGuard *g, const char *path)
+{
+        for (size_t i = 0; i < g->c->n_paths; i++) {
+                const char *r = g->c->paths[i];
+                size_t n = strlen(r);
+                if (strcmp(r, "/") == 0 ||
+                    (strncmp(path, r, n) == 0 && (path[n] == '/' || path[n] == 0)))
+                        return true;
+        }
+        return false;
+}
+
+static void release_deferred(HfGuard *g)
+{
+        double now = hf_now_mono();
+
+        for (size_t i = 0; i < g->n_deferred;) {
+                Job *j = g->deferred[i];
+                bool contained = is_contained(g, j->tgid);
+                if (!contained && !charge(g, j->group, now - j->since > DEFER_MAX)) {
+                        i++;
+                        continue;
+                }
+                g->deferred[i] = g->deferred[--g->n_deferred];
+                if (contained) {
+                        /* Stopped while it waited in the tarpit: its write never happens. */
+                        atomic_fetch_add(&g->st_denied, 1);
+                        answer(g, j->fd, false);
+                        free(j);
+                        continue;
+                }
+                j->time = hf_now_real();
+                if (hf_queue_push(g->jobs, j) < 0) {
+                        answer(g, j->fd, true);
+                        free(j);
+                }
+        }
+}
+
+static void handle(HfGuard *g, const struct fanotify_event_metadata *m)
+{
+        pid_t tid = m->pid, tgid;
+        bool write = false, trunc = false;
+        const char *reason = "write";
+        struct stat st;
+        char path[HF_PATH_MAX];
+
+        atomic_fetch_add(&g->st_events, 1);
+        if (m->mask & FAN_PRE_ACCESS)
+                atomic_fetch_add(&g->st_pre, 1);
+        if (m->mask & FAN_OPEN_PERM)
+                atomic_fetch_add(&g->st_open, 1);
+        if (is_self(g, tid, 0)) {
+                atomic_fetch_add(&g->st_self, 1);
+                return answer(g, m->fd, true);
+        }
+        tgid = hf_procs_tgid(g->procs, tid);
+        if (!tgid)
+                tgid = tid;
+        if (tgid != tid && is_self(g, tid, tgid))
+                return answer(g, m->fd, true);
+        if (is_contained(g, tgid)) {
+                atomic_fetch_add(&g->st_denied, 1);
+                return answer(g, m->fd, false);
+        }
+        if (fstat(m->fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return answer(g, m->fd, true);
+        Fs *fs = find_fs(g, st.st_dev);
+        if (!fs)
+                return answer(g, m->fd, true);
+        bool pre = g->mode == HF_MODE_PRE_CONTENT && fs->pre;
+        uint64_t key = inode_key(st.st_dev, st.st_ino);
+        if (st.st_size == 0 && !hf_guard_is_decoy(g, st.st_dev, st.st_ino)) {
+                /*
+                 * Empty: nothing to keep, whoever reads or writes it. An open of an empty file
+                 * is a new (or emptied) file, maybe on a reused inode number: forget the
+                 * number's past. Its first write makes the writer's group the owner, whose
+                 * later writes then cost no event; the ignore mark is PRE_ACCESS only, so a
+                 * write-open by any other group still raises OPEN_PERM and re-arms capture
+                 * (a file created while the sentinel runs is pre-imaged before the first
+                 * change by someone else, not only in the next epoch).
+                 */
+                if (m->mask & FAN_OPEN_PERM)
+                        inode_forget(g, key);
+                else if (pre) {
+                        HfProcInfo info;
+                        bool known = hf_procs_get(g->procs, tgid, &info) == 0;
+                        pid_t group = known && info.sid > 1 ? info.sid : tgid;
+                        if (inode_own(g, key, group))
+                                (void)add_ignore(g, m->fd, FAN_PRE_ACCESS);
+                }
+                return answer(g, m->fd, true);
+        }
+        /*
+         * The read-lease probe first (fanotify-notes F27): it fails iff anyone holds the
+         * inode open for write — the opener included, since write access is taken before the
+         * hook. No writer means a read, decided without touching /proc (and without waiting
+         * for the caller to be scheduled out, which on a loaded machine costs milliseconds).
+         */
+        bool writer = fcntl(m->fd, F_SETLEASE, F_RDLCK) < 0;
+        if (!writer)
+                (void)fcntl(m->fd, F_SETLEASE, F_UNLCK);
+        if (!writer) {
+                write = false;
+        } else if (m->mask & FAN_OPEN_PERM) {
+                /* Flags matter only for O_TRUNC of a non-empty file, or when another
+                 * process is the writer and this open may be a read. */
+                long fl = open_flags(tid);
+                if (fl < 0) {
+                        write = true; /* unknown opener (io_uring): assume the worst */
+                        trunc = true;
+                } else {
+                        write = (fl & O_ACCMODE) != O_RDONLY || (fl & O_TRUNC);
+                        trunc = (fl & O_TRUNC) != 0;
+                }
+                reason = trunc ? "open-trunc" : "open-write";
+        } else if (m->mask & FAN_PRE_ACCESS) {
+                write = pre_access_is_write(tid, &st);
+        }
+
+        if (!write) {
+                if ((m->mask & FAN_PRE_ACCESS) && !writer) {
+                        /* Nobody writes it: later reads need no event. A write-open removes
+                         * this ignore again (below). */
+                        if (add_ignore(g, m->fd, FAN_PRE_ACCESS) == 0)
+                                atomic_fetch_add(&g->st_readign, 1);
+                }
+                return answer(g, m->fd, true);
+        }
+
+        fd_path(m->fd, path, sizeof(path));
+        const char *base = strrchr(path, '/');
+        /* The name too: a deleted decoy's inode number may be reused by another file. */
+        if (hf_guard_is_decoy(g, st.st_dev, st.st_ino) && base && hf_decoy_name(base + 1)) {
+                atomic_fetch_add(&g->st_denied, 1);
+                respond(g, m->fd, false);
+                report(g, HF_GMSG_DECOY, tgid, &st, path);
+                close(m->fd);
+                return;
+        }
+        if (in_store(fs, path) || guarded(g, path)) {
+                atomic_fetch_add(&g->st_denied, 1);
+                respond(g, m->fd, false);
+                report(g, HF_GMSG_SELF, tgid, &st, path);
+                close(m->fd);
+                return;
+        }
+        if (!in_protected(g, path)) {
+                /* Same filesystem, outside the protected trees: never again this epoch. */
+                (void)add_ignore(g, m->fd, g->perm_mask);
+                return answer(g, m->fd, true);
+        }
+        HfProcInfo info;
+        bool known = hf_procs_get(g->procs, tgid, &info) == 0;
+        pid_t group = known && info.sid > 1 ? info.sid : tgid;
+        bool open_write = (m->mask & FAN_OPEN_PERM) && !trunc;
+        if (known && info.trusted) {
+                /* Nothing kept for a trusted writer, but its change ends the coverage of the
+                 * group that owned the inode: that group's next write is captured again. */
+                if ((m->mask & FAN_OPEN_PERM) && inode_rearm(g, key, group, true) && pre)
+                        (void)fanotify_mark(g->fan, FAN_MARK_REMOVE | FAN_MARK_IGNORE,
+                                            FAN_PRE_ACCESS, m->fd, NULL);
+                return answer(g, m->fd, true);
+        }
+        if (open_write && pre) {
+                /*
+                 * A write-open on 6.14+: the write itself will raise PRE_ACCESS. When another
+                 * group (or nobody) owns the inode, remove the ignore mark (a read-ignore, or
+                 * the previous writer's capture ignore) so this group's first write is
+                 * pre-imaged; and pin the inode against unlink/rename-over.
+                 */
+                if (inode_rearm(g, key, group, false))
+                        (void)fanotify_mark(g->fan, FAN_MARK_REMOVE | FAN_MARK_IGNORE,
+                                            FAN_PRE_ACCESS, m->fd, NULL);
+                if (g->c->pins)
+                        pin(g, fs, m->fd, &st, tgid);
+                return answer(g, m->fd, true);
+        }
+        /*
+         * A first write (PRE_ACCESS), an O_TRUNC open, or any write-open on the open-perm
+         * fallback. The owner's own changes are covered by its earlier pre-image.
+         */
+        if (inode_owner(g, key) == group) {
+                if ((m->mask & FAN_PRE_ACCESS) && inode_own(g, key, group))
+                        (void)add_ignore(g, m->fd, FAN_PRE_ACCESS);
+                return answer(g, m->fd, true);
+        }
+        if ((m->mask & FAN_OPEN_PERM) && !pre && g->c->pins)
+                pin(g, fs, m->fd, &st, tgid);
+        Job *j = calloc(1, sizeof(*j));
+        if (!j)
+                return answer(g, m->fd, true);
+        *j = (Job){ .fd = m->fd,
+                    .tid = tid,
+                    .tgid = tgid,
+                    .fs = fs,
+                    .st = st,
+                    .reason = (m->mask & FAN_OPEN_PERM) ? reason : "write",
+                    .time = hf_now_real(),
+                    .group = group,
+                    .since = hf_now_mono() };
+        if (!charge(g, group, false)) {
+                if (g->n_deferred < DEFERRED_MAX) {
+                        atomic_fetch_add(&g->st_deferred, 1);
+                        g->deferred[g->n_deferred++] = j;
+                        return;
+                }
+                (void)charge(g, group, true);
+        }
+        if (hf_queue_push(g->jobs, j) < 0) {
+                answer(g, m->fd, true);
+                free(j);
+        }
+}
+
+static void readd_dir_ignores(HfGuard *g)
+{
+        for (size_t i = 0; i < g->n_fs; i++) {
+                Fs *fs = &g->fs[i];
+                pthread_mutex_lock(&fs->lock);
+                if (fs->day_fd >= 0 && g->mode == HF_MODE_PRE_CONTENT && fs->pre)
+                        (void)fanotify_mark(g->fan, FAN_MARK_ADD | FAN_MARK_IGNORE_SURV,
+                                            FAN_PRE_ACCESS | FAN_EVENT_ON_CHILD, fs->day_fd, NULL);
+                pthread_mutex_unlock(&fs->lock);
+        }
+}
+
+static void *reader_main(void *arg)
+{
+        HfGuard *g = arg;
+        _Alignas(struct fanotify_event_metadata) char buf[65536];
+
+        hf_guard_allow_pid(g, (pid_t)syscall(SYS_gettid));
+        g->last_epoch = hf_now_mono();
+        while (!atomic_load(&g->stop)) {
+                struct pollfd pfd = { .fd = g->fan, .events = POLLIN };
+                int k = poll(&pfd, 1, g->n_deferred ? 2 : 200);
+                if (g->n_deferred)
+                        release_deferred(g);
+                if (g->c->epoch && hf_now_mono() - g->last_epoch > g->c->epoch) {
+                        /* A new epoch: every file gets a fresh pre-image on its next change. */
+                        (void)fanotify_mark(g->fan, FAN_MARK_FLUSH | FAN_MARK_INODE, 0, AT_FDCWD,
+                                            NULL);
+                        readd_dir_ignores(g);
+                        pthread_mutex_lock(&g->lock);
+                        memset(g->inodes, 0, INODES * sizeof(Inode));
+                        pthread_mutex_unlock(&g->lock);
+                        g->last_epoch = hf_now_mono();
+                }
+                if (k <= 0)
+                        continue;
+                ssize_t n = read(g->fan, buf, sizeof(buf));
+                if (n <= 0)
+                        continue;
+                /* Headers are copied out: FAN_EVENT_NEXT() would read them in place, and
+                 * records need not be aligned for struct fanotify_event_metadata. */
+                size_t off = 0;
+                while ((size_t)n - off >= sizeof(struct fanotify_event_metadata)) {
+                        struct fanotify_event_metadata m;
+                        memcpy(&m, buf + off, sizeof(m));
+                        if (m.event_len < sizeof(m) || m.event_len > (size_t)n - off)
+                                break;
+                        off += m.event_len;
+                        if (m.vers != FANOTIFY_METADATA_VERSION || m.fd < 0)
+                                continue;
+                        handle(g, &m);
+                }
+        }
+        return NULL;
+}
+
+int hf_guard_new(const HfSentinelConfig *c, HfMode want, HfProcs *procs, HfGuard **ret,
+                 HfMode *ret_mode, char *why, size_t whyn)
+{
+        _cleanup_(hf_guard_freep) HfGuard *g = calloc(1, sizeof(*g));
+        int r;
+
+        if (!g)
+                return -ENOMEM;
+        g->fan = g->wake_fd = -1;
+        g->c = c;
+        g->procs = procs;
+        g->self = getpid();
+        pthread_mutex_init(&g->lock, NULL);
+        pthread_cond_init(&g->space, NULL);
+        g->ring = calloc(RING_MAX, sizeof(HfGuardMsg *));
+        g->inodes = calloc(INODES, sizeof(Inode));
+        if (!g->ring || !g->inodes)
+                return -ENOMEM;
+        g->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (g->wake_fd < 0)
+                return -errno;
+        r = hf_queue_new(4096, &g->jobs);
+        if (r < 0)
+                return r;
+
+        unsigned flags = FAN_CLOEXEC | FAN_REPORT_TID | FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS;
+        if (want == HF_MODE_AUTO || want == HF_MODE_PRE_CONTENT) {
+                g->fan = fanotify_init(flags | FAN_CLASS_PRE_CONTENT,
+                                       O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+                if (g->fan >= 0) {
+                        /* Does this kernel know FAN_PRE_ACCESS? Mark a known-good fs. */
+                        int t = fanotify_mark(g->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+                                              FAN_PRE_ACCESS, AT_FDCWD,
+                                              c->n_paths ? c->paths[0] : "/");
+                        if (t == 0 || errno == EOPNOTSUPP || errno == EXDEV) {
+                                if (t == 0)
+                                        (void)fanotify_mark(g->fan,
+                                                            FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM,
+                                                            FAN_PRE_ACCESS, AT_FDCWD, c->paths[0]);
+                                g->mode = HF_MODE_PRE_CONTENT;
+                                g->perm_mask = FAN_PRE_ACCESS | FAN_OPEN_PERM;
+                        } else {
+                                closep(&g->fan);
+                                g->fan = -1;
+                        }
+                }
+        }
+        if (g->fan < 0 && want != HF_MODE_NOTIFY) {
+                g->fan = fanotify_init(flags | FAN_CLASS_CONTENT,
+                                       O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+                if (g->fan >= 0) {
+                        g->mode = HF_MODE_OPEN_PERM;
+                        g->perm_mask = FAN_OPEN_PERM;
+                }
+        }
+        if (g->fan < 0) {
+                *ret_mode = HF_MODE_NOTIFY;
+                (void)snprintf(why, whyn, "%s",
+                               want == HF_MODE_NOTIFY ? "notify mode requested"
+                                                      : "no fanotify permission events");
+                return -EOPNOTSUPP;
+        }
+        *ret_mode = g->mode;
+        *ret = TAKE_PTR(g);
+        return 0;
+}
+
+int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
+{
+        struct stat st;
+        Fs *fs;
+        int r;
+
+        if (stat(root, &st) < 0)
+                return -errno;
+        if (find_fs(g, st.st_dev)) {
+                *ret_pre = find_fs(g, st.st_dev)->pre;
+                return 0;
+        }
+        if (g->n_fs >= MAX_FS)
+                return -E2BIG;
+        fs = &g->fs[g->n_fs];
+        *fs = (Fs){
+                .dev = st.st_dev, .store_fd = -1, .shadow_fd = -1, .pins_fd = -1, .day_fd = -1
+        };
+        pthread_mutex_init(&fs->lock, NULL);
+        (void)snprintf(fs->root, sizeof(fs->root), "%s", root);
+
+        char p[640];
+        (void)snprintf(p, sizeof(p), "%s/" HF_STORE_DIR, strcmp(root, "/") ? root : "");
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "%s: cannot create: %m", p);
+        fs->store_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fs->store_fd < 0)
+                return log_error_errno(errno, "%s: cannot open: %m", p);
+        (void)fchmod(fs->store_fd, 0700);
+        (void)mkdirat(fs->store_fd, "shadow", 0700);
+        (void)mkdirat(fs->store_fd, "pins", 0700);
+        fs->shadow_fd = openat(fs->store_fd, "shadow",
+                               O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        fs->pins_fd = openat(fs->store_fd, "pins", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fs->shadow_fd < 0)
+                return log_error_errno(errno, "%s/shadow: cannot open: %m", p);
+
+        fs->pre = false;
+        if (g->mode == HF_MODE_PRE_CONTENT) {
+                r = fanotify_mark(g->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+                                  FAN_PRE_ACCESS | FAN_OPEN_PERM, AT_FDCWD, root);
+                if (r == 0)
+                        fs->pre = true;
+        }
+        if (!fs->pre) {
+                r = fanotify_mark(g->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_PERM,
+                                  AT_FDCWD, root);
+                if (r < 0)
+                        return log_error_errno(errno, "%s: fanotify filesystem mark: %m", root);
+        }
+        g->n_fs++;
+        *ret_pre = fs->pre;
+        return 0;
+}
+
+int hf_guard_start(HfGuard *g)
+{
+        int r = pthread_create(&g->reader, NULL, reader_main, g);
+        if (r)
+                return -r;
+        for (int i = 0; i < WORKERS; i++) {
+                r = pthread_create(&g->workers[i], NULL, worker_main, g);
+                if (r)
+                        return -r;
+        }
+        g->started = true;
+        return 0;
+}
+
+HfGuard *hf_guard_free(HfGuard *g)
+{
+        if (!g)
+                return NULL;
+        if (g->started) {
+                atomic_store(&g->stop, true);
+                pthread_cond_broadcast(&g->space);
+                hf_queue_close(g->jobs);
+                for (int i = 0; i < WORKERS; i++)
+                        pthread_join(g->workers[i], NULL);
+                pthread_join(g->reader, NULL);
+        }
+        for (size_t i = 0; i < g->n_deferred; i++) {
+                respond(g, g->deferred[i]->fd, true);
+                close(g->deferred[i]->fd);
+                free(g->deferred[i]);
+        }
+        /* Closing the group allows every pending event (the kernel answers them). */
+        closep(&g->fan);
+        closep(&g->wake_fd);
+        for (size_t i = 0; i < g->n_fs; i++) {
+                closep(&g->fs[i].store_fd);
+                closep(&g->fs[i].shadow_fd);
+                closep(&g->fs[i].pins_fd);
+                closep(&g->fs[i].day_fd);
+        }
+        if (g->ring) {
+                for (size_t i = 0; i < g->count; i++)
+                        free(g->ring[(g->head + i) % RING_MAX]);
+                free(g->ring);
+        }
+        free(g->inodes);
+        hf_queue_free(g->jobs);
+        free(g);
+        return NULL;
+}

@@ -1,0 +1,295 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""holdfast sentinel (issue 5): the evaluation harness's floor, pre-images on ext4/XFS/btrfs,
+the 6.1 fallback mode, the incident commands, the raw-disk guard and allow-disk, restarts,
+config errors and an event storm. Everything needs root (loop devices, fanotify, BPF): CI runs
+as root, so these run there; they skip elsewhere."""
+import hashlib
+import json
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers as h
+
+sys.path.insert(0, str(h.ROOT / "tests" / "sentinel"))
+import harness  # noqa: E402
+
+pytestmark = pytest.mark.root
+
+
+def sha(p):
+    return hashlib.sha256(Path(p).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def base(tmp_path):
+    return str(tmp_path)
+
+
+def start(holdfast_bin, base, paths, name, **kw):
+    opts = dict(decoys=False, raw=False, mode="auto", trust=True)
+    opts.update(kw)
+    return harness.Sentinel(str(holdfast_bin), base, paths, name=name, **opts)
+
+
+class FsMount:
+    def __init__(self, base, fs):
+        self.m = harness.Mount(base, fs, size_mb=400)
+        self.mnt = self.m.mnt
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.m.close()
+
+
+def test_harness_floor(holdfast_bin, tmp_path):
+    """Every attack emulator detected and contained, dd to a loop device denied with 0 bytes
+    written, 0 benign processes stopped or killed, median time to containment <= 0.5 s and
+    median files touched <= 20 (the targets of issue 5)."""
+    out = tmp_path / "harness.json"
+    r = h.run([sys.executable, str(h.ROOT / "tests" / "sentinel" / "harness.py"), "--holdfast",
+               str(holdfast_bin), "--json", str(out)], timeout=600)
+    print(r.out)
+    assert out.exists(), r.describe()
+    doc = json.loads(out.read_text())
+    tot = doc["totals"]
+    missed = [a["case"] for a in doc["attacks"] if not (a["detected"] and a["contained"])]
+    assert not missed, f"attacks not detected/contained: {missed}\n{r.out}"
+    dd = next(a for a in doc["attacks"] if a["case"] == "dd-raw")
+    assert dd["bytes_written"] == 0 and dd["dd_rc"] != 0
+    bad = [b for b in doc["benign"] if not b["ok"] or b["kills"]]
+    assert not bad, f"benign workloads failed or were killed: {bad}\n{r.out}"
+    assert tot["median_time"] <= 0.5, r.out
+    assert tot["median_files"] <= 20, r.out
+    assert "mode pre-content" in doc["mode"]
+
+
+@pytest.mark.parametrize("fs,method", [("ext4", "copy"), ("xfs", "reflink"),
+                                       ("btrfs", "reflink")])
+def test_preimages_before_first_write(holdfast_bin, base, fs, method):
+    """The pre-image of each file an attacker touched is kept before its first change, by the
+    filesystem's method, and hashes to the original content; the incident records the hashes
+    before and after."""
+    with FsMount(base, fs) as m:
+        tree = harness.scratch(m.mnt, "data")
+        harness.populate_docs(tree, "inplace")
+        before = {str(p): sha(p) for p in Path(tree).rglob("doc*")}
+        subprocess.run(["sync"])
+        s = start(holdfast_bin, base, [tree], f"pre-{fs}")
+        try:
+            a = harness.run_attack("inplace", tree, base)
+        finally:
+            s.stop()
+        assert a["rc"] == -9, a
+        incs = s.incidents()
+        assert len(incs) == 1 and incs[0]["kind"] == "ransomware"
+        con = sqlite3.connect(os.path.join(s.state, "sentinel.db"))
+        rows = con.execute("SELECT e.path, e.hash_before, e.hash_after, p.method, p.store_root,"
+                           " p.store_path FROM file_events e JOIN preimages p"
+                           " ON p.id = e.preimage_id WHERE e.incident_id = ?",
+                           (incs[0]["id"],)).fetchall()
+        assert rows, "no file events with pre-images"
+        for path, hb, ha, meth, root, rel in rows:
+            assert meth == method
+            kept = os.path.join(root, ".holdfast", rel)
+            assert sha(kept) == before[path] == hb, path
+            assert ha and ha != hb
+        # The JSON view carries the same.
+        r = h.run([holdfast_bin, "incident", "show", str(incs[0]["id"]), "--state", s.state,
+                   "--json"])
+        doc = r.ok().json()
+        assert doc["id"] == incs[0]["id"] and doc["first_event"] and doc["contained"]
+        assert doc["processes"] and all(p["pid"] and p["exe"] for p in doc["processes"])
+        assert any(f["hash_before"] and f["hash_after"] and f["kind"] == "modify"
+                   for f in doc["files"])
+        assert doc["processes"][0]["evidence"] and os.path.exists(doc["processes"][0]["evidence"])
+
+
+@pytest.mark.parametrize("mode", ["open-perm", "notify"])
+def test_weaker_modes(holdfast_bin, base, mode):
+    """The Debian 12 (6.1) fallback, forced on this kernel: open-perm keeps pre-images at
+    write-open time; notify (no permission events) still detects and contains."""
+    with FsMount(base, "xfs") as m:
+        tree = harness.scratch(m.mnt, "data")
+        harness.populate_docs(tree, "inplace")
+        subprocess.run(["sync"])
+        s = start(holdfast_bin, base, [tree], f"mode-{mode}", mode=mode)
+        try:
+            assert f"mode {mode}" in s.mode_line, s.mode_line
+            a = harness.run_attack("inplace", tree, base)
+            t = harness.run_attack("truncate", tree, base)  # a second session
+        finally:
+            s.stop()
+        incs = s.incidents()
+        assert {i["group_key"] for i in incs} >= {str(a["sid"]), str(t["sid"])}, incs
+        con = sqlite3.connect(os.path.join(s.state, "sentinel.db"))
+        n = con.execute("SELECT count(*) FROM preimages WHERE method = 'reflink'").fetchone()[0]
+        if mode == "open-perm":
+            assert n > 0
+        else:
+            assert n == 0
+
+
+def test_incident_commands_and_restart(holdfast, holdfast_bin, base):
+    with FsMount(base, "xfs") as m:
+        tree = harness.scratch(m.mnt, "data")
+        harness.populate_docs(tree, "inplace")
+        s = start(holdfast_bin, base, [tree], "restart", decoys=True)
+        try:
+            harness.run_attack("inplace", tree, base)
+        finally:
+            s.stop()
+        first = holdfast("incidents", "--state", s.state, "--json").ok().json()
+        assert len(first) == 1 and first[0]["kind"] == "decoy"
+        decoys = sorted(p.name for p in Path(tree).rglob("!0-holdfast-*"))
+        # Restart on the same state: incidents and decoys survive, ids go on.
+        tree2 = harness.scratch(m.mnt, "data2")
+        harness.populate_docs(tree2, "inplace")
+        s2 = start(holdfast_bin, base, [tree, tree2], "restart", decoys=False)
+        try:
+            harness.run_attack("inplace", tree2, base)
+        finally:
+            s2.stop()
+        assert sorted(p.name for p in Path(tree).rglob("!0-holdfast-*")) == decoys
+        after = holdfast("incidents", "--state", s.state, "--json").ok().json()
+        assert [i["id"] for i in after] == [1, 2]
+        text = holdfast("incidents", "--state", s.state).ok().out
+        assert "decoy" in text and "ransomware" in text
+        holdfast("incident", "show", "2", "--state", s.state).ok()
+        r = holdfast("incident", "show", "99", "--state", s.state)
+        assert r.rc == 1 and "no incident 99" in r.err
+        assert holdfast("incident", "show", "x", "--state", s.state).rc == 2
+        empty = Path(base) / "empty-state"
+        assert holdfast("incidents", "--state", str(empty), "--json").ok().json() == []
+
+
+def test_allow_disk(holdfast, holdfast_bin, base):
+    """dd to a loop device is denied and recorded; through `holdfast allow-disk` it works and
+    the grant is recorded as an audit incident. The guard is detached on exit."""
+    img = Path(base) / "disk.img"
+    img.write_bytes(os.urandom(1 << 20))
+    dev = harness.admin(["losetup", "-f", "--show", str(img)]).stdout.decode().strip()
+    assert dev.startswith("/dev/loop")
+    tree = harness.scratch(base, "tree")
+    try:
+        s = start(holdfast_bin, base, [tree], "allow", raw=True)
+        try:
+            r = h.run(["dd", "if=/dev/zero", f"of={dev}", "bs=4k", "count=1"])
+            assert r.rc != 0 and "not permitted" in r.err
+            r = holdfast("allow-disk", "--state", s.state, "--", "dd", "if=/dev/zero",
+                         f"of={dev}", "bs=4k", "count=1", "conv=fsync")
+            assert r.rc == 0, r.describe()
+            time.sleep(0.3)
+        finally:
+            s.stop()
+        kinds = sorted(i["kind"] for i in s.incidents())
+        assert kinds == ["allow-disk", "raw-disk"], kinds
+        assert open(dev, "rb").read(4096) == b"\0" * 4096
+    finally:
+        harness.admin(["losetup", "-d", dev])
+
+
+def test_raw_guard_ends_with_a_killed_sentinel(holdfast_bin, base):
+    """The raw-disk guard is held by a BPF link: after `kill -9` of the sentinel no guard is
+    left that would refuse disk writes for good, and the mode line names the link."""
+    img = Path(base) / "disk.img"
+    img.write_bytes(b"\x55" * (1 << 20))
+    dev = harness.admin(["losetup", "-f", "--show", str(img)]).stdout.decode().strip()
+    tree = harness.scratch(base, "tree")
+    try:
+        s = start(holdfast_bin, base, [tree], "killed", raw=True)
+        assert "BPF link" in s.mode_line, s.mode_line
+        r = h.run(["dd", "if=/dev/zero", f"of={dev}", "bs=4k", "count=1"])
+        assert r.rc != 0 and "not permitted" in r.err
+        s.proc.kill()
+        s.proc.wait()
+        r = h.run(["dd", "if=/dev/zero", f"of={dev}", "bs=4k", "count=1", "conv=fsync"])
+        assert r.rc == 0, r.describe()
+        assert open(dev, "rb").read(8192) == b"\0" * 4096 + b"\x55" * 4096
+    finally:
+        harness.admin(["losetup", "-d", dev])
+
+
+def test_config_errors(holdfast, tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("[sentinel]\naction = kill\nthreshhold = 3\n")
+    r = holdfast("sentinel", "--config", str(conf), "--state", str(tmp_path / "s"))
+    assert r.rc == 2 and "line 3" in r.err and "threshhold" in r.err
+    conf.write_text("[sentinel]\naction = maybe\n")
+    r = holdfast("sentinel", "--config", str(conf), "--state", str(tmp_path / "s"))
+    assert r.rc == 2 and "line 2" in r.err
+    r = holdfast("sentinel", "--config", str(h.ROOT / "dist" / "holdfast.conf"), "--action",
+                 "explode")
+    assert r.rc == 2
+
+
+def test_dist_config_parses(holdfast, tmp_path):
+    """dist/holdfast.conf is valid (the sentinel refuses to start only for want of paths)."""
+    conf = tmp_path / "c.conf"
+    text = (h.ROOT / "dist" / "holdfast.conf").read_text()
+    conf.write_text(text.replace("path = /srv", f"path = {tmp_path}/nonexistent"))
+    r = holdfast("sentinel", "--config", str(conf), "--state", str(tmp_path / "s"),
+                 timeout=30)
+    assert r.rc == 1 and "nonexistent" in r.err, r.describe()
+
+
+def test_storm_bounded(holdfast_bin, base):
+    """A storm of creates/writes/deletes by a benign process: the sentinel survives, logs
+    queue overflows if any (then rescans), and its memory stays bounded."""
+    with FsMount(base, "xfs") as m:
+        tree = harness.scratch(m.mnt, "storm")
+        s = start(holdfast_bin, base, [tree], "storm")
+        try:
+            code = ("import os,sys\nd=sys.argv[1]\n"
+                    "for r in range(4):\n"
+                    "  for i in range(20000):\n"
+                    "    p=os.path.join(d,'f%d'%i)\n"
+                    "    fd=os.open(p,os.O_CREAT|os.O_WRONLY,0o644); os.write(fd,b'x'*64); os.close(fd)\n"
+                    "  for i in range(20000): os.unlink(os.path.join(d,'f%d'%i))\n")
+            p = subprocess.Popen([sys.executable, "-c", code, tree], start_new_session=True)
+            peak = 0
+            while p.poll() is None:
+                with open(f"/proc/{s.proc.pid}/status") as f:
+                    for ln in f:
+                        if ln.startswith("VmRSS:"):
+                            peak = max(peak, int(ln.split()[1]))
+                time.sleep(0.1)
+            assert p.returncode == 0
+            assert s.proc.poll() is None, "sentinel died under the storm"
+        finally:
+            text = s.stop()
+        assert peak < 150 * 1024, f"RSS {peak} KiB"
+        assert "stopping" in text
+
+
+def test_overflow_rescan(holdfast_bin, base):
+    """Events lost to a full notification queue (FAN_Q_OVERFLOW) are logged and answered with
+    a rescan (decoys planted again), never a crash. The sentinel is paused to force it; in
+    notify mode, so that the writer does not wait for permission answers."""
+    with FsMount(base, "xfs") as m:
+        tree = harness.scratch(m.mnt, "burst")
+        s = start(holdfast_bin, base, [tree], "overflow", mode="notify", decoys=True)
+        try:
+            decoy = next(Path(tree).glob("!0-holdfast-*"))
+            os.kill(s.proc.pid, signal.SIGSTOP)
+            code = ("import os,sys\nd=sys.argv[1]\n"
+                    "for i in range(30000):\n"
+                    "  fd=os.open(os.path.join(d,'f%d'%i),os.O_CREAT|os.O_WRONLY,0o644); os.close(fd)\n")
+            h.run([sys.executable, "-c", code, tree]).ok()
+            os.kill(s.proc.pid, signal.SIGCONT)
+            time.sleep(7)
+            assert s.proc.poll() is None, "sentinel died after the overflow"
+        finally:
+            text = s.stop()
+        assert "overflow" in text, text[-2000:]
+        assert decoy.exists()
+        assert "stopping" in text
