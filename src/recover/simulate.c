@@ -38,7 +38,7 @@
 const char *const hf_sim_kinds[] = {
         "encrypt", "encrypt-new", "encrypt-rename", "intermittent", "intermittent-4k",
         "shred",   "truncate",    "bibi",           "split",        "slow",
-        "base64",  "mmap",        "raw-disk",       NULL,
+        "base64",  "mmap",        "rename-folder",  "raw-disk",     NULL,
 };
 
 static const char *const kind_help[] = {
@@ -54,6 +54,7 @@ static const char *const kind_help[] = {
         "slow attacker: one file every 5 s",
         "ciphertext written as base64 (entropy masking)",
         "encryption through a shared writable mmap",
+        "in-place encryption; each folder renamed to NAME.locked after its first file",
         "dd-like write of 1 MiB to the sandbox's loop block device",
 };
 
@@ -184,9 +185,14 @@ int hf_sandbox_token_parse(const char *text, size_t n, HfSandboxToken *ret)
                                 if (p[i] < '0' || p[i] > '9')
                                         r = -EPROTO;
                         free(t.disk);
-                        t.disk = strndup(p + 5, l - 5);
+                        /* Not strndup: the line is not NUL-terminated in the buffer. */
+                        t.disk = malloc(l - 5 + 1);
                         if (!t.disk)
                                 r = -ENOMEM;
+                        else {
+                                memcpy(t.disk, p + 5, l - 5);
+                                t.disk[l - 5] = 0;
+                        }
                 } else if (l > 5 && memcmp(p, "file ", 5) == 0) {
                         char *f = NULL;
                         if (t.n_files >= MAX_FILES)
@@ -763,6 +769,79 @@ static void run_range(Att *a, size_t stride, size_t offset)
         }
 }
 
+/* A folder renamed by rename-folder: its name before and after (relative to the sandbox). */
+typedef struct Ren {
+        char from[1100], to[1200];
+} Ren;
+
+/* A path of the token as it is now, after the folder renames done so far (in order). */
+static void renamed_path(const Ren *ren, size_t n, const char *rel, char *out, size_t size)
+{
+        (void)snprintf(out, size, "%s", rel);
+        for (size_t k = 0; k < n; k++) {
+                size_t l = strlen(ren[k].from);
+                if (strncmp(out, ren[k].from, l) != 0 || out[l] != '/')
+                        continue;
+                char rest[1100];
+                (void)snprintf(rest, sizeof(rest), "%s", out + l);
+                (void)snprintf(out, size, "%s%s", ren[k].to, rest);
+        }
+}
+
+/*
+ * rename-folder: every file encrypted in place; right after the first file of a folder, the
+ * folder and then each of its parents below the sandbox are renamed to NAME.locked (so a
+ * folder's first file is changed before the rename, the others after it, under the new name).
+ * Only folders of listed files, beneath the sandbox, never the sandbox itself.
+ */
+static void rename_folders(Att *a)
+{
+        char **done = NULL; /* original names of the folders renamed (or tried) */
+        size_t n_done = 0, n_ren = 0;
+        Ren *ren = NULL;
+
+        for (size_t i = 0; i < a->t.n_files && !stop_after(a, i); i++) {
+                char cur[1100], dir[1100];
+                renamed_path(ren, n_ren, a->t.files[i], cur, sizeof(cur));
+                int r = attack_file(a, cur, i);
+                if (r < 0) {
+                        denied(a, r);
+                        if (!a->o || !a->o->quiet)
+                                log_notice_errno(r, "%s: %m", cur);
+                }
+                (void)snprintf(dir, sizeof(dir), "%s", a->t.files[i]);
+                for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
+                        *slash = 0; /* dir: the folder, then each parent in turn */
+                        bool seen = false;
+                        for (size_t k = 0; k < n_done && !seen; k++)
+                                seen = strcmp(done[k], dir) == 0;
+                        if (seen)
+                                continue;
+                        (void)hf_strv_push(&done, &n_done, dir);
+                        Ren *nv = realloc(ren, (n_ren + 1) * sizeof(Ren));
+                        if (!nv)
+                                break;
+                        ren = nv;
+                        Ren *e = &ren[n_ren];
+                        const char *base;
+                        renamed_path(ren, n_ren, dir, e->from, sizeof(e->from));
+                        _cleanup_close_ int dfd = parent_beneath(a->root, e->from, &base);
+                        if (dfd < 0)
+                                continue;
+                        char locked[300];
+                        (void)snprintf(locked, sizeof(locked), "%s.locked", base);
+                        if (renameat2(dfd, base, dfd, locked, RENAME_NOREPLACE) < 0) {
+                                denied(a, -errno);
+                                continue;
+                        }
+                        (void)snprintf(e->to, sizeof(e->to), "%s.locked", e->from);
+                        n_ren++;
+                }
+        }
+        hf_strv_free(done, n_done);
+        free(ren);
+}
+
 static void *bibi_thread(void *arg)
 {
         Att *a = arg;
@@ -875,7 +954,9 @@ int hf_sim_attack(const char *dir, const char *kind, const HfSimAttackOptions *o
                 }
                 if (shared != MAP_FAILED)
                         munmap(shared, sizeof(HfSimResult) * 20);
-        } else
+        } else if (strcmp(kind, "rename-folder") == 0)
+                rename_folders(&a);
+        else
                 run_range(&a, 1, 0);
         printf("{\"attack\":\"%s\",\"files\":%llu,\"bytes\":%llu,\"created\":%llu,"
                "\"denied\":%llu,\"first\":%.6f,\"last\":%.6f}\n",

@@ -267,7 +267,8 @@ def test_storm_bounded(holdfast_bin, base):
             assert s.proc.poll() is None, "sentinel died under the storm"
         finally:
             text = s.stop()
-        assert peak < 150 * 1024, f"RSS {peak} KiB"
+        if not os.environ.get("ASAN_OPTIONS"):  # ASan's shadow and quarantine are not ours
+            assert peak < 150 * 1024, f"RSS {peak} KiB"
         assert "stopping" in text
 
 
