@@ -790,7 +790,7 @@ int hf_drill(const HfDrillOptions *o)
         static const char *const default_set[] = {
                 "encrypt", "encrypt-new", "encrypt-rename", "intermittent", "intermittent-4k",
                 "shred",   "truncate",    "bibi",           "split",        "slow",
-                "base64",  "mmap",        "raw-disk"
+                "base64",  "mmap",        "rename-folder",  "raw-disk"
         };
         Drill d = { .o = o, .keep = o->keep };
         FILE *vlog = NULL;

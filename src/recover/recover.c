@@ -70,7 +70,17 @@ typedef struct Ev {
         uint64_t dev, ino;
         int64_t size_before, size_after;
         char hash_after[65];
+        bool ondir; /* the object is a folder */
 } Ev;
+
+/* A folder the scope renamed. Its names are normalised to the moment of the rename (the
+ * sentinel resolves a path when it reads the event, which may be after a later rename). */
+typedef struct Move {
+        double time;
+        char *from, *to;
+        uint64_t dev, ino;
+        bool pending; /* still in effect: a dry run, or it could not be undone */
+} Move;
 
 typedef enum Source {
         SRC_NONE,
@@ -128,6 +138,8 @@ typedef struct Ctx {
         size_t n_pids;
         Ev *ev;
         size_t n_ev;
+        Move *moves; /* in event order */
+        size_t n_moves, n_pending;
         Pre *pre;
         size_t n_pre;
         Pre *pins; /* pin rows of the scope: the inodes its processes opened for write */
@@ -599,27 +611,46 @@ static int load_incident(Ctx *c)
         return 0;
 }
 
+/* Does the database have this column (fields are only ever added: an older sentinel's may
+ * not)? */
+static bool has_column(Ctx *c, const char *table, const char *column)
+{
+        sqlite3_stmt *s = NULL;
+        bool found = false;
+
+        if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?", -1, &s,
+                               NULL) != SQLITE_OK)
+                return false;
+        sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, column, -1, SQLITE_STATIC);
+        found = sqlite3_step(s) == SQLITE_ROW;
+        sqlite3_finalize(s);
+        return found;
+}
+
 static int load_events(Ctx *c)
 {
         sqlite3_stmt *s = NULL;
-        const char *sql;
+        const char *where;
+        char sql[512];
         int r;
 
         switch (c->o->scope) {
         case HF_RECOVER_INCIDENT:
-                sql = "SELECT time, pid, kind, path, new_path, dev, ino, size_before, size_after,"
-                      " hash_after FROM file_events WHERE incident_id = ?1 ORDER BY time, id";
+                where = "incident_id = ?1";
                 break;
         case HF_RECOVER_PROCESS:
-                sql = "SELECT time, pid, kind, path, new_path, dev, ino, size_before, size_after,"
-                      " hash_after FROM file_events WHERE pid = ?2 AND time >= ?3"
-                      " ORDER BY time, id";
+                where = "pid = ?2 AND time >= ?3";
                 break;
         default:
-                sql = "SELECT time, pid, kind, path, new_path, dev, ino, size_before, size_after,"
-                      " hash_after FROM file_events WHERE time >= ?3 ORDER BY time, id";
+                where = "time >= ?3";
                 break;
         }
+        /* ondir (schema 2): renamed folders. */
+        (void)snprintf(sql, sizeof(sql),
+                       "SELECT time, pid, kind, path, new_path, dev, ino, size_before, size_after,"
+                       " hash_after, %s FROM file_events WHERE %s ORDER BY time, id",
+                       has_column(c, "file_events", "ondir") ? "ondir" : "NULL", where);
         if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK)
                 return db_fail(c, "reading the file events");
         if (c->o->scope == HF_RECOVER_INCIDENT)
@@ -651,6 +682,7 @@ static int load_events(Ctx *c)
                 e->size_before = col_i64(s, 7, -1);
                 e->size_after = col_i64(s, 8, -1);
                 col_copy(s, 9, e->hash_after, sizeof(e->hash_after));
+                e->ondir = col_i64(s, 10, 0) != 0;
                 if (!e->path || e->path[0] != '/') {
                         ev_done(e);
                         continue;
@@ -749,6 +781,117 @@ static int load_preimages(Ctx *c)
         }
         sqlite3_finalize(s);
         return r == SQLITE_DONE ? 0 : db_fail(c, "reading the pre-images");
+}
+
+/* ---- renamed folders ---- */
+
+/* The length of dir when path is dir or below it, else 0. */
+static size_t below(const char *path, const char *dir)
+{
+        size_t l = strlen(dir);
+        return l > 1 && strncmp(path, dir, l) == 0 && (path[l] == '/' || path[l] == 0) ? l : 0;
+}
+
+/* Replaces the leading folder from of *path with to (when *path is below from). */
+static int reprefix(char **path, const char *from, const char *to)
+{
+        size_t l;
+        char *n = NULL;
+
+        if (!*path || !(l = below(*path, from)))
+                return 0;
+        if (asprintf(&n, "%s%s", to, *path + l) < 0)
+                return -ENOMEM;
+        free(*path);
+        *path = n;
+        return 0;
+}
+
+/* The name path has before every folder rename of the scope. Renames are undone latest first:
+ * a path below a rename's target was below its source before. */
+static int canonical(const Ctx *c, char **path)
+{
+        for (size_t j = c->n_moves; j > 0; j--) {
+                int r = reprefix(path, c->moves[j - 1].to, c->moves[j - 1].from);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Where a path of the pre-incident names is now: the renames still in effect applied (none
+ * once every folder is back). Returns path itself, or buf (HF_RECOVER_PATH_MAX). */
+static const char *live(const Ctx *c, const char *path, char *buf)
+{
+        if (!path || c->n_pending == 0)
+                return path;
+        (void)snprintf(buf, HF_RECOVER_PATH_MAX, "%s", path);
+        for (size_t j = 0; j < c->n_moves; j++) {
+                const Move *m = &c->moves[j];
+                size_t l;
+                if (!m->pending || !(l = below(buf, m->from)))
+                        continue;
+                char rest[HF_RECOVER_PATH_MAX];
+                (void)snprintf(rest, sizeof(rest), "%s", buf + l);
+                (void)snprintf(buf, HF_RECOVER_PATH_MAX, "%s%s", m->to, rest);
+        }
+        return buf;
+}
+
+/*
+ * Takes the folder renames out of the event list, normalises their names and rewrites every
+ * other path of the scope (events, pre-images, pins) to the names before the incident: a file
+ * event or pre-image recorded under the folder's new name is found under the old one.
+ */
+static int take_moves(Ctx *c)
+{
+        size_t w = 0;
+        int r;
+
+        for (size_t k = 0; k < c->n_ev; k++) {
+                Ev *e = &c->ev[k];
+                if (!e->ondir) {
+                        c->ev[w++] = *e;
+                        continue;
+                }
+                if (strcmp(e->kind, "rename") == 0 && e->new_path && e->new_path[0] == '/' &&
+                    strcmp(e->path, e->new_path) != 0 &&
+                    (c->o->scope != HF_RECOVER_BEFORE || under_paths(c, e->path) ||
+                     under_paths(c, e->new_path))) {
+                        Move *nv = realloc(c->moves, (c->n_moves + 1) * sizeof(Move));
+                        if (!nv)
+                                return -ENOMEM;
+                        c->moves = nv;
+                        c->moves[c->n_moves++] = (Move){ .time = e->time,
+                                                         .from = TAKE_PTR(e->path),
+                                                         .to = TAKE_PTR(e->new_path),
+                                                         .dev = e->dev,
+                                                         .ino = e->ino };
+                }
+                ev_done(e);
+        }
+        c->n_ev = w;
+        if (c->n_moves == 0)
+                return 0;
+        /* A rename's own names may already show later renames of a parent. */
+        for (size_t j = 0; j < c->n_moves; j++)
+                for (size_t k = c->n_moves; k > j + 1; k--) {
+                        const Move *m = &c->moves[k - 1];
+                        if ((r = reprefix(&c->moves[j].from, m->to, m->from)) < 0 ||
+                            (r = reprefix(&c->moves[j].to, m->to, m->from)) < 0)
+                                return r;
+                }
+        for (size_t k = 0; k < c->n_ev; k++)
+                if ((r = canonical(c, &c->ev[k].path)) < 0 ||
+                    (r = canonical(c, &c->ev[k].new_path)) < 0)
+                        return r;
+        for (size_t k = 0; k < c->n_pre; k++)
+                if ((r = canonical(c, &c->pre[k].path)) < 0)
+                        return r;
+        for (size_t k = 0; k < c->n_pins; k++)
+                if ((r = canonical(c, &c->pins[k].path)) < 0)
+                        return r;
+        return 0;
 }
 
 /* ---- replaying the events ---- */
@@ -985,8 +1128,9 @@ static char *locate_in_dir(Ctx *c, const char *path, uint64_t dev, uint64_t ino)
         if (!slash || slash == path)
                 return NULL;
         (void)snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+        char lbuf[HF_RECOVER_PATH_MAX];
         if (!c->dir_path || strcmp(c->dir_path, dir) != 0) {
-                _cleanup_(closedirp) DIR *d = opendir(dir);
+                _cleanup_(closedirp) DIR *d = opendir(live(c, dir, lbuf));
                 struct dirent *de;
                 map_free(&c->dir_map);
                 hf_strv_free(c->dir_names, c->n_dir_names);
@@ -1010,7 +1154,7 @@ static char *locate_in_dir(Ctx *c, const char *path, uint64_t dev, uint64_t ino)
         struct stat st;
         if (asprintf(&p, "%s/%s", dir, c->dir_names[k]) < 0)
                 return NULL;
-        if (lstat(p, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != ino ||
+        if (lstat(live(c, p, lbuf), &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != ino ||
             (uint64_t)st.st_dev != dev) {
                 free(p);
                 return NULL;
@@ -1043,7 +1187,8 @@ static int add_preimage_items(Ctx *c)
                         /* Where is the inode now? At its path, under another name in its folder
                          * (renamed; the event was not recorded), or gone. */
                         struct stat st;
-                        if (lstat(p->path, &st) < 0 || st.st_ino != p->ino ||
+                        char lbuf[HF_RECOVER_PATH_MAX];
+                        if (lstat(live(c, p->path, lbuf), &st) < 0 || st.st_ino != p->ino ||
                             (uint64_t)st.st_dev != p->dev) {
                                 char *moved = locate_in_dir(c, p->path, p->dev, p->ino);
                                 set_cur(c, it, moved);
@@ -1258,12 +1403,13 @@ static int choose(Ctx *c, Item *it)
                 }
         }
         /* 2. Only renamed: the inode itself still holds the original content. */
-        if (!it->changed && it->cur && it->ino && lstat(it->cur, &st) == 0 && S_ISREG(st.st_mode) &&
-            st.st_ino == it->ino && (uint64_t)st.st_dev == it->dev) {
+        char lbuf[HF_RECOVER_PATH_MAX];
+        if (!it->changed && it->cur && it->ino && lstat(live(c, it->cur, lbuf), &st) == 0 &&
+            S_ISREG(st.st_mode) && st.st_ino == it->ino && (uint64_t)st.st_dev == it->dev) {
                 it->src = SRC_INODE;
                 return 0;
         }
-        if (!it->changed && !it->cur && it->ino && lstat(it->orig, &st) == 0 &&
+        if (!it->changed && !it->cur && it->ino && lstat(live(c, it->orig, lbuf), &st) == 0 &&
             st.st_ino == it->ino && (uint64_t)st.st_dev == it->dev) {
                 it->src = SRC_INODE; /* already back where it belongs */
                 set_cur(c, it, it->orig);
@@ -1351,6 +1497,144 @@ static int mkdir_parents(const char *path)
         char dir[HF_RECOVER_PATH_MAX];
         dir_of(path, dir, sizeof(dir));
         return hf_mkdir_p(dir, 0755);
+}
+
+/* One line per renamed folder. */
+static void folder_report(Ctx *c, const char *action, const char *path, const char *from,
+                          const char *note)
+{
+        if (c->o->out.json) {
+                _cleanup_buf_ HfBuf b = HF_BUF_INIT(1 << 16);
+                (void)hf_buf_printf(&b, "{\"message_type\":\"folder\",\"action\":\"%s\"", action);
+                out_json_str(&b, "path", path);
+                out_json_str(&b, "from", from);
+                if (note)
+                        out_json_str(&b, "note", note);
+                (void)hf_buf_puts(&b, "}\n");
+                fwrite(b.data, 1, b.len, stdout);
+                return;
+        }
+        if (c->o->out.quiet && strcmp(action, "failed") != 0)
+                return;
+        printf("%-9s %s/  from folder %s", action, path, from);
+        if (note)
+                printf("  (%s)", note);
+        printf("\n");
+}
+
+/* A copy of path with the renames after move j that are still in effect applied. */
+static char *after_move(const Ctx *c, size_t j, const char *path)
+{
+        char *p = strdup(path);
+        for (size_t k = j + 1; p && k < c->n_moves; k++)
+                if (c->moves[k].pending && reprefix(&p, c->moves[k].from, c->moves[k].to) < 0) {
+                        free(p);
+                        p = NULL;
+                }
+        return p;
+}
+
+static bool empty_dir(const char *path)
+{
+        _cleanup_(closedirp) DIR *d = opendir(path);
+        struct dirent *de;
+
+        while (d && (de = readdir(d)))
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+                        return false;
+        return d != NULL;
+}
+
+static bool same_inode(const Move *m, const struct stat *st)
+{
+        return !m->ino || ((uint64_t)st->st_ino == m->ino && (uint64_t)st->st_dev == m->dev);
+}
+
+/*
+ * Renames the scope's folders back, latest first, before any file is restored: then every file
+ * of the scope is at its pre-incident path again (or will be). A folder whose old name is taken
+ * by something else (a non-empty folder, a file) stays where it is and its files are put back
+ * there (the rename stays "pending", and live() maps the paths). A dry run changes nothing and
+ * leaves every rename pending. Rerun-safe: a folder already at its old name (same inode) is
+ * in place.
+ */
+static int undo_moves(Ctx *c)
+{
+        for (size_t j = c->n_moves; j > 0; j--) {
+                Move *m = &c->moves[j - 1];
+                _cleanup_free_ char *cur = after_move(c, j - 1, m->to);
+                _cleanup_free_ char *dst = after_move(c, j - 1, m->from);
+                struct stat sc, sd;
+                bool have_cur, have_dst;
+
+                if (!cur || !dst)
+                        return -ENOMEM;
+                have_cur = lstat(cur, &sc) == 0 && S_ISDIR(sc.st_mode) && same_inode(m, &sc);
+                have_dst = lstat(dst, &sd) == 0;
+                m->pending = false;
+                if (have_dst && S_ISDIR(sd.st_mode) && same_inode(m, &sd) && (m->ino || !have_cur))
+                        folder_report(c, "in-place", dst, cur, "already back");
+                else if (!have_cur)
+                        folder_report(c, "gone", dst, cur,
+                                      "the renamed folder is no longer there; its files are put "
+                                      "back under the old name");
+                else if (c->o->dry_run) {
+                        if (have_dst && !(S_ISDIR(sd.st_mode) && empty_dir(dst)))
+                                folder_report(c, "kept", dst, cur,
+                                              "its old name is taken by something else; dry run");
+                        else
+                                folder_report(c, "rename", dst, cur, "dry run");
+                        m->pending = true;
+                } else {
+                        int r = 0;
+                        if (renameat2(AT_FDCWD, cur, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+                                r = -errno;
+                                if (r == -ENOENT && mkdir_parents(dst) == 0)
+                                        r = renameat2(AT_FDCWD, cur, AT_FDCWD, dst,
+                                                      RENAME_NOREPLACE) < 0
+                                                    ? -errno
+                                                    : 0;
+                                /* A filesystem without RENAME_NOREPLACE: nothing is there. */
+                                if (r == -EINVAL && !have_dst)
+                                        r = rename(cur, dst) < 0 ? -errno : 0;
+                                /* An empty folder took the name: replacing it loses nothing
+                                 * (rename(2) refuses a folder that is not empty). */
+                                if (r == -EEXIST && have_dst && S_ISDIR(sd.st_mode))
+                                        r = rename(cur, dst) < 0 ? -errno : 0;
+                        }
+                        if (r == -EEXIST || r == -ENOTEMPTY || r == -ENOTDIR || r == -EISDIR) {
+                                c->res->kept++;
+                                folder_report(c, "kept", dst, cur,
+                                              "its old name is taken by something else; its "
+                                              "files are put back where the folder is now");
+                                m->pending = true;
+                        } else if (r < 0) {
+                                c->res->failed++;
+                                errno = -r;
+                                log_error_errno(r, "%s: cannot rename it back to %s: %m", cur, dst);
+                                folder_report(c, "failed", dst, cur, strerror(-r));
+                                m->pending = true;
+                        } else {
+                                step(c);
+                                (void)fsync_dir_of(dst);
+                                (void)fsync_dir_of(cur);
+                                c->res->folders++;
+                                folder_report(c, "renamed", dst, cur, NULL);
+                        }
+                }
+                if (m->pending) {
+                        c->n_pending++;
+                        continue;
+                }
+                /* Undone: later renames still in effect are now relative to the old name. */
+                for (size_t k = j; k < c->n_moves; k++) {
+                        Move *p = &c->moves[k];
+                        if (p->pending && (reprefix(&p->from, m->to, m->from) < 0 ||
+                                           reprefix(&p->to, m->to, m->from) < 0))
+                                return -ENOMEM;
+                }
+        }
+        return 0;
 }
 
 /* Copies xattrs from the inode at from (when it is still the original inode). */
@@ -1675,9 +1959,10 @@ static int queue(Ctx *c, Batch *b, size_t item, char *tmp, char *from, const cha
 }
 
 /* Someone other than the incident changed this file after containment? */
-static bool changed_later(Ctx *c, const Item *it, const struct stat *st, const char *cur_sha)
+static bool changed_later(Ctx *c, const Item *it, const char *path, const struct stat *st,
+                          const char *cur_sha)
 {
-        const HfJournalEntry *je = hf_journal_find(&c->journal, it->orig);
+        const HfJournalEntry *je = hf_journal_find(&c->journal, path);
 
         if (c->o->force || c->o->scope == HF_RECOVER_BEFORE)
                 return false;
@@ -1696,7 +1981,10 @@ static bool changed_later(Ctx *c, const Item *it, const struct stat *st, const c
 static int restore_item(Ctx *c, Batch *b, size_t idx)
 {
         Item *it = &c->items[idx];
-        const char *path = it->orig;
+        char pbuf[HF_RECOVER_PATH_MAX], cbuf[HF_RECOVER_PATH_MAX];
+        /* Where it belongs and where it is now (a folder that could not be renamed back keeps
+         * its files under its new name). */
+        const char *path = live(c, it->orig, pbuf), *cur = live(c, it->cur, cbuf);
         char tmp[HF_RECOVER_PATH_MAX + 64], cur_sha[65] = "", sha[65];
         struct stat st;
         bool exists = lstat(path, &st) == 0;
@@ -1723,14 +2011,14 @@ static int restore_item(Ctx *c, Batch *b, size_t idx)
 
         /* Renamed only: move the inode back. */
         if (it->src == SRC_INODE) {
-                if (it->cur && strcmp(it->cur, path) == 0) {
+                if (cur && strcmp(cur, path) == 0) {
                         (void)sha_path(path, sha, &size);
                         c->res->already++;
                         report(c, "in-place", path, it, sha, true, size, "already in place", NULL);
                         return 0;
                 }
                 if (exists && !(st.st_ino == it->ino && (uint64_t)st.st_dev == it->dev)) {
-                        Junk *j = junk_find(c, path);
+                        Junk *j = junk_find(c, it->orig);
                         double ct = ts_sec(st.st_ctim);
                         if (!j && !c->o->force && ct > c->end + GRACE) {
                                 c->res->kept++;
@@ -1741,9 +2029,9 @@ static int restore_item(Ctx *c, Batch *b, size_t idx)
                                 return 0;
                         }
                 }
-                r = sha_path(it->cur, sha, &size);
+                r = sha_path(cur, sha, &size);
                 if (r < 0)
-                        return log_error_errno(r, "%s: %m", it->cur);
+                        return log_error_errno(r, "%s: %m", cur);
                 if (c->o->dry_run) {
                         report(c, "rename", path, it, sha, false, size, "dry run", NULL);
                         return 0;
@@ -1751,10 +2039,10 @@ static int restore_item(Ctx *c, Batch *b, size_t idx)
                 r = mkdir_parents(path);
                 if (r < 0)
                         return log_error_errno(r, "%s: cannot create its folder: %m", path);
-                Junk *j = junk_find(c, path);
+                Junk *j = junk_find(c, it->orig);
                 if (j)
                         j->dead = true; /* replaced by the original */
-                char *from = strdup(it->cur);
+                char *from = strdup(cur);
                 if (!from)
                         return -ENOMEM;
                 return queue(c, b, idx, NULL, from, path, sha, size, false);
@@ -1779,8 +2067,8 @@ static int restore_item(Ctx *c, Batch *b, size_t idx)
                 }
         }
         bool alt = false;
-        if (exists && S_ISREG(st.st_mode) && !junk_find(c, path) &&
-            ((uint64_t)st.st_ino == it->ino ? changed_later(c, it, &st, cur_sha)
+        if (exists && S_ISREG(st.st_mode) && !junk_find(c, it->orig) &&
+            ((uint64_t)st.st_ino == it->ino ? changed_later(c, it, path, &st, cur_sha)
                                             : (!c->o->force && c->o->scope != HF_RECOVER_BEFORE &&
                                                (ts_sec(st.st_ctim) > c->end + GRACE)))) {
                 /* Another process changed it (or put a new file there) after the incident:
@@ -1944,9 +2232,10 @@ static void relocate(Ctx *c)
         for (size_t i = 0; i < c->n_items; i++) {
                 Item *it = &c->items[i];
                 struct stat st;
+                char lbuf[HF_RECOVER_PATH_MAX];
                 if (!it->ino || !it->cur)
                         continue;
-                if (lstat(it->cur, &st) == 0 && st.st_ino == it->ino &&
+                if (lstat(live(c, it->cur, lbuf), &st) == 0 && st.st_ino == it->ino &&
                     (uint64_t)st.st_dev == it->dev)
                         continue;
                 char *moved = locate_in_dir(c, it->cur, it->dev, it->ino);
@@ -1993,6 +2282,7 @@ static int note_copies(Ctx *c)
         size_t n_junk = c->n_junk;
         char **dirs = NULL;
         size_t n_dirs = 0;
+        char lbuf[HF_RECOVER_PATH_MAX];
 
         for (size_t i = 0; i < c->n_items; i++) {
                 char d[HF_RECOVER_PATH_MAX];
@@ -2021,8 +2311,8 @@ static int note_copies(Ctx *c)
                         const HfNode *n;
                         (void)snprintf(p, sizeof(p), "%s/%s", strcmp(dirs[k], "/") ? dirs[k] : "",
                                        base);
-                        if (junk_find(c, p) || original_at(c, p) || lstat(p, &st) < 0 ||
-                            !S_ISREG(st.st_mode))
+                        if (junk_find(c, p) || original_at(c, p) ||
+                            lstat(live(c, p, lbuf), &st) < 0 || !S_ISREG(st.st_mode))
                                 continue;
                         double ct = ts_sec(st.st_ctim);
                         if (ct < c->lo || ct > c->end + GRACE)
@@ -2055,7 +2345,7 @@ static int note_copies(Ctx *c)
          * the snapshot, and random-looking or with a suffix the scope used (a copy cut short
          * by the kill may be empty). */
         for (size_t k = 0; k < n_dirs; k++) {
-                _cleanup_(closedirp) DIR *d = opendir(dirs[k]);
+                _cleanup_(closedirp) DIR *d = opendir(live(c, dirs[k], lbuf));
                 char **names = NULL;
                 size_t n_names = 0;
                 struct dirent *de;
@@ -2083,8 +2373,9 @@ static int note_copies(Ctx *c)
                                                (int)(li - ls - 1), names[i]);
                                 (void)snprintf(cp, sizeof(cp), "%s/%s",
                                                strcmp(dirs[k], "/") ? dirs[k] : "", names[i]);
-                                if (lstat(orig, &so) == 0 || item_by_orig(c, orig) ||
-                                    junk_find(c, cp) || lstat(cp, &sc) < 0 || !S_ISREG(sc.st_mode))
+                                if (lstat(live(c, orig, lbuf), &so) == 0 || item_by_orig(c, orig) ||
+                                    junk_find(c, cp) || lstat(live(c, cp, lbuf), &sc) < 0 ||
+                                    !S_ISREG(sc.st_mode))
                                         continue;
                                 double ct = ts_sec(sc.st_ctim);
                                 if (ct < c->lo || ct > c->end + GRACE)
@@ -2120,11 +2411,12 @@ static int note_copies(Ctx *c)
                                 continue;
                         (void)snprintf(p, sizeof(p), "%s/%s", strcmp(dirs[k], "/") ? dirs[k] : "",
                                        names[i]);
-                        if (junk_find(c, p) || original_at(c, p) || lstat(p, &st) < 0 ||
-                            !S_ISREG(st.st_mode))
+                        if (junk_find(c, p) || original_at(c, p) ||
+                            lstat(live(c, p, lbuf), &st) < 0 || !S_ISREG(st.st_mode))
                                 continue;
                         double ct = ts_sec(st.st_ctim);
-                        if (ct < c->lo || ct > c->end + GRACE || !(known || looks_random(p)))
+                        if (ct < c->lo || ct > c->end + GRACE ||
+                            !(known || looks_random(live(c, p, lbuf))))
                                 continue;
                         if (ensure_vault(c) == 0 && hf_vault_src_lookup(c->vault, p, &n) == 0)
                                 continue;
@@ -2153,52 +2445,54 @@ static int remove_junk(Ctx *c)
         for (size_t i = 0; i < c->n_junk; i++) {
                 Junk *j = &c->junk[i];
                 struct stat st;
+                char lbuf[HF_RECOVER_PATH_MAX];
                 if (j->dead)
                         continue;
                 if (original_at(c, j->path)) {
                         /* An original lives at this name again. */
                         continue;
                 }
-                if (lstat(j->path, &st) < 0) {
-                        if (errno == ENOENT && hf_journal_find(&c->journal, j->path))
+                const char *path = live(c, j->path, lbuf);
+                if (lstat(path, &st) < 0) {
+                        if (errno == ENOENT && hf_journal_find(&c->journal, path))
                                 c->res->removed++; /* done by an earlier run */
                         continue;
                 }
                 if (!S_ISREG(st.st_mode))
                         continue;
                 if (j->ino && (uint64_t)st.st_ino != j->ino) {
-                        report(c, "kept", j->path, NULL, NULL, false, (uint64_t)st.st_size,
+                        report(c, "kept", path, NULL, NULL, false, (uint64_t)st.st_size,
                                "not the file the attacker created", NULL);
                         continue;
                 }
                 double ct = ts_sec(st.st_ctim);
                 if (!c->o->force && c->o->scope != HF_RECOVER_BEFORE && ct > c->end + GRACE) {
                         c->res->kept++;
-                        report(c, "kept", j->path, NULL, NULL, false, (uint64_t)st.st_size,
+                        report(c, "kept", path, NULL, NULL, false, (uint64_t)st.st_size,
                                "created by the attacker but changed after the incident", NULL);
                         continue;
                 }
                 if (c->o->scope == HF_RECOVER_BEFORE) {
-                        report(c, "new", j->path, NULL, NULL, false, (uint64_t)st.st_size,
+                        report(c, "new", path, NULL, NULL, false, (uint64_t)st.st_size,
                                "created after the given time; left in place", NULL);
                         continue;
                 }
                 if (c->o->dry_run) {
-                        report(c, "remove", j->path, NULL, NULL, false, (uint64_t)st.st_size,
+                        report(c, "remove", path, NULL, NULL, false, (uint64_t)st.st_size,
                                "created by the attacker; dry run", NULL);
                         continue;
                 }
-                if (unlink(j->path) < 0) {
+                if (unlink(path) < 0) {
                         c->res->failed++;
-                        log_error_errno(errno, "%s: cannot remove: %m", j->path);
+                        log_error_errno(errno, "%s: cannot remove: %m", path);
                         continue;
                 }
                 step(c);
                 c->res->removed++;
-                report(c, "removed", j->path, NULL, NULL, false, (uint64_t)st.st_size,
+                report(c, "removed", path, NULL, NULL, false, (uint64_t)st.st_size,
                        "created by the attacker", NULL);
-                (void)journal_append(c, HF_JOURNAL_REMOVED, NULL, j->path);
-                (void)fsync_dir_of(j->path);
+                (void)journal_append(c, HF_JOURNAL_REMOVED, NULL, path);
+                (void)fsync_dir_of(path);
         }
         return journal_flush(c);
 }
@@ -2258,6 +2552,11 @@ static void ctx_done(Ctx *c)
         for (size_t i = 0; i < c->n_ev; i++)
                 ev_done(&c->ev[i]);
         free(c->ev);
+        for (size_t i = 0; i < c->n_moves; i++) {
+                free(c->moves[i].from);
+                free(c->moves[i].to);
+        }
+        free(c->moves);
         for (size_t i = 0; i < c->n_pre; i++)
                 pre_done(&c->pre[i]);
         free(c->pre);
@@ -2429,6 +2728,13 @@ int hf_recover(const HfRecoverOptions *o, HfRecoverResult *ret)
         r = load_preimages(&c);
         if (r < 0)
                 goto out;
+        /* Renamed folders: every path to its pre-incident name, then the folders back. */
+        r = take_moves(&c);
+        if (r < 0)
+                goto out;
+        r = undo_moves(&c);
+        if (r < 0)
+                goto out;
         r = replay(&c);
         if (r < 0)
                 goto out;
@@ -2561,19 +2867,20 @@ summary:
         if (o->out.json)
                 printf("{\"message_type\":\"summary\",\"incident\":%lld,\"dry_run\":%s,"
                        "\"files\":%llu,\"from_preimage\":%llu,\"from_pin\":%llu,"
-                       "\"renamed_back\":%llu,\"from_vault\":%llu,\"already\":%llu,"
+                       "\"renamed_back\":%llu,\"folders_renamed_back\":%llu,\"from_vault\":%llu,"
+                       "\"already\":%llu,"
                        "\"removed\":%llu,\"kept\":%llu,\"lost\":%llu,\"lost_bytes\":%llu,"
                        "\"unproven\":%llu,\"unproven_bytes\":%llu,\"failed\":%llu,"
                        "\"bytes\":%llu,\"seconds\":%.3f}\n",
                        (long long)ret->incident, o->dry_run ? "true" : "false",
                        (unsigned long long)ret->files, (unsigned long long)ret->from_preimage,
                        (unsigned long long)ret->from_pin, (unsigned long long)ret->renamed_back,
-                       (unsigned long long)ret->from_vault, (unsigned long long)ret->already,
-                       (unsigned long long)ret->removed, (unsigned long long)ret->kept,
-                       (unsigned long long)ret->lost, (unsigned long long)ret->lost_bytes,
-                       (unsigned long long)ret->unproven, (unsigned long long)ret->unproven_bytes,
-                       (unsigned long long)ret->failed, (unsigned long long)ret->bytes,
-                       ret->seconds);
+                       (unsigned long long)ret->folders, (unsigned long long)ret->from_vault,
+                       (unsigned long long)ret->already, (unsigned long long)ret->removed,
+                       (unsigned long long)ret->kept, (unsigned long long)ret->lost,
+                       (unsigned long long)ret->lost_bytes, (unsigned long long)ret->unproven,
+                       (unsigned long long)ret->unproven_bytes, (unsigned long long)ret->failed,
+                       (unsigned long long)ret->bytes, ret->seconds);
         else {
                 char bb[32], tt[32];
                 printf("%s%llu file(s): %llu from pre-images, %llu from pins, %llu renamed back, "
@@ -2588,6 +2895,8 @@ summary:
                        hf_format_bytes(bb, sizeof(bb), ret->lost_bytes),
                        (unsigned long long)ret->failed,
                        hf_format_duration(tt, sizeof(tt), ret->seconds));
+                if (ret->folders)
+                        printf("%llu folder(s) renamed back\n", (unsigned long long)ret->folders);
                 if (ret->unproven)
                         printf("%llu file(s) came from the vault without proof that they match "
                                "the pre-attack content (%llu bytes, listed above)\n",

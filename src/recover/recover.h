@@ -50,6 +50,7 @@ typedef struct HfRecoverResult {
         uint64_t from_preimage;    /* content put back from a pre-image */
         uint64_t from_pin;         /* from a hard-link pin (deleted, unchanged) */
         uint64_t renamed_back;     /* renamed by the attacker, content unchanged */
+        uint64_t folders;          /* folders renamed by the attacker, renamed back */
         uint64_t from_vault;       /* from the latest snapshot before the incident */
         uint64_t already;          /* already in place (a rerun) */
         uint64_t removed;          /* files the attacker created, removed */

@@ -138,15 +138,30 @@ sqlite3 *hf_db_handle(HfDb *db)
         return db->db;
 }
 
+/*
+ * IMMEDIATE: the write lock from the start (waiting out another writer, such as recover marking
+ * an incident recovered, within the busy timeout). A deferred transaction that read first
+ * could not write after another connection's commit (SQLITE_BUSY_SNAPSHOT, no waiting).
+ */
 int hf_db_begin(HfDb *db)
 {
-        return sqlite3_exec(db->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : fail(db, "begin");
+        return sqlite3_exec(db->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK
+                       ? 0
+                       : fail(db, "begin");
 }
 
 int hf_db_commit(HfDb *db)
 {
-        return sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0
-                                                                             : fail(db, "commit");
+        if (sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+                return 0;
+        int r = fail(db, "commit");
+        /* Never leave the transaction open: every later write would fail with it. */
+        sqlite3_reset(db->ins_pre);
+        sqlite3_reset(db->ins_ev);
+        if (sqlite3_get_autocommit(db->db) == 0 &&
+            sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+                (void)sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+        return r;
 }
 
 int hf_db_set_meta(HfDb *db, const char *key, const char *value)
@@ -193,7 +208,9 @@ int hf_db_add_preimage(HfDb *db, const HfPreimage *p, int64_t *ret_id)
         sqlite3_bind_int64(s, 13, p->gid);
         sqlite3_bind_int64(s, 14, p->mtime_ns);
         bind_text_or_null(s, 15, p->fid);
-        if (sqlite3_step(s) != SQLITE_DONE)
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s); /* a failed step must not stay "in progress" (COMMIT refuses) */
+        if (rc != SQLITE_DONE)
                 return fail(db, "insert pre-image");
         *ret_id = sqlite3_last_insert_rowid(db->db);
         return 0;
@@ -326,7 +343,9 @@ int hf_db_add_file_event(HfDb *db, int64_t incident, const HfDbFileEvent *e)
         else
                 sqlite3_bind_null(s, 16);
         bind_text_or_null(s, 17, incident > 0 ? NULL : e->grp);
-        if (sqlite3_step(s) != SQLITE_DONE)
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s); /* a failed step must not stay "in progress" (COMMIT refuses) */
+        if (rc != SQLITE_DONE)
                 return fail(db, "insert file event");
         return 0;
 }

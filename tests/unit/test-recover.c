@@ -200,7 +200,8 @@ static void test_kinds(void **state)
                 assert_true(hf_sim_kind_valid(hf_sim_kinds[n]));
                 assert_non_null(hf_sim_kind_help(hf_sim_kinds[n]));
         }
-        assert_int_equal(n, 13);
+        assert_int_equal(n, 14);
+        assert_true(hf_sim_kind_valid("rename-folder"));
         assert_false(hf_sim_kind_valid("rm-rf"));
 }
 
