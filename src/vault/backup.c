@@ -34,6 +34,7 @@
 #include "vault.h"
 
 #define READ_BLOCK (1u << 20)
+#define READ_AHEAD_MAX (4u << 20) /* per file, when a batch is opened ahead */
 #define XATTR_LIST_MAX_BYTES (64u * 1024)
 #define XATTR_VALUE_MAX_BYTES (64u * 1024)
 
@@ -62,6 +63,8 @@ typedef struct FileJob {
         bool own;             /* dfd and dirpath belong to the job (targets given as files) */
         Links *links;         /* hard-link group this file is read for */
         struct FileJob *next; /* jobs travel to the readers in batches */
+        bool opened;          /* fd holds the file opened ahead (or -errno) */
+        int fd;
 } FileJob;
 
 typedef struct Backup {
@@ -442,6 +445,23 @@ static int open_file(int dfd, const char *name)
 }
 
 /*
+ * Opens every file of a fresh batch and asks the kernel to read them ahead, so that on a cold
+ * page cache the disk works on the batch's later files while this reader cuts the first ones
+ * (two readers alone keep only two reads in flight). A file's fd is used when its turn comes.
+ */
+static void open_ahead(FileJob *batch)
+{
+        for (FileJob *j = batch; j; j = j->next) {
+                const HfNode *n = &j->dir->tree.nodes[j->idx];
+                j->fd = open_file(j->dfd, n->name);
+                j->opened = true;
+                if (j->fd >= 0 && n->size > 0)
+                        (void)posix_fadvise(j->fd, 0, (off_t)MIN(n->size, (uint64_t)READ_AHEAD_MAX),
+                                            POSIX_FADV_WILLNEED);
+        }
+}
+
+/*
  * Reads one file and cuts it into chunks for the hashers. Problems with the file itself are
  * reported and recorded in f->error (-ENOENT: vanished; others: unreadable, run incomplete);
  * vault problems set the fatal error.
@@ -456,7 +476,11 @@ static void read_file(Reader *w, FileCtx *f)
         struct stat st2;
         int r;
 
-        fd = open_file(job->dfd, n->name);
+        if (job->opened) {
+                fd = job->fd; /* now ours to close */
+                job->opened = false;
+        } else
+                fd = open_file(job->dfd, n->name);
         if (fd < 0) {
                 r = fd;
                 goto unreadable;
@@ -654,12 +678,16 @@ static void *reader_main(void *arg)
         FileJob *next = NULL;
 
         for (;;) {
-                FileJob *job = next ? next : hf_queue_pop(b->jobs);
+                FileJob *job = next;
                 FileCtx *f;
                 bool complete;
 
-                if (!job)
-                        break;
+                if (!job) {
+                        job = hf_queue_pop(b->jobs);
+                        if (!job)
+                                break;
+                        open_ahead(job);
+                }
                 next = job->next;
                 f = calloc(1, sizeof(*f));
                 if (!f) {
@@ -681,6 +709,9 @@ static void *reader_main(void *arg)
                         f->error = -ECANCELED;
                 else
                         read_file(w, f);
+                if (job->opened && job->fd >= 0)
+                        close(job->fd);
+                job->opened = false;
                 pthread_mutex_lock(&f->lock);
                 f->read_done = true;
                 complete = f->n_done == f->n_cut;
