@@ -18,8 +18,8 @@
 #include "../base/log.h"
 #include "../base/util.h"
 #include "backend.h"
+#include "curl-pool.h"
 
-#define POOL_MAX 32
 #define TRIES 6
 #define LIST_MAX (512ULL << 20) /* a listing of ~5M objects */
 #define SMALL_MAX (64ULL << 20) /* anything not a pack: keys, config, index, snapshots */
@@ -31,51 +31,12 @@ typedef struct RestBackend {
         char *url; /* scheme://host:port/path/ (ends in '/'), no credentials */
         char *user, *password;
         char *cacert;
-        pthread_mutex_t lock;
-        CURL *pool[POOL_MAX];
-        size_t n_pool;
+        HfCurlPool pool;
         bool warned_auth;
         bool rclone; /* Server: rclone/... seen */
         /* holdfast serve --backend s3: with Object Lock: X-Holdfast-Retention of config */
         int64_t retention;
 } RestBackend;
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void curl_init(void)
-{
-        curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static CURL *take_handle(RestBackend *rb)
-{
-        CURL *c = NULL;
-
-        pthread_mutex_lock(&rb->lock);
-        if (rb->n_pool)
-                c = rb->pool[--rb->n_pool];
-        pthread_mutex_unlock(&rb->lock);
-        if (!c)
-                c = curl_easy_init();
-        else
-                curl_easy_reset(c); /* keeps the live connection */
-        return c;
-}
-
-static void give_handle(RestBackend *rb, CURL *c)
-{
-        if (!c)
-                return;
-        pthread_mutex_lock(&rb->lock);
-        if (rb->n_pool < POOL_MAX) {
-                rb->pool[rb->n_pool++] = c;
-                c = NULL;
-        }
-        pthread_mutex_unlock(&rb->lock);
-        if (c)
-                curl_easy_cleanup(c);
-}
 
 /* Where a response body goes: a growable buffer with a ceiling, or a fixed span. */
 typedef struct Sink {
@@ -310,7 +271,7 @@ static int perform(RestBackend *rb, Req *req)
         CURL *c;
         int r = -EIO;
 
-        c = take_handle(rb);
+        c = hf_curl_pool_take(&rb->pool);
         if (!c)
                 return -ENOMEM;
         for (int i = 0; i < rb->tries; i++) {
@@ -337,7 +298,7 @@ static int perform(RestBackend *rb, Req *req)
         }
         if (req->sink->rclone)
                 rb->rclone = true;
-        give_handle(rb, c);
+        hf_curl_pool_give(&rb->pool, c);
         if (r == 0 && req->status == 401 && !rb->warned_auth) {
                 rb->warned_auth = true;
                 log_error("%s: the server refused the credentials (HTTP 401): check the user "
@@ -653,9 +614,7 @@ static void rest_free(HfBackend *b)
 {
         RestBackend *rb = (RestBackend *)b;
 
-        for (size_t i = 0; i < rb->n_pool; i++)
-                curl_easy_cleanup(rb->pool[i]);
-        pthread_mutex_destroy(&rb->lock);
+        hf_curl_pool_done(&rb->pool);
         if (rb->password) {
                 explicit_bzero(rb->password, strlen(rb->password));
                 free(rb->password);
@@ -715,13 +674,12 @@ int hf_backend_rest_open(const char *url, bool create, HfBackend **ret)
                 return -EINVAL;
         if (strlen(url) > 2048 || strpbrk(url, " \t\r\n"))
                 return -EINVAL;
-        pthread_once(&curl_once, curl_init);
-        if (curl_init_result != CURLE_OK)
+        if (hf_curl_global_init() < 0)
                 return -EIO;
         rb = calloc(1, sizeof(*rb));
         if (!rb)
                 return -ENOMEM;
-        pthread_mutex_init(&rb->lock, NULL);
+        hf_curl_pool_init(&rb->pool);
         rb->base.ops = &rest_ops;
 
         scheme_end = strstr(url, "://") + 3;

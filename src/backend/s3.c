@@ -36,9 +36,9 @@
 #include "../base/util.h"
 #include "../crypto/crypto.h"
 #include "backend.h"
+#include "curl-pool.h"
 #include "s3.h"
 
-#define POOL_MAX 64
 #define TRIES 6
 #define SMALL_MAX (64ULL << 20)     /* anything not a pack */
 #define ERR_BODY_MAX (64u << 10)    /* an error document */
@@ -58,9 +58,7 @@ typedef struct S3Client {
         char *cacert;
         int tries;
         bool tls; /* https: TLS protects the body, so uploads need not be hashed by the server */
-        pthread_mutex_t lock;
-        CURL *pool[POOL_MAX];
-        size_t n_pool;
+        HfCurlPool pool;
         atomic_bool told_auth, told_skew, told_unreachable, told_bucket, told_denied;
         /* Object Lock */
         HfS3LockConfig lock_cfg;
@@ -85,21 +83,11 @@ typedef struct S3Backend {
 
 /* ---- the client ---- */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result;
-
-static void curl_init(void)
-{
-        curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 static void client_unref(S3Client *c)
 {
         if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
                 return;
-        for (size_t i = 0; i < c->n_pool; i++)
-                curl_easy_cleanup(c->pool[i]);
-        pthread_mutex_destroy(&c->lock);
+        hf_curl_pool_done(&c->pool);
         if (c->secret_key) {
                 explicit_bzero(c->secret_key, strlen(c->secret_key));
                 free(c->secret_key);
@@ -115,34 +103,6 @@ static void client_unref(S3Client *c)
         free(c->bucket);
         free(c->cacert);
         free(c);
-}
-
-static CURL *take_handle(S3Client *c)
-{
-        CURL *h = NULL;
-
-        pthread_mutex_lock(&c->lock);
-        if (c->n_pool)
-                h = c->pool[--c->n_pool];
-        pthread_mutex_unlock(&c->lock);
-        if (!h)
-                return curl_easy_init();
-        curl_easy_reset(h); /* keeps the live connection */
-        return h;
-}
-
-static void give_handle(S3Client *c, CURL *h)
-{
-        if (!h)
-                return;
-        pthread_mutex_lock(&c->lock);
-        if (c->n_pool < POOL_MAX) {
-                c->pool[c->n_pool++] = h;
-                h = NULL;
-        }
-        pthread_mutex_unlock(&c->lock);
-        if (h)
-                curl_easy_cleanup(h);
 }
 
 /* ---- one request ---- */
@@ -540,7 +500,7 @@ static int perform(S3Client *c, Req *rq)
         CURL *h;
         int r = -EIO;
 
-        h = take_handle(c);
+        h = hf_curl_pool_take(&c->pool);
         if (!h)
                 return -ENOMEM;
         for (int i = 0; i < c->tries; i++) {
@@ -568,7 +528,7 @@ static int perform(S3Client *c, Req *rq)
                 }
                 delay = MIN(delay * 2, 8.0);
         }
-        give_handle(c, h);
+        hf_curl_pool_give(&c->pool, h);
         if (r < 0 && r != -ENOMEM && r != -E2BIG && !atomic_exchange(&c->told_unreachable, true))
                 log_error_errno(r, "cannot reach the S3 server at %s after %d tries (%m)",
                                 c->endpoint, c->tries);
@@ -1746,14 +1706,13 @@ int hf_backend_s3_open(const char *url, bool create, const HfBackendS3Lock *lock
 
         if (!url || strlen(url) > 2048 || strpbrk(url, " \t\r\n"))
                 return -EINVAL;
-        pthread_once(&curl_once, curl_init);
-        if (curl_init_result != CURLE_OK)
+        if (hf_curl_global_init() < 0)
                 return -EIO;
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         atomic_init(&c->refs, 1);
-        pthread_mutex_init(&c->lock, NULL);
+        hf_curl_pool_init(&c->pool);
         r = parse_url(url, c, &prefix);
         if (r < 0) {
                 if (r == -EINVAL)
