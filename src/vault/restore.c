@@ -10,6 +10,13 @@
  * (owner, mode, xattrs, times) is applied last, deepest first, because creating entries
  * changes a folder's mtime.
  *
+ * A large file is split into ranges of blobs, each written at its offset (known from the index)
+ * with pwrite. The worker that takes the file writes its ranges in order; a worker with nothing
+ * else left to do writes ranges of such a file at the same time, and the last range to finish
+ * completes the file as a single worker would have. A restore of a few large files thus keeps
+ * every core busy to the end, while workers with files of their own never share one (writes
+ * to one file take its inode lock in turn).
+ *
  * Damaged or missing blobs do not stop the run: the file is reported, what could be read is
  * kept next to it as NAME.holdfast-partial, and the run ends as incomplete (exit 3).
  */
@@ -32,6 +39,24 @@
 
 #define PARTIAL_SUFFIX ".holdfast-partial"
 
+/*
+ * Splitting. A range is about RANGE_BYTES of content to load: the chunker's largest blob, so a
+ * range is never much smaller than the coarsest unit of work there is, and one range takes a
+ * core some milliseconds, which is the most the other cores can be left waiting at the end of a
+ * file. A file is split when it has more than SPLIT_MIN to load (two ranges or more; ranges are
+ * then 4 to 8 MiB); below that the per-file work (create, metadata, rename) would weigh more
+ * and the other cores usually have other files to write.
+ */
+#define RANGE_BYTES (8u << 20)
+#define SPLIT_MIN RANGE_BYTES
+
+/* What the work queue carries: a file to write whole or a split one (the first member of
+ * both, so a worker can tell them apart). */
+typedef enum RWorkKind {
+        RWORK_FILE = 0, /* calloc'd RFile */
+        RWORK_SPLIT,
+} RWorkKind;
+
 typedef struct RDir {
         size_t parent; /* index in dirs, SIZE_MAX for the target itself */
         char *relpath; /* relative to the target, "" for the target */
@@ -41,6 +66,7 @@ typedef struct RDir {
 } RDir;
 
 typedef struct RFile {
+        RWorkKind kind; /* first: see RWorkKind */
         size_t dir;
         const char *dirpath; /* the folder's relpath (stable while the restore runs) */
         HfNode node;
@@ -55,6 +81,41 @@ static void rfile_free(RFile *f)
         free(f->snap_path);
         free(f);
 }
+
+typedef struct RRange {
+        size_t begin, end; /* blobs [begin, end) of the file's content */
+        uint64_t off;      /* where blob begin goes */
+} RRange;
+
+/*
+ * A file written in ranges. The planner fills in the blob sizes and the ranges, lists it in
+ * Restore.splits and queues it. Ranges are claimed in order (next); whichever runs first
+ * creates the file. References: one per range, held until the range is written, and one for
+ * the queue and the list, dropped by the worker that took it from the queue once every range
+ * is claimed and it has unlisted it. The last reference completes the file and frees this
+ * (and the RFile unless hard-linked, as a worker does with a whole file).
+ */
+typedef struct RSplit {
+        RWorkKind kind; /* RWORK_SPLIT, first: see RWorkKind */
+        RFile *f;
+        struct RSplit *prev, *next_split; /* in Restore.splits, under split_lock */
+        bool listed;
+        uint32_t *sizes;      /* of every blob, from the index; they add up to the node's size */
+        pthread_mutex_t lock; /* guards the creation: opened, dfd, fd, tmp, open_err */
+        bool opened;
+        int dfd, fd;
+        char *tmp; /* the temporary name written, NULL when written under the real name */
+        int open_err;
+        atomic_size_t next;   /* first range not claimed yet (may run past n_ranges) */
+        atomic_size_t refs;   /* see above */
+        atomic_int first_err; /* first damaged or missing blob: the result is a partial file */
+        atomic_int fatal;     /* a write failed: the file is abandoned, later ranges stop */
+        atomic_bool holes;    /* something was not written (zeros, failed blobs): set the size */
+        size_t n_ranges;
+        RRange ranges[];
+} RSplit;
+
+typedef struct RWorker RWorker;
 
 typedef struct RGroup {
         uint64_t device_id, inode;
@@ -73,6 +134,8 @@ typedef struct Restore {
         RFile **files; /* each allocated alone: workers hold pointers while planning grows this */
         size_t n_files, cap_files;
         HfQueue *work; /* files to write, fed by the planner while it walks */
+        pthread_mutex_t split_lock;
+        RSplit *splits; /* queued split files until their ranges are all claimed */
         RGroup *groups;
         size_t n_groups, cap_groups;
         size_t *group_slots; /* open addressing over groups: index + 1, 0 = empty */
@@ -80,6 +143,7 @@ typedef struct Restore {
 
         uid_t euid;
         gid_t egid;
+        unsigned n_workers;
 
         atomic_uint_fast64_t bytes, files_done, files_failed, verified, verify_failed;
         uint64_t others, failed_other;
@@ -405,6 +469,142 @@ static int ensure_dir(Restore *rs, PlanDir *d)
 
 static int plan_tree(Restore *rs, const HfId *tree, PlanDir *dir, bool all);
 
+static RSplit *split_free(RSplit *s)
+{
+        if (!s)
+                return NULL;
+        pthread_mutex_destroy(&s->lock);
+        if (s->fd >= 0)
+                close(s->fd);
+        if (s->dfd >= 0)
+                close(s->dfd);
+        free(s->tmp);
+        free(s->sizes);
+        free(s);
+        return NULL;
+}
+
+/*
+ * The plan of a split: blob sizes from the index, then ranges of about the same load each. A
+ * run of identical blobs (zeros in a sparse file) is loaded once, so only the first blob of a
+ * run counts, and a run is never cut. NULL (not an error) when the file is better written
+ * whole: too little to load, a blob the index does not know (the whole-file path reports it
+ * and keeps later content where it can), sizes that disagree with the node, a single range.
+ */
+static int split_plan(Restore *rs, const HfNode *n, RSplit **ret)
+{
+        const HfIndex *idx = hf_repo_index(rs->repo);
+        _cleanup_free_ uint32_t *sizes = NULL;
+        uint64_t total = 0, load = 0, target, acc = 0, off = 0;
+        size_t max_ranges, begin = 0;
+        RSplit *s;
+
+        *ret = NULL;
+        if (rs->n_workers < 2 || n->size <= SPLIT_MIN || n->n_content < 2)
+                return 0;
+        sizes = malloc(n->n_content * sizeof(uint32_t));
+        if (!sizes)
+                return -ENOMEM;
+        for (size_t i = 0; i < n->n_content; i++) {
+                const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA, &n->content[i]);
+                if (!e || e->pack == HF_INDEX_PACK_PENDING || e->length < HF_CRYPTO_OVERHEAD)
+                        return 0;
+                sizes[i] = e->uncompressed_length ? e->uncompressed_length
+                                                  : e->length - HF_CRYPTO_OVERHEAD;
+                total += sizes[i];
+                if (i == 0 || !hf_id_eq(&n->content[i], &n->content[i - 1]))
+                        load += sizes[i];
+        }
+        if (total != n->size || load <= SPLIT_MIN)
+                return 0;
+        max_ranges = (size_t)((load + RANGE_BYTES - 1) / RANGE_BYTES);
+        target = (load + max_ranges - 1) / max_ranges;
+        /* Each range but the last loads at least target, so there are at most max_ranges. */
+        s = calloc(1, sizeof(*s) + max_ranges * sizeof(RRange));
+        if (!s)
+                return -ENOMEM;
+        for (size_t i = 0; i < n->n_content; i++) {
+                if (i == 0 || !hf_id_eq(&n->content[i], &n->content[i - 1]))
+                        acc += sizes[i];
+                if (i + 1 == n->n_content ||
+                    (acc >= target && !hf_id_eq(&n->content[i + 1], &n->content[i]))) {
+                        s->ranges[s->n_ranges++] = (RRange){ .begin = begin,
+                                                             .end = i + 1,
+                                                             .off = off };
+                        for (; begin <= i; begin++)
+                                off += sizes[begin];
+                        acc = 0;
+                }
+        }
+        if (s->n_ranges < 2) {
+                free(s);
+                return 0;
+        }
+        pthread_mutex_init(&s->lock, NULL);
+        s->kind = RWORK_SPLIT;
+        s->dfd = s->fd = -1;
+        s->sizes = TAKE_PTR(sizes);
+        atomic_init(&s->next, 0);
+        atomic_init(&s->refs, s->n_ranges + 1);
+        atomic_init(&s->first_err, 0);
+        atomic_init(&s->fatal, 0);
+        atomic_init(&s->holes, false);
+        *ret = s;
+        return 0;
+}
+
+static void split_list(Restore *rs, RSplit *s)
+{
+        pthread_mutex_lock(&rs->split_lock);
+        s->prev = NULL;
+        s->next_split = rs->splits;
+        if (rs->splits)
+                rs->splits->prev = s;
+        rs->splits = s;
+        s->listed = true;
+        pthread_mutex_unlock(&rs->split_lock);
+}
+
+static void split_unlist(Restore *rs, RSplit *s)
+{
+        pthread_mutex_lock(&rs->split_lock);
+        if (s->listed) {
+                if (s->prev)
+                        s->prev->next_split = s->next_split;
+                else
+                        rs->splits = s->next_split;
+                if (s->next_split)
+                        s->next_split->prev = s->prev;
+                s->listed = false;
+        }
+        pthread_mutex_unlock(&rs->split_lock);
+}
+
+/* Queues a file to write, whole or split when large. Takes f: on failure it is freed unless
+ * hard-linked (rs->files keeps those). */
+static int queue_file(Restore *rs, RFile *f)
+{
+        RSplit *s;
+        int r;
+
+        r = split_plan(rs, &f->node, &s);
+        if (r >= 0 && !s)
+                r = hf_queue_push(rs->work, f);
+        else if (r >= 0) {
+                s->f = f;
+                /* Listed before it is queued: a worker may take it and be done at once. */
+                split_list(rs, s);
+                r = hf_queue_push(rs->work, s);
+                if (r < 0) {
+                        split_unlist(rs, s);
+                        split_free(s);
+                }
+        }
+        if (r < 0 && f->group < 0)
+                rfile_free(f);
+        return r;
+}
+
 static int plan_node(Restore *rs, const HfNode *n, PlanDir *dir, bool all)
 {
         _cleanup_free_ char *snap_path = NULL;
@@ -485,12 +685,7 @@ static int plan_node(Restore *rs, const HfNode *n, PlanDir *dir, bool all)
                 if (!link_only) {
                         hf_progress_add_total(rs->progress, 1, n->size);
                         /* Writers start while the walk goes on. */
-                        r = hf_queue_push(rs->work, f);
-                        if (r < 0) {
-                                if (!linked)
-                                        rfile_free(f);
-                                return r;
-                        }
+                        return queue_file(rs, f);
                 }
                 return 0;
         }
@@ -517,15 +712,19 @@ static int plan_tree(Restore *rs, const HfId *tree, PlanDir *dir, bool all)
 
 /* ---- writing files ---------------------------------------------------------------------- */
 
-typedef struct RWorker {
+typedef struct RRead RRead;
+
+struct RWorker {
         Restore *rs;
         HfCodec *codec;
         HfBuf blob;
         HfBuf check;
+        RRead *reads; /* a range's blobs in pack order; grows to the largest range */
+        size_t cap_reads;
         size_t cached_dir;
         int cached_fd;
         pthread_t thread;
-} RWorker;
+};
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -609,6 +808,98 @@ static int create_target(int dfd, const char *name, mode_t perm, char **ret_tmp)
         return fd;
 }
 
+static void report_blob_error(Restore *rs, const RFile *f, const HfId *id, uint64_t off, int r)
+{
+        char hex[HF_ID_HEX_LEN + 1];
+
+        hf_id_hex(id, hex);
+        hf_report_error(&rs->opts->out, "restore", f->snap_path, r, "blob %.16s at offset %llu %s",
+                        hex, (unsigned long long)off,
+                        r == -ENOENT    ? "is missing from the vault"
+                        : r == -EBADMSG ? "is damaged (MAC or hash mismatch)"
+                                        : "cannot be read");
+}
+
+/* A write failed: the file is reported and removed. Takes fd. */
+static int abandon_file(Restore *rs, const RFile *f, int dfd, int fd, const char *written_name,
+                        int r)
+{
+        hf_report_error(&rs->opts->out, "restore", f->snap_path, r, "cannot restore: %m");
+        if (fd >= 0)
+                close(fd);
+        (void)unlinkat(dfd, written_name, 0);
+        return r;
+}
+
+/*
+ * Once the content is in (off bytes of it, holes included): size check, --verify, metadata,
+ * then the rename into place, or to NAME.holdfast-partial when a blob failed (first_err).
+ * Takes fd. Returns 0 or the file's error, reported.
+ */
+static int finish_file(RWorker *w, const RFile *f, int dfd, int fd, const char *tmp,
+                       const uint32_t *sizes, uint64_t off, int first_err)
+{
+        Restore *rs = w->rs;
+        const HfNode *n = &f->node;
+        const char *written_name = tmp ? tmp : n->name;
+        int r;
+
+        if (!first_err && off != n->size)
+                hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
+                                "content is %llu bytes but the snapshot says %llu",
+                                (unsigned long long)off, (unsigned long long)n->size);
+        if (!first_err && rs->opts->verify) {
+                r = verify_file(w, fd, n, sizes);
+                if (r < 0) {
+                        atomic_fetch_add(&rs->verify_failed, 1);
+                        hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
+                                        "verification failed: what was written does not hash "
+                                        "to the snapshot's content (%m)");
+                        first_err = r;
+                } else
+                        atomic_fetch_add(&rs->verified, 1);
+        }
+        /* Created with the final permission bits. */
+        r = apply_meta_fd(rs, fd, n, hf_mode_from_go(n->mode) & 0777);
+        if (r < 0 && r != -ENOTSUP)
+                hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
+                                "restored, but its owner, mode or xattrs could not be set: %m");
+        if (apply_times_fd(fd, n) < 0)
+                hf_report_error(&rs->opts->out, "restore", f->snap_path, -errno,
+                                "restored, but its times could not be set: %m");
+        if (close(fd) < 0)
+                return abandon_file(rs, f, dfd, -1, written_name, -errno);
+        if (first_err) {
+                _cleanup_free_ char *partial = NULL;
+                if (asprintf(&partial, "%s" PARTIAL_SUFFIX, n->name) >= 0 &&
+                    renameat(dfd, written_name, dfd, partial) == 0)
+                        hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
+                                        "not restored; what could be read is in %s", partial);
+                else
+                        (void)unlinkat(dfd, written_name, 0);
+                return first_err;
+        }
+        if (tmp && renameat(dfd, tmp, dfd, n->name) < 0)
+                return abandon_file(rs, f, dfd, -1, written_name, -errno);
+        return 0;
+}
+
+/* Counts a file as written or failed (r < 0, reported) and frees it unless hard-linked. */
+static void file_done(Restore *rs, RFile *f, int r)
+{
+        bool linked = f->group >= 0;
+
+        if (r < 0) {
+                atomic_fetch_add(&rs->files_failed, 1);
+                if (linked)
+                        f->group = -2; /* tells its hard links the first name is missing */
+        } else
+                atomic_fetch_add(&rs->files_done, 1);
+        hf_progress_add_files(rs->progress, 1);
+        if (!linked)
+                rfile_free(f);
+}
+
 static int restore_file(RWorker *w, RFile *f)
 {
         Restore *rs = w->rs;
@@ -622,7 +913,6 @@ static int restore_file(RWorker *w, RFile *f)
         uint64_t off = 0;
         ssize_t last = -1;
         bool hole_at_end = false;
-        const char *written_name;
 
         dfd = worker_dirfd(w, f);
         if (dfd < 0) {
@@ -637,7 +927,6 @@ static int restore_file(RWorker *w, RFile *f)
                                 "cannot create a file in its folder: %m");
                 return r;
         }
-        written_name = tmp ? tmp : n->name;
         sizes = calloc(MAX(n->n_content, (size_t)1), sizeof(uint32_t));
         if (!sizes) {
                 r = -ENOMEM;
@@ -650,15 +939,7 @@ static int restore_file(RWorker *w, RFile *f)
                         r = hf_repo_load_blob(rs->repo, w->codec, HF_BLOB_DATA, &n->content[i],
                                               &w->blob);
                         if (r < 0) {
-                                char hex[HF_ID_HEX_LEN + 1];
-                                hf_id_hex(&n->content[i], hex);
-                                hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
-                                                "blob %.16s at offset %llu %s", hex,
-                                                (unsigned long long)off,
-                                                r == -ENOENT ? "is missing from the vault"
-                                                : r == -EBADMSG
-                                                        ? "is damaged (MAC or hash mismatch)"
-                                                        : "cannot be read");
+                                report_blob_error(rs, f, &n->content[i], off, r);
                                 if (first_err == 0)
                                         first_err = r;
                                 /* Leave a hole of the blob's size (when the index knows it),
@@ -694,55 +975,211 @@ static int restore_file(RWorker *w, RFile *f)
                         goto fail;
                 }
         }
-        if (!first_err && off != n->size)
-                hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
-                                "content is %llu bytes but the snapshot says %llu",
-                                (unsigned long long)off, (unsigned long long)n->size);
-        if (!first_err && rs->opts->verify) {
-                r = verify_file(w, fd, n, sizes);
-                if (r < 0) {
-                        atomic_fetch_add(&rs->verify_failed, 1);
-                        hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
-                                        "verification failed: what was written does not hash "
-                                        "to the snapshot's content (%m)");
-                        first_err = r;
-                } else
-                        atomic_fetch_add(&rs->verified, 1);
-        }
-        r = apply_meta_fd(rs, fd, n, perm);
-        if (r < 0 && r != -ENOTSUP)
-                hf_report_error(&rs->opts->out, "restore", f->snap_path, r,
-                                "restored, but its owner, mode or xattrs could not be set: %m");
-        if (apply_times_fd(fd, n) < 0)
-                hf_report_error(&rs->opts->out, "restore", f->snap_path, -errno,
-                                "restored, but its times could not be set: %m");
-        if (close(fd) < 0) {
-                r = -errno;
-                fd = -1;
-                goto fail;
-        }
-        fd = -1;
-        if (first_err) {
-                _cleanup_free_ char *partial = NULL;
-                if (asprintf(&partial, "%s" PARTIAL_SUFFIX, n->name) >= 0 &&
-                    renameat(dfd, written_name, dfd, partial) == 0)
-                        hf_report_error(&rs->opts->out, "restore", f->snap_path, 0,
-                                        "not restored; what could be read is in %s", partial);
-                else
-                        (void)unlinkat(dfd, written_name, 0);
-                return first_err;
-        }
-        if (tmp && renameat(dfd, tmp, dfd, n->name) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        return 0;
+        return finish_file(w, f, dfd, fd, tmp, sizes, off, first_err);
 fail:
-        hf_report_error(&rs->opts->out, "restore", f->snap_path, r, "cannot restore: %m");
-        if (fd >= 0)
-                close(fd);
-        (void)unlinkat(dfd, written_name, 0);
-        return r;
+        return abandon_file(rs, f, dfd, fd, tmp ? tmp : n->name, r);
+}
+
+/* ---- writing a file in ranges ----------------------------------------------------------- */
+
+/* Creates the file of a split once, whichever range comes first. -1 when that failed
+ * (reported then). */
+static int split_open(Restore *rs, RSplit *s)
+{
+        const RFile *f = s->f;
+        int fd;
+
+        pthread_mutex_lock(&s->lock);
+        if (!s->opened) {
+                s->opened = true;
+                /* Its own folder fd: any worker may finish the file. */
+                s->dfd = open_dir(rs, f->dirpath);
+                if (s->dfd < 0) {
+                        s->open_err = s->dfd;
+                        hf_report_error(&rs->opts->out, "restore", f->snap_path, s->open_err,
+                                        "cannot open its folder: %m");
+                } else {
+                        s->fd = create_target(s->dfd, f->node.name,
+                                              hf_mode_from_go(f->node.mode) & 0777, &s->tmp);
+                        if (s->fd < 0) {
+                                s->open_err = s->fd;
+                                hf_report_error(&rs->opts->out, "restore", f->snap_path,
+                                                s->open_err,
+                                                "cannot create a file in its folder: %m");
+                        }
+                }
+        }
+        fd = s->fd;
+        pthread_mutex_unlock(&s->lock);
+        return fd;
+}
+
+/* What the last reference does: the file as restore_file finishes it, then the accounting. */
+static void split_finish(Restore *rs, RWorker *w, RSplit *s)
+{
+        RFile *f = s->f;
+        const char *written_name = s->tmp ? s->tmp : f->node.name;
+        int r = atomic_load(&s->fatal);
+        int fd = s->fd;
+
+        s->fd = -1; /* finish_file and abandon_file take it */
+        if (fd < 0)
+                r = s->open_err ? s->open_err : r; /* reported by split_open */
+        else if (r < 0)
+                abandon_file(rs, f, s->dfd, fd, written_name, r);
+        else if (atomic_load(&s->holes) && ftruncate(fd, (off_t)f->node.size) < 0)
+                /* Zeros and failed blobs were skipped; the ranges wrote everything else. */
+                r = abandon_file(rs, f, s->dfd, fd, written_name, -errno);
+        else
+                r = finish_file(w, f, s->dfd, fd, s->tmp, s->sizes, f->node.size,
+                                atomic_load(&s->first_err));
+        file_done(rs, f, r);
+        split_free(s);
+}
+
+/* Drops a reference to a split; the last one finishes the file. */
+static void split_put(RWorker *w, RSplit *s)
+{
+        if (atomic_fetch_sub(&s->refs, 1) == 1)
+                split_finish(w->rs, w, s);
+}
+
+struct RRead {
+        uint32_t pack, pack_off; /* where the blob is in the vault */
+        size_t blob;             /* its index in the file's content */
+        uint64_t off;            /* where it goes in the file */
+};
+
+static int rread_cmp(const void *a, const void *b)
+{
+        const RRead *x = a, *y = b;
+
+        if (x->pack != y->pack)
+                return x->pack < y->pack ? -1 : 1;
+        if (x->pack_off != y->pack_off)
+                return x->pack_off < y->pack_off ? -1 : 1;
+        return (x->blob > y->blob) - (x->blob < y->blob);
+}
+
+/*
+ * Writes range ri, claimed by this worker, and drops its reference. Its blobs are read in pack
+ * order: sequential reads within each pack, and copies of one blob (a run of zeros) next to
+ * each other, so each is loaded once. A damaged blob is reported and left as a hole like in
+ * restore_file; a failed write stops the file.
+ */
+static void restore_range(RWorker *w, RSplit *s, size_t ri)
+{
+        Restore *rs = w->rs;
+        const RRange *rg = &s->ranges[ri];
+        const RFile *f = s->f;
+        const HfNode *n = &f->node;
+        const HfIndex *idx = hf_repo_index(rs->repo);
+        size_t nr = rg->end - rg->begin, last = SIZE_MAX;
+        uint64_t off = rg->off;
+        int fd, r;
+
+        fd = split_open(rs, s);
+        if (fd < 0 || atomic_load(&s->fatal) < 0)
+                goto out;
+        if (nr > w->cap_reads) {
+                size_t ncap = MAX(nr, (size_t)64);
+                RRead *nv = realloc(w->reads, ncap * sizeof(RRead));
+                if (!nv) {
+                        atomic_store(&s->fatal, -ENOMEM);
+                        goto out;
+                }
+                w->reads = nv;
+                w->cap_reads = ncap;
+        }
+        for (size_t i = 0; i < nr; i++) {
+                const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA,
+                                                        &n->content[rg->begin + i]);
+                /* The planner found every blob; a later miss is reported by the load. */
+                w->reads[i] = (RRead){ .pack = e ? e->pack : UINT32_MAX,
+                                       .pack_off = e ? e->offset : 0,
+                                       .blob = rg->begin + i,
+                                       .off = off };
+                off += s->sizes[rg->begin + i];
+        }
+        qsort(w->reads, nr, sizeof(RRead), rread_cmp);
+        for (size_t i = 0; i < nr && atomic_load_explicit(&s->fatal, memory_order_relaxed) == 0;
+             i++) {
+                const RRead *rd = &w->reads[i];
+                const HfId *id = &n->content[rd->blob];
+                if (last == SIZE_MAX || !hf_id_eq(id, &n->content[last])) {
+                        hf_buf_reset(&w->blob);
+                        r = hf_repo_load_blob(rs->repo, w->codec, HF_BLOB_DATA, id, &w->blob);
+                        /* Its place in the file is fixed by the index; a blob that does not
+                         * fill it exactly would shift nothing but overlap its neighbours. */
+                        if (r >= 0 && w->blob.len != s->sizes[rd->blob])
+                                r = -EPROTO;
+                        if (r < 0) {
+                                report_blob_error(rs, f, id, rd->off, r);
+                                int zero = 0;
+                                (void)atomic_compare_exchange_strong(&s->first_err, &zero, r);
+                                atomic_store(&s->holes, true);
+                                last = SIZE_MAX;
+                                continue;
+                        }
+                        last = rd->blob;
+                }
+                if (all_zero(w->blob.data, w->blob.len))
+                        atomic_store(&s->holes, true);
+                else {
+                        r = hf_write_all_at(fd, w->blob.data, w->blob.len, rd->off);
+                        if (r < 0) {
+                                int zero = 0;
+                                (void)atomic_compare_exchange_strong(&s->fatal, &zero, r);
+                                break;
+                        }
+                }
+                hf_progress_add_bytes(rs->progress, w->blob.len);
+                atomic_fetch_add(&rs->bytes, w->blob.len);
+        }
+out:
+        split_put(w, s);
+}
+
+/* A worker that took a split file from the queue: its ranges in order, with any helpers. */
+static void restore_split(RWorker *w, RSplit *s)
+{
+        for (size_t i; (i = atomic_fetch_add(&s->next, 1)) < s->n_ranges;)
+                restore_range(w, s, i);
+        split_unlist(w->rs, s);
+        split_put(w, s);
+}
+
+/*
+ * A worker whose queue has run dry helps with split files still being written: claims a
+ * range of the one with the most left, false when none has any. A listed split holds its
+ * queue reference, and the claimed range its own, so it stays valid.
+ */
+static bool help_claim(Restore *rs, RSplit **ret, size_t *ret_range)
+{
+        for (;;) {
+                RSplit *best = NULL;
+                size_t most = 0, i;
+
+                pthread_mutex_lock(&rs->split_lock);
+                for (RSplit *s = rs->splits; s; s = s->next_split) {
+                        size_t next = atomic_load(&s->next);
+                        if (next < s->n_ranges && s->n_ranges - next > most) {
+                                best = s;
+                                most = s->n_ranges - next;
+                        }
+                }
+                if (best)
+                        i = atomic_fetch_add(&best->next, 1);
+                pthread_mutex_unlock(&rs->split_lock);
+                if (!best)
+                        return false;
+                if (i < best->n_ranges) {
+                        *ret = best;
+                        *ret_range = i;
+                        return true;
+                }
+                /* Its owner or another helper took the last range meanwhile. */
+        }
 }
 
 static void *rworker_main(void *arg)
@@ -751,22 +1188,22 @@ static void *rworker_main(void *arg)
         Restore *rs = w->rs;
 
         for (;;) {
-                RFile *f = hf_queue_pop(rs->work);
-                int r;
+                RWorkKind *item = hf_queue_pop(rs->work);
 
-                if (!f)
+                if (!item)
                         break;
-                bool linked = f->group >= 0;
-                r = restore_file(w, f); /* reports its own problems */
-                if (r < 0) {
-                        atomic_fetch_add(&rs->files_failed, 1);
-                        if (linked)
-                                f->group = -2; /* tells its hard links the first name is missing */
-                } else
-                        atomic_fetch_add(&rs->files_done, 1);
-                hf_progress_add_files(rs->progress, 1);
-                if (!linked)
-                        rfile_free(f);
+                if (*item == RWORK_SPLIT)
+                        restore_split(w, (RSplit *)item);
+                else
+                        file_done(rs, (RFile *)item, restore_file(w, (RFile *)item));
+        }
+        /* Every file has its worker; what is left is ranges of split ones. */
+        for (;;) {
+                RSplit *s;
+                size_t i;
+                if (!help_claim(rs, &s, &i))
+                        break;
+                restore_range(w, s, i);
         }
         return NULL;
 }
@@ -933,7 +1370,9 @@ static int find_subtree(Restore *rs, const HfId *root, const char *sub, HfId *re
 int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opts,
                HfRestoreResult *ret)
 {
-        Restore rs = { .repo = repo, .opts = opts, .targetfd = -1 };
+        Restore rs = {
+                .repo = repo, .opts = opts, .targetfd = -1, .split_lock = PTHREAD_MUTEX_INITIALIZER
+        };
         RWorker *workers = NULL;
         unsigned n_workers = opts->workers ? opts->workers : (unsigned)hf_ncpus();
         _cleanup_free_ char *prefix = NULL;
@@ -1002,6 +1441,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                 r = r < 0 ? r : -EAGAIN;
                 goto out;
         }
+        rs.n_workers = n_workers; /* the planner splits files only for several */
         {
                 /* Snapshot paths are shown absolute. */
                 _cleanup_free_ char *sp = NULL;
@@ -1057,6 +1497,7 @@ out:
                         hf_codec_free(workers[i].codec);
                         hf_buf_free(&workers[i].blob);
                         hf_buf_free(&workers[i].check);
+                        free(workers[i].reads);
                         if (workers[i].cached_fd >= 0)
                                 close(workers[i].cached_fd);
                 }
