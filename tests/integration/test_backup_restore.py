@@ -121,6 +121,17 @@ def all_under(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
+def damage_blob(vault, pack, offset, length):
+    """Flips one bit in the middle of a blob stored in pack (its MAC no longer matches)."""
+    path = vault / "data" / pack[:2] / pack
+    os.chmod(path, 0o600)
+    with open(path, "r+b") as f:
+        f.seek(offset + length // 2)
+        b = f.read(1)
+        f.seek(offset + length // 2)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
 def sha256(path):
     hsh = hashlib.sha256()
     with open(path, "rb") as f:
@@ -947,13 +958,7 @@ def test_restore_damaged_blob_keeps_old_file(holdfast, restic, tmp_path, target_
     length, pack, offset, plain = max(blobs)
     plain = plain or length - 32  # restic's IV and MAC around the (plain) blob
     assert length > 100_000
-    path = vault / "data" / pack[:2] / pack
-    os.chmod(path, 0o600)
-    with open(path, "r+b") as f:
-        f.seek(offset + length // 2)
-        b = f.read(1)
-        f.seek(offset + length // 2)
-        f.write(bytes([b[0] ^ 0x40]))
+    damage_blob(vault, pack, offset, length)
 
     res = holdfast("restore", "latest", "--target", target_dir, repo=vault).expect(3)
     t = target_dir / "src"
@@ -973,6 +978,114 @@ def test_restore_damaged_blob_keeps_old_file(holdfast, restic, tmp_path, target_
                 if data[i] != want[i])
     assert last - first < plain, \
         f"bytes {first}..{last} differ, more than the damaged blob's {plain} bytes"
+
+
+def large_file(rng, parts):
+    """Bytes made of (kind, MiB) parts: random, text (compressible) or zeros."""
+    words = [rng.randbytes(6).hex() for _ in range(512)]
+    out = []
+    for kind, mib in parts:
+        n = mib * h.MIB
+        if kind == "random":
+            out.append(rng.randbytes(n))
+        elif kind == "zeros":
+            out.append(bytes(n))
+        else:
+            text = " ".join(rng.choice(words) for _ in range(n // 12 + 1)).encode()
+            out.append(text[:n])
+    return b"".join(out)
+
+
+def file_blobs(restic, vault, path):
+    """[(blob id, pack, offset in the pack, encrypted length, plain length)] of a file of the
+    latest snapshot, in file order (from restic's view of the trees and the index)."""
+    index = {}
+    for idx in restic("list", "index", repo=vault).ok().out.split():
+        for pk in restic("cat", "index", idx, repo=vault).ok().json()["packs"]:
+            for b in pk["blobs"]:
+                index[b["id"]] = (pk["id"], b["offset"], b["length"],
+                                  b.get("uncompressed_length") or b["length"] - 32)
+    tree = restic("snapshots", "--json", "latest", repo=vault).ok().json()[-1]["tree"]
+    *folders, name = path.strip("/").split("/")
+    for folder in folders:
+        nodes = restic("cat", "blob", tree, repo=vault).ok().json()["nodes"]
+        tree = next(n["subtree"] for n in nodes if n["name"] == folder)
+    nodes = restic("cat", "blob", tree, repo=vault).ok().json()["nodes"]
+    content = next(n["content"] for n in nodes if n["name"] == name)
+    return [(b, *index[b]) for b in content]
+
+
+def test_restore_large_files_in_ranges(holdfast, restic, tmp_path, target_dir):
+    """Files large enough to be written in ranges by several workers at once: content, holes
+    (zeros inside and at the end), a hard link, metadata, --verify."""
+    src, vault = tmp_path / "src", tmp_path / "vault"
+    rng = random.Random(11)
+    big = write(src / "big.img", large_file(rng, [("random", 6), ("text", 5), ("zeros", 20),
+                                                  ("random", 3), ("text", 4), ("zeros", 20)]),
+                0o640, mtime=1_650_000_000)
+    os.link(big, src / "big.link")
+    write(src / "second.bin", large_file(rng, [("text", 7), ("random", 12)]), 0o600)
+    write(src / "small.txt", "small\n")
+    init(holdfast, vault)
+    backup(holdfast, vault, src)
+    assert len(file_blobs(restic, vault, "/src/big.img")) >= 8
+
+    for i, extra in enumerate(([], ["--verify"])):
+        target = target_dir / str(i)
+        res = holdfast("restore", "latest", "--target", target, *extra, repo=vault).ok()
+        t = target / "src"
+        h.assert_trees_equal(src, t)
+        assert sha256(t / "big.img") == sha256(big)
+        assert sha256(t / "second.bin") == sha256(src / "second.bin")
+        assert os.stat(t / "big.img").st_ino == os.stat(t / "big.link").st_ino
+        st = os.stat(t / "big.img")
+        assert st.st_size == 58 * h.MIB
+        # 40 MiB of zeros, cut into blobs of zeros except where they meet data.
+        assert st.st_blocks * 512 <= 34 * h.MIB, f"{st.st_blocks * 512} bytes allocated"
+        assert not [p for p in target.rglob("*.holdfast*")], all_under(target)
+        if extra:
+            m = re.search(r"verified (\d+) files?: (\d+) failed", res.out + res.err)
+            assert m and (int(m.group(1)), int(m.group(2))) == (3, 0), res.describe()
+
+
+def test_restore_damaged_blob_in_a_large_file(holdfast, restic, tmp_path, target_dir):
+    """A damaged blob in the middle of a file written in ranges: the other ranges are written,
+    the file is kept as NAME.holdfast-partial (never under its name), an older version stays,
+    the run ends incomplete."""
+    src, vault = tmp_path / "src", tmp_path / "vault"
+    rng = random.Random(12)
+    big = write(src / "big.bin", large_file(rng, [("random", 20), ("text", 12)]))
+    write(src / "small.txt", "small and sound\n")
+    init(holdfast, vault)
+    backup(holdfast, vault, src)
+    blobs = file_blobs(restic, vault, "/src/big.bin")
+    assert len(blobs) >= 8
+    k = len(blobs) // 2
+    _, pack, offset, length, plain = blobs[k]
+    at = sum(b[4] for b in blobs[:k])  # where the damaged blob goes in the file
+    damage_blob(vault, pack, offset, length)
+
+    old = target_dir / "old"
+    write(old / "src/big.bin", "older big\n")
+    fresh = target_dir / "fresh"
+    want = big.read_bytes()
+    for target in (old, fresh):
+        res = holdfast("restore", "latest", "--target", target, repo=vault).expect(3)
+        t = target / "src"
+        assert f"at offset {at} " in res.err, res.describe()
+        assert "big.bin.holdfast-partial" in res.err, res.describe()
+        assert (t / "small.txt").read_text() == "small and sound\n"
+        if target == old:
+            assert (t / "big.bin").read_text() == "older big\n", "the old file was replaced"
+        else:
+            assert not (t / "big.bin").exists(), all_under(target)
+        assert not [p for p in t.iterdir() if ".holdfast-" in p.name and
+                    not p.name.endswith(".holdfast-partial")], all_under(target)
+        data = (t / "big.bin.holdfast-partial").read_bytes()
+        assert len(data) == len(want)
+        # Everything but the damaged blob's bytes (a hole) is what was backed up.
+        assert data[:at] == want[:at] and data[at + plain:] == want[at + plain:]
+        assert data[at:at + plain] == bytes(plain)
 
 
 # --------------------------------------------------------------------------------------------
