@@ -518,3 +518,16 @@ bool hf_utf8_valid(const char *s, size_t n)
         }
         return true;
 }
+
+int hf_reserve(void **v, size_t *cap, size_t n, size_t size)
+{
+        if (n < *cap)
+                return 0;
+        size_t want = MAX(n + 1, MAX((size_t)64, *cap + *cap / 2));
+        void *nv = reallocarray(*v, want, size);
+        if (!nv)
+                return -ENOMEM;
+        *v = nv;
+        *cap = want;
+        return 0;
+}

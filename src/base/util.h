@@ -57,6 +57,9 @@ int hf_write_all(int fd, const void *p, size_t n);
 int hf_pread_all(int fd, void *p, size_t n, uint64_t off);
 /* pwrite() of all n bytes at off, retrying short writes and EINTR. */
 int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off);
+/* Room for element n (0-based) of an array of size-byte elements at *v, of capacity *cap:
+ * grows it by half (at least 64) when full. 0, or -ENOMEM with *v and *cap unchanged. */
+int hf_reserve(void **v, size_t *cap, size_t n, size_t size);
 /*
  * Durable atomic creation of dirfd/name: write a temp file in the same folder, fsync, rename
  * over name, fsync the folder, then chmod to mode. With exclusive set, an existing name is

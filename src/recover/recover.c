@@ -60,7 +60,15 @@ typedef struct Pre {
         int64_t mtime_ns;
         char sha[65];
         bool released;
+        uint64_t range_off, range_len, log_off; /* method "range" */
 } Pre;
+
+/* One kept range of a run: len bytes at off of the file, at log_off of the log file. */
+typedef struct Seg {
+        uint64_t off, len, log_off;
+        char *log;
+        char sha[65];
+} Seg;
 
 typedef struct Ev {
         double time;
@@ -111,6 +119,11 @@ typedef struct Item {
         int64_t meta_size, meta_mtime_ns;
         char meta_sha[65]; /* SHA-256 of a (maybe released) pre-image of that moment */
         const char *why;   /* SRC_NONE: why */
+        /* SRC_PREIMAGE from a run of ranges (pre is its first row): base (the whole pre-image
+         * that ended the run, the file as it is now, or its pin) with the ranges put back */
+        char *base;
+        Seg *segs;
+        size_t n_segs, cap_segs;
 } Item;
 
 typedef struct Junk {
@@ -135,24 +148,24 @@ typedef struct Ctx {
         char kind[32], state[32];
         double first_event, detected, contained, lo, hi, end, t_start;
         pid_t *pids;
-        size_t n_pids;
+        size_t n_pids, cap_pids;
         Ev *ev;
-        size_t n_ev;
+        size_t n_ev, cap_ev;
         Move *moves; /* in event order */
-        size_t n_moves, n_pending;
+        size_t n_moves, cap_moves, n_pending;
         Pre *pre;
-        size_t n_pre;
+        size_t n_pre, cap_pre;
         Pre *pins; /* pin rows of the scope: the inodes its processes opened for write */
-        size_t n_pins;
+        size_t n_pins, cap_pins;
         Item *items;
-        size_t n_items;
+        size_t n_items, cap_items;
         Map by_ino, by_cur;
         char *dir_path; /* locate_in_dir()'s folder listing */
         Map dir_map;
         char **dir_names;
         size_t n_dir_names;
         Junk *junk;
-        size_t n_junk;
+        size_t n_junk, cap_junk;
         HfVaultSrc *vault;
         bool vault_tried;
         /* execution */
@@ -525,7 +538,7 @@ static double col_dbl(sqlite3_stmt *s, int i, double dflt)
 
 #define PRE_COLS                                                                                   \
         "id, time, pid, reason, method, dev, ino, path, store_root, store_path, size, mode,"       \
-        " uid, gid, mtime_ns, sha256, released"
+        " uid, gid, mtime_ns, sha256, released, range_off, range_len, log_off"
 
 static int pre_from_row(sqlite3_stmt *s, Pre *p)
 {
@@ -552,6 +565,9 @@ static int pre_from_row(sqlite3_stmt *s, Pre *p)
         p->mtime_ns = col_i64(s, 14, 0);
         col_copy(s, 15, p->sha, sizeof(p->sha));
         p->released = sqlite3_column_type(s, 16) != SQLITE_NULL;
+        p->range_off = (uint64_t)col_i64(s, 17, 0);
+        p->range_len = (uint64_t)col_i64(s, 18, 0);
+        p->log_off = (uint64_t)col_i64(s, 19, 0);
         if (!p->path)
                 return -ENOMEM;
         return 0;
@@ -599,12 +615,10 @@ static int load_incident(Ctx *c)
                 return db_fail(c, "reading the processes");
         sqlite3_bind_int64(s, 1, c->o->incident);
         while (sqlite3_step(s) == SQLITE_ROW) {
-                pid_t *np = realloc(c->pids, (c->n_pids + 1) * sizeof(pid_t));
-                if (!np) {
+                if (hf_reserve((void **)&c->pids, &c->cap_pids, c->n_pids, sizeof(pid_t)) < 0) {
                         sqlite3_finalize(s);
                         return -ENOMEM;
                 }
-                c->pids = np;
                 c->pids[c->n_pids++] = (pid_t)sqlite3_column_int64(s, 0);
         }
         sqlite3_finalize(s);
@@ -662,13 +676,9 @@ static int load_events(Ctx *c)
                                     c->o->scope == HF_RECOVER_PROCESS ? c->o->since : c->o->before);
         }
         while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-                if (c->n_ev % 1024 == 0) {
-                        Ev *nv = realloc(c->ev, (c->n_ev + 1024) * sizeof(Ev));
-                        if (!nv) {
-                                sqlite3_finalize(s);
-                                return -ENOMEM;
-                        }
-                        c->ev = nv;
+                if (hf_reserve((void **)&c->ev, &c->cap_ev, c->n_ev, sizeof(Ev)) < 0) {
+                        sqlite3_finalize(s);
+                        return -ENOMEM;
                 }
                 Ev *e = &c->ev[c->n_ev];
                 *e = (Ev){ 0 };
@@ -695,24 +705,16 @@ static int load_events(Ctx *c)
 
 static int push_pre(Ctx *c, const Pre *p)
 {
-        if (c->n_pre % 1024 == 0) {
-                Pre *nv = realloc(c->pre, (c->n_pre + 1024) * sizeof(Pre));
-                if (!nv)
-                        return -ENOMEM;
-                c->pre = nv;
-        }
+        if (hf_reserve((void **)&c->pre, &c->cap_pre, c->n_pre, sizeof(Pre)) < 0)
+                return -ENOMEM;
         c->pre[c->n_pre++] = *p;
         return 0;
 }
 
 static int push_pin(Ctx *c, const Pre *p)
 {
-        if (c->n_pins % 256 == 0) {
-                Pre *nv = realloc(c->pins, (c->n_pins + 256) * sizeof(Pre));
-                if (!nv)
-                        return -ENOMEM;
-                c->pins = nv;
-        }
+        if (hf_reserve((void **)&c->pins, &c->cap_pins, c->n_pins, sizeof(Pre)) < 0)
+                return -ENOMEM;
         c->pins[c->n_pins++] = *p;
         return 0;
 }
@@ -858,10 +860,9 @@ static int take_moves(Ctx *c)
                     strcmp(e->path, e->new_path) != 0 &&
                     (c->o->scope != HF_RECOVER_BEFORE || under_paths(c, e->path) ||
                      under_paths(c, e->new_path))) {
-                        Move *nv = realloc(c->moves, (c->n_moves + 1) * sizeof(Move));
-                        if (!nv)
+                        if (hf_reserve((void **)&c->moves, &c->cap_moves, c->n_moves,
+                                       sizeof(Move)) < 0)
                                 return -ENOMEM;
-                        c->moves = nv;
                         c->moves[c->n_moves++] = (Move){ .time = e->time,
                                                          .from = TAKE_PTR(e->path),
                                                          .to = TAKE_PTR(e->new_path),
@@ -932,12 +933,8 @@ static void set_cur(Ctx *c, Item *it, const char *path)
 
 static Item *item_new(Ctx *c, uint64_t dev, uint64_t ino, const char *orig, double t)
 {
-        if (c->n_items % 1024 == 0) {
-                Item *nv = realloc(c->items, (c->n_items + 1024) * sizeof(Item));
-                if (!nv)
-                        return NULL;
-                c->items = nv;
-        }
+        if (hf_reserve((void **)&c->items, &c->cap_items, c->n_items, sizeof(Item)) < 0)
+                return NULL;
         Item *it = &c->items[c->n_items];
         *it = (Item){ .dev = dev, .ino = ino, .first_touch = t, .size_before = -1 };
         it->orig = strdup(orig);
@@ -966,12 +963,8 @@ static int junk_add(Ctx *c, const char *path, uint64_t ino, double t)
                         j->ino = ino;
                 return 0;
         }
-        if (c->n_junk % 256 == 0) {
-                Junk *nv = realloc(c->junk, (c->n_junk + 256) * sizeof(Junk));
-                if (!nv)
-                        return -ENOMEM;
-                c->junk = nv;
-        }
+        if (hf_reserve((void **)&c->junk, &c->cap_junk, c->n_junk, sizeof(Junk)) < 0)
+                return -ENOMEM;
         c->junk[c->n_junk] = (Junk){ .path = strdup(path), .ino = ino, .time = t };
         if (!c->junk[c->n_junk].path)
                 return -ENOMEM;
@@ -1229,7 +1222,8 @@ static int query_pre(Ctx *c, const char *sql, uint64_t dev, uint64_t ino, const 
                 }
                 /* Only rows whose content was kept count. */
                 if (p.released || !p.abs ||
-                    (strcmp(p.method, "reflink") != 0 && strcmp(p.method, "copy") != 0)) {
+                    (strcmp(p.method, "reflink") != 0 && strcmp(p.method, "copy") != 0 &&
+                     strcmp(p.method, "range") != 0)) {
                         pre_done(&p);
                         continue;
                 }
@@ -1359,6 +1353,147 @@ static int ensure_vault(Ctx *c)
         return c->vault ? 0 : -ENOENT;
 }
 
+static void segs_free(Item *it)
+{
+        for (size_t i = 0; i < it->n_segs; i++)
+                free(it->segs[i].log);
+        free(it->segs);
+        free(it->base);
+        it->segs = NULL;
+        it->base = NULL;
+        it->n_segs = it->cap_segs = 0;
+}
+
+/* Reads a kept range into buf (len bytes) and checks its SHA-256. */
+static int read_seg(const Seg *g, uint8_t *buf)
+{
+        _cleanup_close_ int fd = open(g->log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        HfId id;
+        char hex[65];
+
+        if (fd < 0)
+                return -errno;
+        for (uint64_t got = 0; got < g->len;) {
+                ssize_t n = pread(fd, buf + got, (size_t)(g->len - got), (off_t)(g->log_off + got));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? -errno : -EBADMSG;
+                got += (uint64_t)n;
+        }
+        hf_sha256(buf, (size_t)g->len, &id);
+        hf_hex_encode(id.b, sizeof(id.b), hex);
+        return strcmp(hex, g->sha) == 0 ? 0 : -EBADMSG;
+}
+
+/* A regular file at path (after the renames still in effect) that is the inode (dev, ino). */
+static char *inode_at(const Ctx *c, const char *path, uint64_t dev, uint64_t ino)
+{
+        char lbuf[HF_RECOVER_PATH_MAX];
+        struct stat st;
+        const char *l = path ? live(c, path, lbuf) : NULL;
+
+        if (!l || lstat(l, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != ino ||
+            (uint64_t)st.st_dev != dev)
+                return NULL;
+        return strdup(l);
+}
+
+/*
+ * The pre-image first is the first of a run of ranges (guard.c): collects the ranges kept in
+ * the scope from then on, up to the first whole pre-image of the inode (the base, which holds
+ * every byte the ranges do not); without one the base is the file as it is now, or its pin.
+ * Every range is read and checked against its SHA-256.
+ */
+static int plan_ranges(Ctx *c, Item *it, const Pre *first)
+{
+        sqlite3_stmt *s = NULL;
+        int r = 0;
+
+        segs_free(it);
+        if (sqlite3_prepare_v2(c->db,
+                               "SELECT " PRE_COLS " FROM preimages WHERE dev = ?1 AND ino = ?2 AND"
+                               " time >= ?3 ORDER BY time, id",
+                               -1, &s, NULL) != SQLITE_OK)
+                return db_fail(c, "reading the pre-images");
+        sqlite3_bind_int64(s, 1, (int64_t)it->dev);
+        sqlite3_bind_int64(s, 2, (int64_t)it->ino);
+        sqlite3_bind_double(s, 3, first->time);
+        while (r == 0 && sqlite3_step(s) == SQLITE_ROW) {
+                Pre p;
+                if (pre_from_row(s, &p) < 0) {
+                        pre_done(&p);
+                        r = -ENOMEM;
+                        break;
+                }
+                if (strcmp(p.method, "range") == 0) {
+                        /* Ranges kept after the scope are of later changes: left alone. */
+                        if (p.time > c->hi && p.id != first->id) {
+                                pre_done(&p);
+                                continue;
+                        }
+                        if (p.released || !p.abs || !p.sha[0]) {
+                                r = -ENOENT;
+                        } else if (hf_reserve((void **)&it->segs, &it->cap_segs, it->n_segs,
+                                              sizeof(Seg)) < 0) {
+                                r = -ENOMEM;
+                        } else {
+                                Seg *g = &it->segs[it->n_segs++];
+                                *g = (Seg){ .off = p.range_off,
+                                            .len = p.range_len,
+                                            .log_off = p.log_off,
+                                            .log = TAKE_PTR(p.abs) };
+                                memcpy(g->sha, p.sha, sizeof(g->sha));
+                        }
+                } else if ((strcmp(p.method, "reflink") == 0 || strcmp(p.method, "copy") == 0) &&
+                           !p.released && p.abs) {
+                        char expect[65];
+                        r = check_preimage(&p, expect);
+                        if (r == 0)
+                                it->base = TAKE_PTR(p.abs);
+                        pre_done(&p);
+                        break;
+                }
+                pre_done(&p);
+        }
+        sqlite3_finalize(s);
+        if (r == 0 && !it->base)
+                it->base = inode_at(c, it->cur, it->dev, it->ino);
+        if (r == 0 && !it->base)
+                it->base = inode_at(c, it->orig, it->dev, it->ino);
+        if (r == 0 && !it->base)
+                it->base = find_pin(it->orig, it->dev, it->ino);
+        if (r == 0 && (!it->base || it->n_segs == 0))
+                r = -ENOENT;
+        for (size_t i = 0; r == 0 && i < it->n_segs; i++) {
+                _cleanup_free_ uint8_t *buf = malloc(MAX(it->segs[i].len, 1));
+                r = buf ? read_seg(&it->segs[i], buf) : -ENOMEM;
+        }
+        if (r < 0)
+                segs_free(it);
+        return r;
+}
+
+/* Writes the base with the ranges put back (the latest first: the earliest wins) into fd,
+ * cut to the size before the run. */
+static int put_ranges(const Item *it, int fd)
+{
+        for (size_t i = it->n_segs; i > 0; i--) {
+                const Seg *g = &it->segs[i - 1];
+                _cleanup_free_ uint8_t *buf = malloc(MAX(g->len, 1));
+                if (!buf)
+                        return -ENOMEM;
+                int r = read_seg(g, buf);
+                if (r < 0)
+                        return log_error_errno(r, "%s: a range kept at %s is damaged", it->orig,
+                                               g->log);
+                r = hf_write_all_at(fd, buf, (size_t)g->len, g->off);
+                if (r < 0)
+                        return r;
+        }
+        return ftruncate(fd, it->pre.size) < 0 ? -errno : 0;
+}
+
 static int choose(Ctx *c, Item *it)
 {
         struct stat st;
@@ -1369,7 +1504,8 @@ static int choose(Ctx *c, Item *it)
                 Pre p;
                 r = pick_preimage(c, it, &p);
                 if (r == 0) {
-                        r = check_preimage(&p, it->expect);
+                        bool ranged = strcmp(p.method, "range") == 0;
+                        r = ranged ? plan_ranges(c, it, &p) : check_preimage(&p, it->expect);
                         if (r == 0) {
                                 it->pre = p;
                                 it->src = SRC_PREIMAGE;
@@ -1751,14 +1887,23 @@ static int write_temp(Ctx *c, Item *it, const char *tmp, int orig_fd, char sha[6
         switch (it->src) {
         case SRC_PREIMAGE:
         case SRC_PIN:
-                in = open(it->src == SRC_PIN ? it->pin : it->pre.abs,
+                in = open(it->src == SRC_PIN ? it->pin
+                          : it->base         ? it->base
+                                             : it->pre.abs,
                           O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 if (in < 0)
                         return -errno;
                 r = clone_or_copy(in, fd);
                 if (r < 0)
                         return r;
-                if (!it->expect[0]) {
+                if (it->src == SRC_PREIMAGE && it->base) {
+                        /* The content is made here: its hash is of what was made. */
+                        r = put_ranges(it, fd);
+                        if (r == 0)
+                                r = hf_recover_sha_fd(fd, it->expect, NULL);
+                        if (r < 0)
+                                return r;
+                } else if (!it->expect[0]) {
                         r = hf_recover_sha_fd(in, it->expect, NULL);
                         if (r < 0)
                                 return r;
@@ -2569,6 +2714,7 @@ static void ctx_done(Ctx *c)
                 free(it->cur);
                 free(it->pin);
                 pre_done(&it->pre);
+                segs_free(it);
                 if (it->has_node)
                         hf_node_done(&it->node);
         }

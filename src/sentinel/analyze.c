@@ -20,6 +20,7 @@
 #define SAMPLE_CHUNK (16 * 1024)
 #define SAMPLE_CHUNKS 32
 #define SAMPLE_MAX (SAMPLE_HEAD + SAMPLE_CHUNK * SAMPLE_CHUNKS)
+_Static_assert(SAMPLE_CHUNKS + 1 == HF_SAMPLE_SPANS, "HF_SAMPLE_SPANS");
 
 static const char *const magic_names[_HF_MAGIC_MAX] = {
         [HF_MAGIC_NONE] = "data",     [HF_MAGIC_EMPTY] = "empty", [HF_MAGIC_TEXT] = "text",
@@ -206,32 +207,34 @@ void hf_analyze_buffers(const uint8_t *pre, size_t pre_n, uint64_t pre_size, con
         *ret = f;
 }
 
-/* Reads the sample layout of a file of size sz into buf (SAMPLE_MAX bytes). */
-static int read_sample(int fd, uint64_t sz, uint8_t *buf, size_t *ret_n)
+size_t hf_analyze_spans(uint64_t sz, uint64_t off[HF_SAMPLE_SPANS], uint64_t len[HF_SAMPLE_SPANS])
 {
-        size_t n = 0;
-
         if (sz <= SAMPLE_MAX) {
-                while (n < sz) {
-                        ssize_t k = pread(fd, buf + n, (size_t)sz - n, (off_t)n);
-                        if (k < 0)
-                                return -errno;
-                        if (k == 0)
-                                break;
-                        n += (size_t)k;
-                }
-                *ret_n = n;
-                return 0;
+                off[0] = 0;
+                len[0] = sz;
+                return 1;
         }
         uint64_t rest = sz - SAMPLE_HEAD;
         for (unsigned c = 0; c <= SAMPLE_CHUNKS; c++) {
-                uint64_t off = c == 0 ? 0
-                                      : SAMPLE_HEAD + (rest - SAMPLE_CHUNK) * (c - 1) /
-                                                              (SAMPLE_CHUNKS - 1);
-                size_t len = c == 0 ? SAMPLE_HEAD : SAMPLE_CHUNK;
+                off[c] = c == 0 ? 0
+                                : SAMPLE_HEAD +
+                                          (rest - SAMPLE_CHUNK) * (c - 1) / (SAMPLE_CHUNKS - 1);
+                len[c] = c == 0 ? SAMPLE_HEAD : SAMPLE_CHUNK;
+        }
+        return SAMPLE_CHUNKS + 1;
+}
+
+/* Reads the spans of a file of size sz into buf (SAMPLE_MAX bytes), one after the other. */
+static int read_sample(int fd, uint64_t sz, uint8_t *buf, size_t *ret_n)
+{
+        uint64_t off[HF_SAMPLE_SPANS], len[HF_SAMPLE_SPANS];
+        size_t spans = hf_analyze_spans(sz, off, len), n = 0;
+
+        for (size_t c = 0; c < spans; c++) {
                 size_t got = 0;
-                while (got < len) {
-                        ssize_t k = pread(fd, buf + n + got, len - got, (off_t)(off + got));
+                while (got < len[c]) {
+                        ssize_t k = pread(fd, buf + n + got, (size_t)len[c] - got,
+                                          (off_t)(off[c] + got));
                         if (k < 0)
                                 return -errno;
                         if (k == 0)
@@ -239,7 +242,7 @@ static int read_sample(int fd, uint64_t sz, uint8_t *buf, size_t *ret_n)
                         got += (size_t)k;
                 }
                 n += got;
-                if (got < len)
+                if (got < len[c])
                         break;
         }
         *ret_n = n;

@@ -55,6 +55,10 @@ static const char *const added[][3] = {
         { "file_events", "fid", "TEXT" },      /* of the object the event names */
         { "file_events", "ondir", "INTEGER" }, /* 1: the object is a folder (renames) */
         { "file_events", "grp", "TEXT" },      /* group that made it, until an incident claims it */
+        /* version 3: range pre-images (method "range", guard.c) */
+        { "preimages", "range_off", "INTEGER" }, /* the bytes kept, as offsets in the file */
+        { "preimages", "range_len", "INTEGER" },
+        { "preimages", "log_off", "INTEGER" }, /* where they are in the range log store_path */
 };
 
 static int upgrade(HfDb *db)
@@ -72,7 +76,7 @@ static int upgrade(HfDb *db)
                          "CREATE INDEX IF NOT EXISTS file_events_grp ON file_events(grp)"
                          " WHERE incident_id IS NULL;"
                          "CREATE INDEX IF NOT EXISTS preimages_fid ON preimages(fid);"
-                         "PRAGMA user_version = 2;",
+                         "PRAGMA user_version = 3;",
                          NULL, NULL, NULL) != SQLITE_OK)
                 return fail(db, "upgrade");
         return 0;
@@ -119,7 +123,8 @@ int hf_db_open(const char *state_dir, bool create, HfDb **ret)
                 if (sqlite3_prepare_v2(db->db,
                                        "INSERT INTO preimages (time, pid, reason, method, dev, ino,"
                                        " path, store_root, store_path, size, mode, uid, gid,"
-                                       " mtime_ns, fid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                       " mtime_ns, fid, sha256, range_off, range_len, log_off)"
+                                       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                        -1, &db->ins_pre, NULL) != SQLITE_OK ||
                     sqlite3_prepare_v2(db->db,
                                        "INSERT INTO file_events (incident_id, time, pid, kind,"
@@ -208,6 +213,16 @@ int hf_db_add_preimage(HfDb *db, const HfPreimage *p, int64_t *ret_id)
         sqlite3_bind_int64(s, 13, p->gid);
         sqlite3_bind_int64(s, 14, p->mtime_ns);
         bind_text_or_null(s, 15, p->fid);
+        bind_text_or_null(s, 16, p->sha);
+        if (strcmp(p->method, "range") == 0) {
+                sqlite3_bind_int64(s, 17, (int64_t)p->range_off);
+                sqlite3_bind_int64(s, 18, (int64_t)p->range_len);
+                sqlite3_bind_int64(s, 19, (int64_t)p->log_off);
+        } else {
+                sqlite3_bind_null(s, 17);
+                sqlite3_bind_null(s, 18);
+                sqlite3_bind_null(s, 19);
+        }
         int rc = sqlite3_step(s);
         sqlite3_reset(s); /* a failed step must not stay "in progress" (COMMIT refuses) */
         if (rc != SQLITE_DONE)
@@ -410,7 +425,8 @@ int hf_db_preimage_location(HfDb *db, int64_t id, char *root, size_t rn, char *r
         int r = -ENOENT;
 
         if (sqlite3_prepare_v2(db->db,
-                               "SELECT store_root, store_path, sha256 FROM preimages WHERE id = ?",
+                               "SELECT store_root, store_path, sha256 FROM preimages WHERE id = ?"
+                               " AND method != 'range'",
                                -1, &s, NULL) != SQLITE_OK)
                 return fail(db, "select");
         sqlite3_bind_int64(s, 1, id);

@@ -11,9 +11,21 @@
  * which clone or copy the file from the event fd into the shadow store, add an ignore mark
  * (later writes cost nothing) and only then allow. The reader never opens a file, so the
  * workers' own opens in the shadow store (which raise events in this group) are answered.
+ *
+ * Range pre-images: when a group's first write to a file overwrites a small part of it (at
+ * most a quarter, by write(2) and its kin, whose event range covers every byte the call can
+ * change), only the bytes of that range are kept, appended to the day's range log, and no
+ * ignore mark is added: each later write of the group is kept the same way. When the group's
+ * ranges reach half the file or RANGE_MAX writes, or it changes the file any other way
+ * (truncate, mmap, fallocate, an O_TRUNC open), a whole pre-image is taken and the mark
+ * added. A sparse overwrite (intermittent encryption) thus costs the bytes it overwrote, not
+ * a copy of the file (ext4) or a clone's metadata per file (XFS, btrfs). Recovery takes the
+ * file as it is now (or the whole pre-image that ended the run, or the inode's pin) and puts
+ * the ranges back, earliest last.
  */
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -22,6 +34,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -29,6 +42,7 @@
 #include "../base/log.h"
 #include "../base/queue.h"
 #include "../base/util.h"
+#include "../crypto/crypto.h"
 #include "sentinel-internal.h"
 
 /* Debian 12's uapi headers are 6.1's (fanotify-notes.md, "Headers"). */
@@ -44,6 +58,9 @@
 #ifndef FAN_MARK_EVICTABLE
 #define FAN_MARK_EVICTABLE 0x00000200
 #endif
+#ifndef FAN_EVENT_INFO_TYPE_RANGE
+#define FAN_EVENT_INFO_TYPE_RANGE 6
+#endif
 
 #define MAX_FS 32
 #define MAX_CONTAINED 4096
@@ -58,6 +75,8 @@
 #define BUDGET 3
 #define DEFER_MAX 1.0
 #define DEFERRED_MAX 4096
+#define RANGE_MAX 32 /* range pre-images of one inode per group and epoch */
+#define RANGE_LOG "ranges"
 
 typedef struct Fs {
         uint64_t dev;
@@ -67,6 +86,11 @@ typedef struct Fs {
         int pins_fd;
         int day_fd;
         char day[16];
+        int range_fd; /* the day's range log, appended at range_end */
+        char range_day[16];
+        uint64_t range_end;
+        uint64_t tail_off, tail_left; /* the 4 KiB block that small ranges share */
+        bool ranges;                  /* range pre-images here (not on btrfs) */
         bool pre;
         pthread_mutex_t lock;
 } Fs;
@@ -83,7 +107,9 @@ typedef struct Inode {
         uint64_t key; /* inode_key(), 0: free */
         pid_t owner;
         pid_t pending;
-        bool pinned; /* a hard-link pin was taken this epoch */
+        bool pinned;     /* a hard-link pin was taken this epoch */
+        uint32_t nrange; /* the owner is covered by this many ranges (0: by a whole pre-image) */
+        uint64_t rbytes; /* their bytes */
 } Inode;
 
 typedef struct Job {
@@ -95,6 +121,10 @@ typedef struct Job {
         double time;
         pid_t group;
         double since;
+        bool range;     /* keep [off, off + len) only */
+        bool undecided; /* the system call is not known yet: the worker reads it */
+        bool cont;      /* continues the group's run of ranges */
+        uint64_t off, len;
 } Job;
 
 struct HfGuard {
@@ -136,7 +166,7 @@ struct HfGuard {
         double last_epoch;
 
         atomic_uint_fast64_t st_events, st_pre, st_open, st_capt, st_bytes, st_denied, st_self,
-                st_readign, st_fail, st_deferred;
+                st_readign, st_fail, st_deferred, st_ranges;
 };
 
 /* With g->lock held. */
@@ -322,16 +352,6 @@ static bool pinned_before(HfGuard *g, uint64_t dev, uint64_t ino)
         return r;
 }
 
-/* The owner of an inode this epoch (0: none known). */
-static pid_t inode_owner(HfGuard *g, uint64_t key)
-{
-        pthread_mutex_lock(&g->lock);
-        Inode *e = inode_get(g, key, false);
-        pid_t o = e ? e->owner : 0;
-        pthread_mutex_unlock(&g->lock);
-        return o;
-}
-
 /* A new or emptied file: what we knew of the inode number belongs to an earlier file. */
 static void inode_forget(HfGuard *g, uint64_t key)
 {
@@ -354,6 +374,8 @@ static bool inode_own(HfGuard *g, uint64_t key, pid_t group)
         pthread_mutex_lock(&g->lock);
         Inode *e = inode_get(g, key, true);
         e->owner = group;
+        e->nrange = 0;
+        e->rbytes = 0;
         ignore = e->pending == 0 || e->pending == group;
         if (ignore)
                 e->pending = 0;
@@ -372,11 +394,42 @@ static bool inode_rearm(HfGuard *g, uint64_t key, pid_t group, bool trusted)
         rearm = trusted ? e && e->owner != 0 && e->owner != group : !e || e->owner != group;
         if (e && rearm) {
                 e->owner = 0;
+                e->nrange = 0;
+                e->rbytes = 0;
                 if (!trusted)
                         e->pending = group;
         }
         pthread_mutex_unlock(&g->lock);
         return rearm;
+}
+
+/* The owner of an inode and how it is covered (0 ranges: by a whole pre-image). */
+static pid_t inode_cover(HfGuard *g, uint64_t key, uint32_t *nrange, uint64_t *rbytes)
+{
+        pthread_mutex_lock(&g->lock);
+        Inode *e = inode_get(g, key, false);
+        pid_t o = e ? e->owner : 0;
+        *nrange = e ? e->nrange : 0;
+        *rbytes = e ? e->rbytes : 0;
+        pthread_mutex_unlock(&g->lock);
+        return o;
+}
+
+/* A range of len bytes was kept for group: it owns the inode, with no ignore mark. */
+static void inode_range(HfGuard *g, uint64_t key, pid_t group, uint64_t len)
+{
+        pthread_mutex_lock(&g->lock);
+        Inode *e = inode_get(g, key, true);
+        if (e->owner != group) {
+                e->nrange = 0;
+                e->rbytes = 0;
+        }
+        e->owner = group;
+        e->nrange++;
+        e->rbytes += len;
+        if (e->pending == group)
+                e->pending = 0;
+        pthread_mutex_unlock(&g->lock);
 }
 
 static void push_msg(HfGuard *g, HfGuardMsg *m)
@@ -440,16 +493,17 @@ void hf_guard_stats(HfGuard *g, HfGuardStats *ret)
                 .read_ignores = atomic_load(&g->st_readign),
                 .failures = atomic_load(&g->st_fail),
                 .deferred = atomic_load(&g->st_deferred),
+                .ranges = atomic_load(&g->st_ranges),
         };
 }
 
 /* /proc/TID/syscall of the blocked caller: number and six arguments. */
-static int read_syscall(pid_t tid, long *nr, unsigned long args[6])
+static int read_syscall_for(pid_t tid, long *nr, unsigned long args[6], double patience)
 {
         char path[64], buf[256];
 
         (void)snprintf(path, sizeof(path), "/proc/%d/syscall", (int)tid);
-        double until = hf_now_mono() + 0.002;
+        double until = hf_now_mono() + patience;
         for (int attempt = 0; attempt < 1000 && (attempt < 2 || hf_now_mono() < until); attempt++) {
                 _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0)
@@ -469,6 +523,13 @@ static int read_syscall(pid_t tid, long *nr, unsigned long args[6])
                 return 0;
         }
         return -EBUSY;
+}
+
+/* On the reader thread: a short wait, every event waits behind it. -EBUSY: the caller has not
+ * scheduled out yet; a capture worker then asks again with more patience. */
+static int read_syscall(pid_t tid, long *nr, unsigned long args[6])
+{
+        return read_syscall_for(tid, nr, args, 0.002);
 }
 
 /* Open flags of the blocked opener, -1 when they cannot be known (io_uring, ...). */
@@ -514,29 +575,31 @@ static bool fd_is(pid_t tid, unsigned long fdnum, const struct stat *st)
         return stat(path, &s) == 0 && s.st_dev == st->st_dev && s.st_ino == st->st_ino;
 }
 
-static bool fd_writable(pid_t tid, unsigned long fdnum)
+/* The open flags of a caller's fd, -1 when unknown. */
+static long fd_flags(pid_t tid, unsigned long fdnum)
 {
         char path[64], line[128];
         (void)snprintf(path, sizeof(path), "/proc/%d/fdinfo/%lu", (int)tid, fdnum);
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         if (!f)
-                return true;
+                return -1;
         while (fgets(line, sizeof(line), f)) {
                 unsigned long fl;
                 if (sscanf(line, "flags: %lo", &fl) == 1)
-                        return (fl & O_ACCMODE) != O_RDONLY;
+                        return (long)fl;
         }
-        return true;
+        return -1;
 }
 
-/* Does the blocked PRE_ACCESS caller read (false) or change (true) the file? Unknown: true. */
-static bool pre_access_is_write(pid_t tid, const struct stat *st)
+static bool fd_writable(pid_t tid, unsigned long fdnum)
 {
-        unsigned long a[6] = { 0 };
-        long nr;
+        long fl = fd_flags(tid, fdnum);
+        return fl < 0 || (fl & O_ACCMODE) != O_RDONLY;
+}
 
-        if (read_syscall(tid, &nr, a) < 0)
-                return true;
+/* Does system call nr (arguments a) of tid read (false) or change (true) the file? */
+static bool syscall_writes(pid_t tid, const struct stat *st, long nr, const unsigned long a[6])
+{
         switch (nr) {
         case SYS_read:
         case SYS_pread64:
@@ -570,6 +633,67 @@ static bool pre_access_is_write(pid_t tid, const struct stat *st)
         default:
                 return true;
         }
+}
+
+/* Does the blocked PRE_ACCESS caller read (false) or change (true) the file? Unknown: true.
+ * *ret_nr and a: its system call (-1: unknown, -2: not scheduled out yet) and arguments. */
+static bool pre_access_is_write(pid_t tid, const struct stat *st, long *ret_nr, unsigned long a[6])
+{
+        long nr;
+        int r = read_syscall(tid, &nr, a);
+
+        *ret_nr = r == -EBUSY ? -2 : -1;
+        if (r < 0)
+                return true;
+        *ret_nr = nr;
+        return syscall_writes(tid, st, nr, a);
+}
+
+/* A write whose event range covers every byte it may change (fanotify-notes F11): 1; an
+ * append, which changes no byte that was there (its range is the fd's position, not the
+ * end): 2; anything else: 0. */
+static int plain_write(pid_t tid, long nr, const unsigned long a[6])
+{
+        if (nr != SYS_write && nr != SYS_pwrite64 && nr != SYS_writev && nr != SYS_pwritev &&
+            nr != SYS_pwritev2)
+                return 0;
+        if (nr == SYS_pwritev2 && (a[4] & RWF_APPEND))
+                return 2;
+        long fl = fd_flags(tid, a[0]);
+        return fl < 0 ? 0 : (fl & O_APPEND) ? 2 : 1;
+}
+
+/* May a write of len bytes (clipped to the file of size bytes) be kept as a range: the first
+ * of a run (cont false), or one more (nrange ranges of rbytes so far)? */
+static bool range_ok(bool cont, uint32_t nrange, uint64_t rbytes, uint64_t len, uint64_t size)
+{
+        if (cont)
+                return nrange < RANGE_MAX && rbytes + len <= size / 2;
+        /* An append starts no run: appenders go on appending. */
+        return len > 0 && len <= size / 4;
+}
+
+/* The range record of a PRE_ACCESS event (ev: the whole event, len bytes). */
+static bool event_range(const char *ev, size_t len, uint64_t *off, uint64_t *count)
+{
+        struct fanotify_event_metadata m;
+        size_t p;
+
+        memcpy(&m, ev, sizeof(m));
+        p = m.metadata_len;
+        while (p + sizeof(struct fanotify_event_info_header) <= len) {
+                struct fanotify_event_info_header h;
+                memcpy(&h, ev + p, sizeof(h));
+                if (h.len < sizeof(h) || h.len > len - p)
+                        return false;
+                if (h.info_type == FAN_EVENT_INFO_TYPE_RANGE && h.len >= 24) {
+                        memcpy(off, ev + p + 8, 8);
+                        memcpy(count, ev + p + 16, 8);
+                        return true;
+                }
+                p += h.len;
+        }
+        return false;
 }
 
 static int add_ignore(HfGuard *g, int fd, uint64_t mask)
@@ -689,22 +813,13 @@ static int copy_bytes(int in, int out, uint64_t size, uint64_t *copied)
         return 0;
 }
 
-static void capture(HfGuard *g, Job *j)
+/* The fields every capture of job j records. */
+static void fill_pre(const Job *j, HfPreimage *p)
 {
-        HfGuardMsg *m = calloc(1, sizeof(*m));
-        Fs *fs = j->fs;
-        char name[96];
-        int r;
-
-        if (!m) {
-                respond(g, j->fd, true);
-                return;
-        }
-        HfPreimage *p = &m->pi;
-        m->type = HF_GMSG_PREIMAGE;
         p->time = j->time;
         p->pid = j->tgid;
         p->group = j->group;
+        p->cont = j->cont;
         (void)snprintf(p->reason, sizeof(p->reason), "%s", j->reason);
         p->dev = j->st.st_dev;
         p->ino = j->st.st_ino;
@@ -713,9 +828,178 @@ static void capture(HfGuard *g, Job *j)
         p->uid = j->st.st_uid;
         p->gid = j->st.st_gid;
         p->mtime_ns = (int64_t)j->st.st_mtim.tv_sec * 1000000000 + j->st.st_mtim.tv_nsec;
-        (void)snprintf(p->store_root, sizeof(p->store_root), "%s", fs->root);
+        (void)snprintf(p->store_root, sizeof(p->store_root), "%s", j->fs->root);
         fd_path(j->fd, p->path, sizeof(p->path));
         (void)hf_fd_fid(j->fd, p->fid, sizeof(p->fid));
+}
+
+/*
+ * The day's range log, opened (or reopened: a new day, or retention removed the log once all
+ * its ranges were released) and len bytes reserved in it. A range of whole pages starts on a
+ * 4 KiB boundary, so that retention can punch it out alone; ranges under 4 KiB (the end of a
+ * file) share blocks, freed with the log. With fs->lock held. Returns the fd (owned by fs).
+ */
+static int range_log(HfGuard *g, Fs *fs, uint64_t len, uint64_t *ret_off, char day[16])
+{
+        struct stat st;
+        int dfd = day_dir(g, fs);
+
+        if (dfd < 0)
+                return dfd;
+        if (fs->range_fd >= 0 && (strcmp(fs->range_day, fs->day) != 0 ||
+                                  fstat(fs->range_fd, &st) < 0 || st.st_nlink == 0))
+                closep(&fs->range_fd);
+        if (fs->range_fd < 0) {
+                fs->range_fd = openat(dfd, RANGE_LOG, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                                      0400);
+                if (fs->range_fd < 0 || fstat(fs->range_fd, &st) < 0) {
+                        int r = -errno;
+                        closep(&fs->range_fd);
+                        return r;
+                }
+                memcpy(fs->range_day, fs->day, sizeof(fs->range_day));
+                fs->range_end = ((uint64_t)st.st_size + 4095) & ~(uint64_t)4095;
+                fs->tail_left = 0;
+        }
+        if (len < 4096) {
+                if (fs->tail_left < len) {
+                        fs->tail_off = fs->range_end;
+                        fs->tail_left = 4096;
+                        fs->range_end += 4096;
+                }
+                *ret_off = fs->tail_off + 4096 - fs->tail_left;
+                fs->tail_left -= len;
+        } else {
+                *ret_off = fs->range_end;
+                fs->range_end += (len + 4095) & ~(uint64_t)4095;
+        }
+        memcpy(day, fs->day, 16);
+        return fs->range_fd;
+}
+
+/* Copies [off, off + len) of in to out at at, hashing it. */
+static int copy_range(int in, uint64_t off, uint64_t len, int out, uint64_t at, char hex[65])
+{
+        _cleanup_(hf_sha256_freep) HfSha256 *h = NULL;
+        uint8_t buf[65536];
+        uint64_t done = 0;
+        HfId id;
+        int r = hf_sha256_new(&h);
+
+        if (r < 0)
+                return r;
+        while (done < len) {
+                ssize_t n = pread(in, buf, (size_t)MIN(sizeof(buf), len - done),
+                                  (off_t)(off + done));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EIO; /* the writer is blocked: the file cannot have shrunk */
+                r = hf_write_all_at(out, buf, (size_t)n, at + done);
+                if (r < 0)
+                        return r;
+                hf_sha256_update(h, buf, (size_t)n);
+                done += (uint64_t)n;
+        }
+        hf_sha256_final(h, &id);
+        hf_hex_encode(id.b, sizeof(id.b), hex);
+        return 0;
+}
+
+/* Keeps the bytes the blocked write may change; falls back to a whole pre-image. */
+static bool capture_range(HfGuard *g, Job *j)
+{
+        _cleanup_free_ HfGuardMsg *m = calloc(1, sizeof(*m));
+        Fs *fs = j->fs;
+        char day[16];
+        uint64_t at = 0;
+        int r;
+
+        if (!m)
+                return false;
+        HfPreimage *p = &m->pi;
+        m->type = HF_GMSG_PREIMAGE;
+        fill_pre(j, p);
+        pthread_mutex_lock(&fs->lock);
+        int out = range_log(g, fs, j->len, &at, day);
+        pthread_mutex_unlock(&fs->lock);
+        r = out < 0 ? out : copy_range(j->fd, j->off, j->len, out, at, p->sha);
+        if (r < 0) {
+                log_warning_errno(r, "shadow store %s: cannot keep a range of %s: %m", fs->root,
+                                  p->path);
+                return false;
+        }
+        (void)snprintf(p->method, sizeof(p->method), "range");
+        (void)snprintf(p->store_path, sizeof(p->store_path), "shadow/%s/" RANGE_LOG, day);
+        p->range_off = j->off;
+        p->range_len = j->len;
+        p->log_off = at;
+        atomic_fetch_add(&g->st_bytes, j->len);
+        atomic_fetch_add(&g->st_ranges, 1);
+        if (!j->cont)
+                atomic_fetch_add(&g->st_capt, 1);
+        inode_range(g, inode_key(p->dev, p->ino), j->group, j->len);
+        push_msg(g, TAKE_PTR(m));
+        respond(g, j->fd, true);
+        return true;
+}
+
+/*
+ * A job whose caller had not scheduled out when the reader looked: its system call, read with
+ * the patience a worker can afford. A read is allowed with nothing kept (false); a write is
+ * kept as the reader would have decided (true: go on with j).
+ */
+static bool decide(HfGuard *g, Job *j)
+{
+        unsigned long a[6] = { 0 };
+        uint64_t rbytes;
+        uint32_t nrange;
+        long nr;
+
+        if (read_syscall_for(j->tid, &nr, a, 0.2) < 0)
+                return true; /* still unknown: a whole pre-image */
+        if (!syscall_writes(j->tid, &j->st, nr, a)) {
+                if (!j->cont)
+                        hf_guard_judged(g, j->group); /* nothing to judge */
+                respond(g, j->fd, true);
+                return false;
+        }
+        int kind = plain_write(j->tid, nr, a);
+        uint64_t key = inode_key(j->st.st_dev, j->st.st_ino);
+        bool cont = inode_cover(g, key, &nrange, &rbytes) == j->group && nrange > 0;
+        if (cont && kind == 2 && nrange < RANGE_MAX) {
+                inode_range(g, key, j->group, 0);
+                respond(g, j->fd, true);
+                return false;
+        }
+        j->range = kind == 1 && range_ok(cont, nrange, rbytes, j->len, (uint64_t)j->st.st_size);
+        return true;
+}
+
+static void capture(HfGuard *g, Job *j)
+{
+        HfGuardMsg *m;
+        Fs *fs = j->fs;
+        char name[96];
+        int r;
+
+        if (j->undecided && !decide(g, j))
+                return;
+        if (j->range) {
+                if (capture_range(g, j))
+                        return;
+                j->range = false; /* a whole pre-image instead */
+        }
+        m = calloc(1, sizeof(*m));
+        if (!m) {
+                respond(g, j->fd, true);
+                return;
+        }
+        HfPreimage *p = &m->pi;
+        m->type = HF_GMSG_PREIMAGE;
+        fill_pre(j, p);
 
         pthread_mutex_lock(&fs->lock);
         int dfd = day_dir(g, fs);
@@ -878,10 +1162,12 @@ static void release_deferred(HfGuard *g)
         }
 }
 
-static void handle(HfGuard *g, const struct fanotify_event_metadata *m)
+static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const char *ev)
 {
         pid_t tid = m->pid, tgid;
         bool write = false, trunc = false;
+        long nr = -1;
+        unsigned long args[6] = { 0 };
         const char *reason = "write";
         struct stat st;
         char path[HF_PATH_MAX];
@@ -956,7 +1242,7 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m)
                 }
                 reason = trunc ? "open-trunc" : "open-write";
         } else if (m->mask & FAN_PRE_ACCESS) {
-                write = pre_access_is_write(tid, &st);
+                write = pre_access_is_write(tid, &st, &nr, args);
         }
 
         if (!write) {
@@ -1019,12 +1305,42 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m)
         }
         /*
          * A first write (PRE_ACCESS), an O_TRUNC open, or any write-open on the open-perm
-         * fallback. The owner's own changes are covered by its earlier pre-image.
+         * fallback. The owner's own changes are covered by its earlier pre-image, or by its
+         * ranges so far: then this change is kept as one more range when it is a write of
+         * a small part, else by a whole pre-image that ends the run.
          */
-        if (inode_owner(g, key) == group) {
-                if ((m->mask & FAN_PRE_ACCESS) && inode_own(g, key, group))
-                        (void)add_ignore(g, m->fd, FAN_PRE_ACCESS);
-                return answer(g, m->fd, true);
+        uint64_t r_off = 0, r_len = 0, size = (uint64_t)st.st_size, rbytes = 0;
+        uint32_t nrange;
+        int kind = pre && (m->mask & FAN_PRE_ACCESS) ? plain_write(tid, nr, args) : 0;
+        bool ranged = kind == 1 && fs->ranges && event_range(ev, m->event_len, &r_off, &r_len);
+        if (ranged) {
+                uint64_t end = r_len > size - MIN(r_off, size) ? size : r_off + r_len;
+                r_off = MIN(r_off, size);
+                r_len = end - r_off;
+        }
+        bool cont = false;
+        if (inode_cover(g, key, &nrange, &rbytes) == group) {
+                if (nrange == 0) {
+                        if ((m->mask & FAN_PRE_ACCESS) && inode_own(g, key, group))
+                                (void)add_ignore(g, m->fd, FAN_PRE_ACCESS);
+                        return answer(g, m->fd, true);
+                }
+                cont = true;
+                if ((kind == 2 || (ranged && r_len == 0)) && nrange < RANGE_MAX) {
+                        /* Nothing there is changed: the run goes on, nothing to keep (but
+                         * counted: events end, with a whole pre-image, after RANGE_MAX). */
+                        inode_range(g, key, group, 0);
+                        return answer(g, m->fd, true);
+                }
+        }
+        ranged = ranged && range_ok(cont, nrange, rbytes, r_len, size);
+        /* The caller was not yet in its system call: a worker asks again, with patience. */
+        bool undecided = pre && (m->mask & FAN_PRE_ACCESS) && nr == -2 && fs->ranges &&
+                         event_range(ev, m->event_len, &r_off, &r_len);
+        if (undecided) {
+                uint64_t end = r_len > size - MIN(r_off, size) ? size : r_off + r_len;
+                r_off = MIN(r_off, size);
+                r_len = end - r_off;
         }
         if ((m->mask & FAN_OPEN_PERM) && !pre && g->c->pins)
                 pin(g, fs, m->fd, &st, tgid);
@@ -1039,8 +1355,14 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m)
                     .reason = (m->mask & FAN_OPEN_PERM) ? reason : "write",
                     .time = hf_now_real(),
                     .group = group,
-                    .since = hf_now_mono() };
-        if (!charge(g, group, false)) {
+                    .since = hf_now_mono(),
+                    .range = ranged,
+                    .undecided = undecided,
+                    .cont = cont,
+                    .off = r_off,
+                    .len = r_len };
+        /* A run's later captures are of a file already charged. */
+        if (!cont && !charge(g, group, false)) {
                 if (g->n_deferred < DEFERRED_MAX) {
                         atomic_fetch_add(&g->st_deferred, 1);
                         g->deferred[g->n_deferred++] = j;
@@ -1104,7 +1426,7 @@ static void *reader_main(void *arg)
                         off += m.event_len;
                         if (m.vers != FANOTIFY_METADATA_VERSION || m.fd < 0)
                                 continue;
-                        handle(g, &m);
+                        handle(g, &m, buf + off - m.event_len);
                 }
         }
         return NULL;
@@ -1192,9 +1514,12 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
         if (g->n_fs >= MAX_FS)
                 return -E2BIG;
         fs = &g->fs[g->n_fs];
-        *fs = (Fs){
-                .dev = st.st_dev, .store_fd = -1, .shadow_fd = -1, .pins_fd = -1, .day_fd = -1
-        };
+        *fs = (Fs){ .dev = st.st_dev,
+                    .store_fd = -1,
+                    .shadow_fd = -1,
+                    .pins_fd = -1,
+                    .day_fd = -1,
+                    .range_fd = -1 };
         pthread_mutex_init(&fs->lock, NULL);
         (void)snprintf(fs->root, sizeof(fs->root), "%s", root);
 
@@ -1210,6 +1535,11 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
         (void)mkdirat(fs->store_fd, "pins", 0700);
         fs->shadow_fd = openat(fs->store_fd, "shadow",
                                O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        /* btrfs never frees part of an extent: a file's overwritten blocks stay allocated in
+         * its old extent, which a whole clone shares for the cost of its metadata. A range
+         * copy would keep them twice. */
+        struct statfs sfs;
+        fs->ranges = fstatfs(fs->store_fd, &sfs) == 0 && sfs.f_type != BTRFS_SUPER_MAGIC;
         fs->pins_fd = openat(fs->store_fd, "pins", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fs->shadow_fd < 0)
                 return log_error_errno(errno, "%s/shadow: cannot open: %m", p);
@@ -1271,6 +1601,7 @@ HfGuard *hf_guard_free(HfGuard *g)
                 closep(&g->fs[i].shadow_fd);
                 closep(&g->fs[i].pins_fd);
                 closep(&g->fs[i].day_fd);
+                closep(&g->fs[i].range_fd);
         }
         if (g->ring) {
                 for (size_t i = 0; i < g->count; i++)

@@ -87,6 +87,17 @@ typedef struct HfPreimage {
         char fid[HF_FID_MAX]; /* the file's handle: tells it from a later file that reuses
                                * its inode number (the handle holds the generation) */
         char path[HF_PATH_MAX];
+        /*
+         * Method "range": bytes [range_off, range_off + range_len) of the file as they were
+         * before one write, kept at log_off of the day's range log (store_path); sha is their
+         * SHA-256 and size the file's size before that write.
+         */
+        uint64_t range_off, range_len, log_off;
+        char sha[65];
+        /* Continues the coverage of the same group (a later range, or the whole pre-image
+         * that ends a run of ranges): the first row of the run stays what changes compare
+         * against. */
+        bool cont;
 } HfPreimage;
 
 typedef enum HfGuardMsgType {
@@ -103,7 +114,7 @@ typedef struct HfGuardMsg {
 typedef struct HfGuard HfGuard;
 typedef struct HfGuardStats {
         uint64_t events, pre_access, open_perm, captures, capture_bytes, denied, self_events,
-                read_ignores, failures, deferred;
+                read_ignores, failures, deferred, ranges;
 } HfGuardStats;
 
 /* Sets *ret_mode to the mode actually in force (weaker when the kernel refuses). */
@@ -220,7 +231,8 @@ int hf_db_claim_group_events(HfDb *db, const char *grp, int64_t incident);
 int hf_db_expire_group_events(HfDb *db, double before);
 sqlite3 *hf_db_handle(HfDb *db);
 int hf_db_claim_preimage(HfDb *db, int64_t preimage_id, int64_t incident);
-/* Store location of the pre-image row id (for hashing at incident time). */
+/* Store location of the whole pre-image row id, for hashing at incident time (-ENOENT for a
+ * range: it holds no whole file). */
 int hf_db_preimage_location(HfDb *db, int64_t id, char *root, size_t rn, char *rel, size_t reln,
                             char *sha, size_t shan);
 int hf_db_set_preimage_sha(HfDb *db, int64_t id, const char *sha);

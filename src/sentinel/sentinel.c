@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -73,6 +74,7 @@ typedef struct FileRec {
         double pre_time;
         char *pre_store; /* absolute path of the pre-image, NULL when none */
         uint64_t pre_size;
+        bool pre_ranges; /* the pre-image is a run of ranges (rows from pre_time on) */
         double used;
         HfFileVerdict verdict;
         bool analyzed;
@@ -912,6 +914,83 @@ static bool excluded(Sentinel *s, const char *path)
         return false;
 }
 
+/* Copies [off, off + len) of in to out at the same offset (short at in's end). */
+static int copy_span(int in, int out, uint64_t off, uint64_t len, uint64_t at)
+{
+        uint8_t buf[16384];
+
+        while (len > 0) {
+                ssize_t n = pread(in, buf, (size_t)MIN(sizeof(buf), len), (off_t)off);
+                if (n <= 0)
+                        return n < 0 ? -errno : 0;
+                int r = hf_write_all_at(out, buf, (size_t)n, at);
+                if (r < 0)
+                        return r;
+                off += (uint64_t)n;
+                at += (uint64_t)n;
+                len -= (uint64_t)n;
+        }
+        return 0;
+}
+
+/*
+ * The analyser's view of a file whose pre-image is a run of ranges: a memfd of the old size
+ * holding, in the spans the analyser samples, the file as it is now with every kept range put
+ * back (the earliest last, so it wins). -1 on failure (the change is then judged alone).
+ */
+static int range_pre(Sentinel *s, const FileRec *f, int post, uint64_t post_size)
+{
+        uint64_t off[HF_SAMPLE_SPANS], len[HF_SAMPLE_SPANS];
+        size_t spans = hf_analyze_spans(f->pre_size, off, len);
+        sqlite3_stmt *q = NULL;
+        _cleanup_close_ int fd = memfd_create("holdfast-pre", MFD_CLOEXEC);
+        _cleanup_close_ int log = -1;
+        char logpath[HF_PATH_MAX] = "";
+
+        if (fd < 0 || ftruncate(fd, (off_t)f->pre_size) < 0)
+                return -1;
+        for (size_t i = 0; i < spans; i++)
+                if (off[i] < post_size &&
+                    copy_span(post, fd, off[i], MIN(len[i], post_size - off[i]), off[i]) < 0)
+                        return -1;
+        if (sqlite3_prepare_v2(hf_db_handle(s->db),
+                               "SELECT range_off, range_len, log_off, store_root, store_path"
+                               " FROM preimages WHERE dev = ? AND ino = ? AND method = 'range'"
+                               " AND time >= ? AND store_path IS NOT NULL AND released IS NULL"
+                               " ORDER BY time DESC, id DESC",
+                               -1, &q, NULL) != SQLITE_OK)
+                return -1;
+        sqlite3_bind_int64(q, 1, (int64_t)f->dev);
+        sqlite3_bind_int64(q, 2, (int64_t)f->ino);
+        sqlite3_bind_double(q, 3, f->pre_time);
+        while (sqlite3_step(q) == SQLITE_ROW) {
+                uint64_t ro = (uint64_t)sqlite3_column_int64(q, 0),
+                         rl = (uint64_t)sqlite3_column_int64(q, 1),
+                         lo = (uint64_t)sqlite3_column_int64(q, 2);
+                const char *root = (const char *)sqlite3_column_text(q, 3),
+                           *rel = (const char *)sqlite3_column_text(q, 4);
+                char p[HF_PATH_MAX];
+                if (!root || !rel || strstr(rel, ".."))
+                        continue;
+                (void)snprintf(p, sizeof(p), "%s/" HF_STORE_DIR "/%s",
+                               strcmp(root, "/") ? root : "", rel);
+                if (strcmp(p, logpath) != 0) {
+                        closep(&log);
+                        log = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                        (void)snprintf(logpath, sizeof(logpath), "%s", p);
+                }
+                if (log < 0)
+                        continue;
+                for (size_t i = 0; i < spans; i++) {
+                        uint64_t a = MAX(ro, off[i]), b = MIN(ro + rl, off[i] + len[i]);
+                        if (a < b)
+                                (void)copy_span(log, fd, lo + (a - ro), b - a, a);
+                }
+        }
+        sqlite3_finalize(q);
+        return TAKE_FD(fd);
+}
+
 static void analyze_file(Sentinel *s, Group *g, int fs, struct file_handle *fh, uint64_t dev,
                          uint64_t ino, pid_t pid, const char *path, double t)
 {
@@ -942,6 +1021,8 @@ static void analyze_file(Sentinel *s, Group *g, int fs, struct file_handle *fh, 
                    created_has(g, path);
         if (f && f->pre_store)
                 pre = open(f->pre_store, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        else if (f && f->pre_ranges)
+                pre = range_pre(s, f, post, (uint64_t)st.st_size);
         /* Too small to say anything about its bytes, and nothing to compare with: skip the
          * round trip (an event storm of tiny files stays cheap). */
         if (pre < 0 && st.st_size < 256 && (own || s->guard))
@@ -1254,6 +1335,24 @@ static void check_dirty(Sentinel *s)
         }
 }
 
+/* The counters, for the periodic log line and the last line. */
+static void stats_text(Sentinel *s, char *out, size_t n)
+{
+        HfGuardStats st = { 0 };
+
+        if (s->guard)
+                hf_guard_stats(s->guard, &st);
+        (void)snprintf(out, n,
+                       "%llu events, %llu analyses, %llu incidents, %llu overflows; guard: %llu "
+                       "permission events, %llu pre-images, %llu ranges kept, %llu bytes copied, "
+                       "%llu denied, %llu failures",
+                       (unsigned long long)s->events, (unsigned long long)s->analyses,
+                       (unsigned long long)s->incidents, (unsigned long long)s->overflows,
+                       (unsigned long long)st.events, (unsigned long long)st.captures,
+                       (unsigned long long)st.ranges, (unsigned long long)st.capture_bytes,
+                       (unsigned long long)st.denied, (unsigned long long)st.failures);
+}
+
 static void drain_guard(Sentinel *s)
 {
         HfGuardMsg *m;
@@ -1270,6 +1369,11 @@ static void drain_guard(Sentinel *s)
                                 continue;
                         }
                         FileRec *f = file_get(s, m->pi.dev, m->pi.ino, fid_hash(m->pi.fid), true);
+                        if (m->pi.cont && f->pre_ranges && f->preimage_id > 0) {
+                                free(m); /* changes still compare with the run's start */
+                                continue;
+                        }
+                        f->pre_ranges = strcmp(m->pi.method, "range") == 0;
                         f->preimage_id = id;
                         f->pre_time = m->pi.time;
                         f->pre_size = m->pi.size;
@@ -1280,7 +1384,7 @@ static void drain_guard(Sentinel *s)
                         f->charged = m->pi.group;
                         free(f->pre_store);
                         f->pre_store = NULL;
-                        if (m->pi.store_path[0]) {
+                        if (m->pi.store_path[0] && !f->pre_ranges) {
                                 char p[HF_PATH_MAX];
                                 (void)snprintf(p, sizeof(p), "%s/" HF_STORE_DIR "/%s",
                                                strcmp(m->pi.store_root, "/") ? m->pi.store_root
@@ -1895,33 +1999,18 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                 if (s->db_in_tx && hf_now_mono() - s->tx_started > 0.2)
                         db_flush(s);
                 if (hf_now_mono() - last_stats > 60) {
-                        HfGuardStats st = { 0 };
-                        if (s->guard)
-                                hf_guard_stats(s->guard, &st);
-                        log_info("stats: %llu events, %llu analyses, %llu incidents, %llu "
-                                 "overflows; guard %llu events, %llu pre-images (%llu bytes "
-                                 "copied), %llu denied",
-                                 (unsigned long long)s->events, (unsigned long long)s->analyses,
-                                 (unsigned long long)s->incidents, (unsigned long long)s->overflows,
-                                 (unsigned long long)st.events, (unsigned long long)st.captures,
-                                 (unsigned long long)st.capture_bytes,
-                                 (unsigned long long)st.denied);
+                        char line[512];
+                        stats_text(s, line, sizeof(line));
+                        log_info("stats: %s", line);
                         last_stats = hf_now_mono();
                 }
         }
         drain_guard(s);
         db_flush(s);
         {
-                HfGuardStats st = { 0 };
-                if (s->guard)
-                        hf_guard_stats(s->guard, &st);
-                printf("holdfast sentinel: stopping: %llu events, %llu analyses, %llu incidents, "
-                       "%llu overflows; guard: %llu permission events, %llu pre-images, %llu "
-                       "denied, %llu failures\n",
-                       (unsigned long long)s->events, (unsigned long long)s->analyses,
-                       (unsigned long long)s->incidents, (unsigned long long)s->overflows,
-                       (unsigned long long)st.events, (unsigned long long)st.captures,
-                       (unsigned long long)st.denied, (unsigned long long)st.failures);
+                char line[512];
+                stats_text(s, line, sizeof(line));
+                printf("holdfast sentinel: stopping: %s\n", line);
         }
         r = 0;
 out:

@@ -140,6 +140,10 @@ void hf_analyze_buffers(const uint8_t *pre, size_t pre_n, uint64_t pre_size, con
                         size_t post_n, uint64_t post_size, HfFeatures *ret);
 /* Reads samples of both fds (pre_fd may be -1) and computes the features. */
 int hf_analyze_fds(int pre_fd, int post_fd, HfFeatures *ret);
+/* The byte spans of a file of size sz that hf_analyze_fds() reads (a small file whole; the
+ * head and evenly spaced chunks of a big one). Returns their number. */
+#define HF_SAMPLE_SPANS 33
+size_t hf_analyze_spans(uint64_t sz, uint64_t off[HF_SAMPLE_SPANS], uint64_t len[HF_SAMPLE_SPANS]);
 
 /* ---- per-file verdicts (pure) ---- */
 

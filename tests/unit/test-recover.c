@@ -11,7 +11,9 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "src/base/util.h"
 #include "src/recover/recover.h"
 #include "src/sentinel/retention.h"
 
@@ -353,6 +355,72 @@ static void test_retention(void **state)
         assert_int_equal(system(p), 0);
 }
 
+/* Range pre-images share a log: a released one is punched out, the log goes with the last. */
+static void test_retention_ranges(void **state)
+{
+        char root[] = "/tmp/holdfast-retention-XXXXXX", p[512], sql[512];
+        sqlite3 *db = NULL;
+        HfRetention pol;
+        HfPruneStats st;
+        struct stat s0, s1;
+        const double now = 1764216000.0; /* 2025-11-27: the log's day 20260101 is not today */
+        static uint8_t page[3 * 4096 + 100];
+        (void)state;
+
+        assert_non_null(mkdtemp(root));
+        (void)snprintf(p, sizeof(p), "%s/.holdfast/shadow/20260101", root);
+        assert_int_equal(hf_mkdir_p(p, 0700), 0);
+        (void)snprintf(p, sizeof(p), "%s/.holdfast/shadow/20260101/ranges", root);
+        memset(page, 'r', sizeof(page));
+        int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0400);
+        assert_true(fd >= 0);
+        assert_int_equal(hf_write_all_at(fd, page, sizeof(page), 0), 0);
+        assert_int_equal(fsync(fd), 0);
+        assert_int_equal(fstat(fd, &s0), 0);
+        close(fd);
+        assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, schema, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(hf_retention_schema(db), 0); /* adds the range columns */
+        /* 1: old, 8 KiB at 0; 2: new, 4 KiB at 8192; 3: old, 100 bytes at 12288. */
+        const struct {
+                int id;
+                double t;
+                int len, off;
+        } rows[] = { { 1, now - 90000, 8192, 0 },
+                     { 2, now - 60, 4096, 8192 },
+                     { 3, now - 90000, 100, 12288 } };
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                (void)snprintf(sql, sizeof(sql),
+                               "INSERT INTO preimages (id, time, pid, reason, method, dev, ino,"
+                               " store_root, store_path, size, sha256, range_off, range_len,"
+                               " log_off) VALUES (%d, %f, 50, 'write', 'range', 1, 9, '%s',"
+                               " 'shadow/20260101/ranges', 65536, 'x', 0, %d, %d)",
+                               rows[i].id, rows[i].t, root, rows[i].len, rows[i].off);
+                assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        }
+        hf_retention_defaults(&pol);
+        assert_int_equal(hf_shadow_prune(db, &pol, now, &st), 0);
+        assert_int_equal(st.by_window, 2);
+        assert_int_equal(st.released_bytes, 8192 + 100);
+        assert_int_equal(released(db, 1), 1);
+        assert_int_equal(released(db, 2), 0);
+        /* 1's two blocks are punched out; the log stays for 2. */
+        assert_int_equal(stat(p, &s1), 0);
+        assert_true(s1.st_blocks < s0.st_blocks);
+        assert_int_equal(s1.st_size, s0.st_size);
+        /* 2 ages too: the log and its day folder go. */
+        assert_int_equal(sqlite3_exec(db, "UPDATE preimages SET time = time - 90000 WHERE id = 2",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        assert_int_equal(hf_shadow_prune(db, &pol, now, &st), 0);
+        assert_int_equal(released(db, 2), 1);
+        assert_int_equal(access(p, F_OK), -1);
+        assert_false(exists(root, "shadow/20260101"));
+        sqlite3_close(db);
+        (void)snprintf(p, sizeof(p), "rm -rf '%s'", root);
+        assert_int_equal(system(p), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -362,6 +430,7 @@ int main(void)
                 cmocka_unit_test(test_token),
                 cmocka_unit_test(test_kinds),
                 cmocka_unit_test(test_retention),
+                cmocka_unit_test(test_retention_ranges),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
