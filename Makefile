@@ -115,7 +115,7 @@ check:
 			-Db_sanitize=address,undefined -Db_lundef=false &&
 	   phase "build $(ASAN_BUILD)" ninja -C $(ASAN_BUILD) --quiet; then
 		phase "ASan+UBSan tests" env ASAN_OPTIONS='$(ASAN_OPTIONS_CHECK)' \
-			UBSAN_OPTIONS='$(UBSAN_OPTIONS_CHECK)' \
+			UBSAN_OPTIONS='$(UBSAN_OPTIONS_CHECK)' HF_TEST_FILESYSTEMS='ext4 xfs' \
 			meson test -C $(ASAN_BUILD) --print-errorlogs \
 			--suite unit --suite fuzz --suite integration $(MESON_TEST_ARGS) \
 			|| failed+=("sanitizer tests")

@@ -28,7 +28,9 @@ import pytest
 
 import helpers as h
 
-FILESYSTEMS = ["ext4", "xfs", "btrfs"]
+# make check's sanitizer pass sets HF_TEST_FILESYSTEMS="ext4 xfs": btrfs takes the same code
+# paths as XFS (reflink), and each filesystem's campaign costs about 40 s under ASan.
+FILESYSTEMS = os.environ.get("HF_TEST_FILESYSTEMS", "ext4 xfs btrfs").split()
 ATTACKS = ["encrypt", "encrypt-new", "encrypt-rename", "intermittent", "intermittent-4k", "shred",
            "truncate", "bibi", "split", "slow", "base64", "mmap", "rename-folder", "raw-disk"]
 IMAGE_SIZE = 768 << 20
