@@ -1088,6 +1088,28 @@ def test_restore_damaged_blob_in_a_large_file(holdfast, restic, tmp_path, target
         assert data[at:at + plain] == bytes(plain)
 
 
+@pytest.mark.root
+def test_restore_large_file_disk_full(holdfast, tmp_path, shm):
+    """A write of a file being written in ranges fails (no space): the file is reported and
+    removed, nothing is left under its name or a temporary one, an older version stays."""
+    src, vault = tmp_path / "src", tmp_path / "vault"
+    rng = random.Random(13)
+    write(src / "big.bin", large_file(rng, [("random", 24), ("text", 8)]))
+    write(src / "small.txt", "small\n")
+    init(holdfast, vault)
+    backup(holdfast, vault, src)
+    with mounted_tmpfs(shm / "small", "20m") as mnt:
+        write(mnt / "old/src/big.bin", "older big\n")
+        for target in (mnt / "fresh", mnt / "old"):
+            res = holdfast("restore", "latest", "--target", target, repo=vault).expect(3)
+            assert re.search(r"/src/big.bin.*no space", res.err, re.I), res.describe()
+            t = target / "src"
+            assert (t / "small.txt").read_text() == "small\n"
+            assert sorted(p.name for p in t.iterdir()) == (
+                ["small.txt"] if target.name == "fresh" else ["big.bin", "small.txt"])
+        assert (mnt / "old/src/big.bin").read_text() == "older big\n"
+
+
 # --------------------------------------------------------------------------------------------
 # 8. faults
 
