@@ -90,6 +90,13 @@ typedef struct Move {
         bool pending; /* still in effect: a dry run, or it could not be undone */
 } Move;
 
+/* A folder the scope made (made) or removed (!made), by its pre-incident name. */
+typedef struct Dir {
+        double time;
+        char *path;
+        bool made;
+} Dir;
+
 typedef enum Source {
         SRC_NONE,
         SRC_PREIMAGE,
@@ -153,6 +160,8 @@ typedef struct Ctx {
         size_t n_ev, cap_ev;
         Move *moves; /* in event order */
         size_t n_moves, cap_moves, n_pending;
+        Dir *dirs; /* in event order */
+        size_t n_dirs, cap_dirs;
         Pre *pre;
         size_t n_pre, cap_pre;
         Pre *pins; /* pin rows of the scope: the inodes its processes opened for write */
@@ -869,6 +878,15 @@ static int take_moves(Ctx *c)
                                                          .dev = e->dev,
                                                          .ino = e->ino };
                 }
+                if ((strcmp(e->kind, "create") == 0 || strcmp(e->kind, "delete") == 0) && e->path &&
+                    e->path[0] == '/' &&
+                    (c->o->scope != HF_RECOVER_BEFORE || under_paths(c, e->path))) {
+                        if (hf_reserve((void **)&c->dirs, &c->cap_dirs, c->n_dirs, sizeof(Dir)) < 0)
+                                return -ENOMEM;
+                        c->dirs[c->n_dirs++] = (Dir){ .time = e->time,
+                                                      .path = TAKE_PTR(e->path),
+                                                      .made = e->kind[0] == 'c' };
+                }
                 ev_done(e);
         }
         c->n_ev = w;
@@ -891,6 +909,9 @@ static int take_moves(Ctx *c)
                         return r;
         for (size_t k = 0; k < c->n_pins; k++)
                 if ((r = canonical(c, &c->pins[k].path)) < 0)
+                        return r;
+        for (size_t k = 0; k < c->n_dirs; k++)
+                if ((r = canonical(c, &c->dirs[k].path)) < 0)
                         return r;
         return 0;
 }
@@ -2585,6 +2606,103 @@ static bool original_at(Ctx *c, const char *path)
         return false;
 }
 
+/* ---- folders made and removed ---- */
+
+/* Was the folder at dirs[i]'s path only made (made) or only removed (!made) by the scope? A
+ * folder removed and made again (or the other way round) is as it was. */
+static bool dir_net(const Ctx *c, size_t i, bool made)
+{
+        for (size_t k = 0; k < c->n_dirs; k++)
+                if (strcmp(c->dirs[k].path, c->dirs[i].path) == 0 && c->dirs[k].made != made)
+                        return false;
+        /* The first entry of the path speaks for all. */
+        for (size_t k = 0; k < i; k++)
+                if (strcmp(c->dirs[k].path, c->dirs[i].path) == 0)
+                        return false;
+        return c->dirs[i].made == made;
+}
+
+static int by_depth(const void *a, const void *b)
+{
+        size_t la = strlen(((const Dir *)a)->path), lb = strlen(((const Dir *)b)->path);
+        return la < lb ? -1 : la > lb;
+}
+
+/*
+ * Makes again the folders the scope removed, shallowest first, before any file is put back:
+ * owner and mode from the vault's snapshot when it has the folder, else root's 0755 (as the
+ * parents of a restored file get). A folder of the pre-incident name already there is left.
+ */
+static void make_dirs(Ctx *c)
+{
+        if (c->n_dirs > 1)
+                qsort(c->dirs, c->n_dirs, sizeof(Dir), by_depth);
+        for (size_t i = 0; i < c->n_dirs; i++) {
+                struct stat st;
+                const HfNode *n = NULL;
+                const Dir *d = &c->dirs[i];
+                if (!dir_net(c, i, false) || lstat(d->path, &st) == 0)
+                        continue;
+                if (ensure_vault(c) == 0 && hf_vault_src_lookup(c->vault, d->path, &n) == 0 &&
+                    n->type != HF_NODE_DIR)
+                        n = NULL;
+                if (c->o->dry_run) {
+                        report(c, "mkdir", d->path, NULL, NULL, false, 0,
+                               "folder removed by the attacker; dry run", NULL);
+                        continue;
+                }
+                if (mkdir_parents(d->path) < 0 ||
+                    (mkdir(d->path, n ? (n->mode & 07777) : 0755) < 0 && errno != EEXIST)) {
+                        c->res->failed++;
+                        log_error_errno(errno, "%s: cannot make the folder again: %m", d->path);
+                        continue;
+                }
+                if (n) {
+                        (void)lchown(d->path, n->uid, n->gid);
+                        (void)chmod(d->path, n->mode & 07777);
+                }
+                step(c);
+                c->res->folders_made++;
+                report(c, "mkdir", d->path, NULL, NULL, false, 0,
+                       n ? "folder removed by the attacker; owner and mode from the vault"
+                         : "folder removed by the attacker",
+                       NULL);
+                (void)fsync_dir_of(d->path);
+        }
+}
+
+/* Removes the folders the scope made, deepest first, once the attacker's files are gone: only
+ * empty ones (rmdir); one with anything left in it is kept and said. */
+static void remove_dirs(Ctx *c)
+{
+        if (c->o->scope == HF_RECOVER_BEFORE)
+                return; /* as its files: new since the time, left in place */
+        for (size_t i = c->n_dirs; i > 0; i--) {
+                struct stat st;
+                char lbuf[HF_RECOVER_PATH_MAX];
+                const Dir *d = &c->dirs[i - 1];
+                const char *path = live(c, d->path, lbuf);
+                if (!dir_net(c, i - 1, true) || lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                if (c->o->dry_run) {
+                        report(c, "remove", path, NULL, NULL, false, 0,
+                               "folder made by the attacker; dry run", NULL);
+                        continue;
+                }
+                if (rmdir(path) < 0) {
+                        c->res->kept++;
+                        report(c, "kept", path, NULL, NULL, false, 0,
+                               "folder made by the attacker, not empty", NULL);
+                        continue;
+                }
+                step(c);
+                c->res->folders_removed++;
+                report(c, "removed", path, NULL, NULL, false, 0, "folder made by the attacker",
+                       NULL);
+                (void)fsync_dir_of(path);
+        }
+}
+
 static int remove_junk(Ctx *c)
 {
         for (size_t i = 0; i < c->n_junk; i++) {
@@ -2702,6 +2820,9 @@ static void ctx_done(Ctx *c)
                 free(c->moves[i].to);
         }
         free(c->moves);
+        for (size_t i = 0; i < c->n_dirs; i++)
+                free(c->dirs[i].path);
+        free(c->dirs);
         for (size_t i = 0; i < c->n_pre; i++)
                 pre_done(&c->pre[i]);
         free(c->pre);
@@ -2983,6 +3104,7 @@ int hf_recover(const HfRecoverOptions *o, HfRecoverResult *ret)
                 r = -ENOMEM;
                 goto out;
         }
+        make_dirs(&c);
         for (size_t i = 0; i < c.n_items; i++) {
                 if (restore_item(&c, b, i) < 0)
                         ret->failed++;
@@ -3000,6 +3122,7 @@ int hf_recover(const HfRecoverOptions *o, HfRecoverResult *ret)
         r = remove_junk(&c);
         if (r < 0)
                 goto out;
+        remove_dirs(&c);
         if (!o->dry_run) {
                 char line[64];
                 (void)snprintf(line, sizeof(line), "C %.6f\n", hf_recover_now());
@@ -3013,7 +3136,8 @@ summary:
         if (o->out.json)
                 printf("{\"message_type\":\"summary\",\"incident\":%lld,\"dry_run\":%s,"
                        "\"files\":%llu,\"from_preimage\":%llu,\"from_pin\":%llu,"
-                       "\"renamed_back\":%llu,\"folders_renamed_back\":%llu,\"from_vault\":%llu,"
+                       "\"renamed_back\":%llu,\"folders_renamed_back\":%llu,"
+                       "\"folders_made\":%llu,\"folders_removed\":%llu,\"from_vault\":%llu,"
                        "\"already\":%llu,"
                        "\"removed\":%llu,\"kept\":%llu,\"lost\":%llu,\"lost_bytes\":%llu,"
                        "\"unproven\":%llu,\"unproven_bytes\":%llu,\"failed\":%llu,"
@@ -3021,12 +3145,14 @@ summary:
                        (long long)ret->incident, o->dry_run ? "true" : "false",
                        (unsigned long long)ret->files, (unsigned long long)ret->from_preimage,
                        (unsigned long long)ret->from_pin, (unsigned long long)ret->renamed_back,
-                       (unsigned long long)ret->folders, (unsigned long long)ret->from_vault,
-                       (unsigned long long)ret->already, (unsigned long long)ret->removed,
-                       (unsigned long long)ret->kept, (unsigned long long)ret->lost,
-                       (unsigned long long)ret->lost_bytes, (unsigned long long)ret->unproven,
-                       (unsigned long long)ret->unproven_bytes, (unsigned long long)ret->failed,
-                       (unsigned long long)ret->bytes, ret->seconds);
+                       (unsigned long long)ret->folders, (unsigned long long)ret->folders_made,
+                       (unsigned long long)ret->folders_removed,
+                       (unsigned long long)ret->from_vault, (unsigned long long)ret->already,
+                       (unsigned long long)ret->removed, (unsigned long long)ret->kept,
+                       (unsigned long long)ret->lost, (unsigned long long)ret->lost_bytes,
+                       (unsigned long long)ret->unproven, (unsigned long long)ret->unproven_bytes,
+                       (unsigned long long)ret->failed, (unsigned long long)ret->bytes,
+                       ret->seconds);
         else {
                 char bb[32], tt[32];
                 printf("%s%llu file(s): %llu from pre-images, %llu from pins, %llu renamed back, "
@@ -3043,6 +3169,11 @@ summary:
                        hf_format_duration(tt, sizeof(tt), ret->seconds));
                 if (ret->folders)
                         printf("%llu folder(s) renamed back\n", (unsigned long long)ret->folders);
+                if (ret->folders_made || ret->folders_removed)
+                        printf("%llu folder(s) the attacker removed made again, %llu empty "
+                               "folder(s) it made removed\n",
+                               (unsigned long long)ret->folders_made,
+                               (unsigned long long)ret->folders_removed);
                 if (ret->unproven)
                         printf("%llu file(s) came from the vault without proof that they match "
                                "the pre-attack content (%llu bytes, listed above)\n",

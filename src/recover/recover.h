@@ -51,6 +51,8 @@ typedef struct HfRecoverResult {
         uint64_t from_pin;         /* from a hard-link pin (deleted, unchanged) */
         uint64_t renamed_back;     /* renamed by the attacker, content unchanged */
         uint64_t folders;          /* folders renamed by the attacker, renamed back */
+        uint64_t folders_made;     /* folders the attacker removed, made again */
+        uint64_t folders_removed;  /* empty folders the attacker made, removed */
         uint64_t from_vault;       /* from the latest snapshot before the incident */
         uint64_t already;          /* already in place (a rerun) */
         uint64_t removed;          /* files the attacker created, removed */

@@ -1157,7 +1157,8 @@ static void on_event(const HfEvent *ev, void *ud)
                           ev->path, ev->time);
                 return;
         }
-        if (excluded(s, ev->path) || (ev->ondir && ev->kind != HF_EV_RENAME))
+        if (excluded(s, ev->path) || (ev->ondir && ev->kind != HF_EV_RENAME &&
+                                      ev->kind != HF_EV_CREATE && ev->kind != HF_EV_DELETE))
                 return;
         HfProcInfo info;
         Group *g = NULL;
@@ -1176,8 +1177,13 @@ static void on_event(const HfEvent *ev, void *ud)
         group_add_pid(g, ev->pid);
         g->last_event = ev->time;
         if (ev->ondir) {
-                /* A folder renamed: no score, but recover follows the files below it. */
-                group_event_done(s, g, group_event(s, g, ev, "rename"));
+                /* A folder renamed, made or removed: no score, but recover follows the files
+                 * below a renamed one, removes the folders an attacker made and makes again
+                 * those it removed. */
+                const char *kind = ev->kind == HF_EV_RENAME   ? "rename"
+                                   : ev->kind == HF_EV_CREATE ? "create"
+                                                              : "delete";
+                group_event_done(s, g, group_event(s, g, ev, kind));
                 return evaluate(s, g, "ransomware", ev->pid);
         }
 

@@ -32,6 +32,7 @@
 
 #define MAX_FS 32
 #define CACHE 4096
+#define ORPHANS 1024
 
 typedef struct WFs {
         int mfd;
@@ -50,6 +51,22 @@ typedef struct CacheEntry {
         char *path;
 } CacheEntry;
 
+/*
+ * A deletion in a folder that was itself gone when the event was read (rm -r: the folder's
+ * handle no longer opens): kept until the folder's own deletion names it, then delivered
+ * under the folder's path, before it. A removed subfolder waits the same way, with its own
+ * handle, for its parent.
+ */
+typedef struct Orphan {
+        bool used;
+        int fs;
+        pid_t pid;
+        bool ondir;
+        double time;
+        AlignedHandle dir, self; /* self.fh.handle_bytes 0: unknown */
+        char name[256];
+} Orphan;
+
 struct HfWatch {
         int fan;
         bool rename;
@@ -59,6 +76,8 @@ struct HfWatch {
         uint64_t overflows;
         HfEvent ev;
         AlignedHandle handles[4]; /* object, folder, old folder, new folder of the event */
+        Orphan *orphans;          /* ORPHANS, a ring */
+        size_t orphan_next;
 };
 
 int hf_watch_new(HfWatch **ret, char *why, size_t whyn)
@@ -94,6 +113,7 @@ HfWatch *hf_watch_free(HfWatch *w)
                 closep(&w->fs[i].mfd);
         for (size_t i = 0; i < CACHE; i++)
                 free(w->cache[i].path);
+        free(w->orphans);
         free(w);
         return NULL;
 }
@@ -278,6 +298,58 @@ static int parse_fid(const char *p, size_t len, fsid_t *ret_fsid, AlignedHandle 
         return 0;
 }
 
+static bool same_handle(const struct file_handle *a, const struct file_handle *b)
+{
+        return a->handle_bytes == b->handle_bytes && a->handle_type == b->handle_type &&
+               memcmp(a->f_handle, b->f_handle, a->handle_bytes) == 0;
+}
+
+static void orphan_add(HfWatch *w, int fs, const HfEvent *ev, const struct file_handle *dfh,
+                       const char *name)
+{
+        if (!name || dfh->handle_bytes > MAX_HANDLE_SZ || strlen(name) >= sizeof(w->orphans->name))
+                return;
+        if (!w->orphans && !(w->orphans = calloc(ORPHANS, sizeof(Orphan))))
+                return;
+        Orphan *o = &w->orphans[w->orphan_next++ % ORPHANS]; /* the oldest goes */
+        *o = (Orphan){
+                .used = true, .fs = fs, .pid = ev->pid, .ondir = ev->ondir, .time = ev->time
+        };
+        memcpy(&o->dir.fh, dfh, sizeof(*dfh) + dfh->handle_bytes);
+        if (ev->fh && ev->fh->handle_bytes <= MAX_HANDLE_SZ)
+                memcpy(&o->self.fh, ev->fh, sizeof(*ev->fh) + ev->fh->handle_bytes);
+        (void)snprintf(o->name, sizeof(o->name), "%s", name);
+}
+
+/* Delivers the orphans of the folder dir (now known to have been at path), and theirs. */
+static void orphans_of(HfWatch *w, int fs, const struct file_handle *dir, const char *path,
+                       HfWatchCallback cb, void *ud, int depth)
+{
+        if (!w->orphans || depth > 64)
+                return;
+        for (size_t i = 0; i < ORPHANS; i++) {
+                Orphan *o = &w->orphans[i];
+                if (!o->used || o->fs != fs || !same_handle(&o->dir.fh, dir))
+                        continue;
+                o->used = false;
+                AlignedHandle self = o->self;
+                _cleanup_free_ HfEvent *ev = calloc(1, sizeof(*ev));
+                if (!ev)
+                        return;
+                *ev = (HfEvent){ .kind = HF_EV_DELETE,
+                                 .pid = o->pid,
+                                 .ondir = o->ondir,
+                                 .time = o->time,
+                                 .dev = w->fs[fs].dev,
+                                 .fs = fs,
+                                 .fh = self.fh.handle_bytes ? &self.fh : NULL };
+                join(ev->path, sizeof(ev->path), path, o->name);
+                if (o->ondir && self.fh.handle_bytes)
+                        orphans_of(w, fs, &self.fh, ev->path, cb, ud, depth + 1);
+                cb(ev, ud);
+        }
+}
+
 static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback cb, void *ud)
 {
         HfEvent *ev = &w->ev;
@@ -362,8 +434,11 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
                                 return;
                         (void)snprintf(ev->path, sizeof(ev->path), "%s", dir);
                 } else {
-                        if (dir_path(w, fs, dfh, dir, sizeof(dir)) < 0)
+                        if (dir_path(w, fs, dfh, dir, sizeof(dir)) < 0) {
+                                if (m.mask & FAN_DELETE)
+                                        orphan_add(w, fs, ev, dfh, name);
                                 return;
+                        }
                         join(ev->path, sizeof(ev->path), dir, name);
                 }
         }
@@ -400,6 +475,8 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
                 cb(ev, ud);
         }
         if (m.mask & FAN_DELETE) {
+                if (ev->ondir && ev->fh)
+                        orphans_of(w, fs, ev->fh, ev->path, cb, ud, 0);
                 ev->kind = HF_EV_DELETE;
                 cb(ev, ud);
         }

@@ -743,6 +743,76 @@ def test_range_preimages(holdfast_bin, tmp_path, fs):
         c.stop()
 
 
+FOLDER_ATTACKER = r"""
+import os, sys
+box, victim = sys.argv[1:3]
+for rel in sys.argv[3:]:                      # first some encryption: an incident
+    with open(os.path.join(box, rel), "r+b") as f:
+        n = len(f.read())
+        f.seek(0)
+        f.write(os.urandom(n))
+for dirpath, dirnames, filenames in os.walk(os.path.join(box, victim), topdown=False):
+    for n in filenames:
+        os.remove(os.path.join(dirpath, n))
+    os.rmdir(dirpath)
+os.makedirs(os.path.join(box, "loot", "deeper"))
+with open(os.path.join(box, "loot", "README.txt"), "w") as f:
+    f.write("your files are gone\n")
+"""
+
+
+def test_folders_made_and_removed(holdfast_bin, tmp_path):
+    """A folder tree the attacker removed (with its files) is made again and its files come
+    back; the folders it made are removed once its files in them are gone."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop mounts, fanotify); CI runs as root")
+    c = Campaign("xfs", tmp_path, holdfast_bin)
+    try:
+        c.mount()
+        c.prepare(["folders"])
+        box = c.box("folders")
+        files = [line[5:] for line in (box / ".holdfast-sandbox").read_text().splitlines()
+                 if line.startswith("file ")]
+        # A top folder with subfolders (docs/finance, docs/hr ...): rm -r removes the
+        # subfolders before the sentinel can resolve their files' paths.
+        victim = next(f.split("/")[0] for f in files if f.count("/") >= 2)
+        assert any(p.is_dir() for p in (box / victim).iterdir())
+        before = tree_hashes(box)
+        victim_mode = (box / victim).stat().st_mode & 0o7777
+        c.start_sentinel(action="alert")
+        t0 = time.time()
+        others = [f for f in files if not f.startswith(victim + "/")][:8]
+        w = subprocess.run(["/usr/bin/python3", "-c", FOLDER_ATTACKER, str(box), victim,
+                            *others], start_new_session=True, env=c.env, capture_output=True)
+        assert w.returncode == 0, w.stderr
+        assert not (box / victim).exists() and (box / "loot" / "deeper").is_dir()
+        inc = None
+        deadline = time.time() + 10
+        while inc is None and time.time() < deadline:
+            inc = next((i for i in c.incidents()), None)
+            time.sleep(0.2)
+        assert inc, "no incident"
+        time.sleep(1.5)
+        con = sqlite3.connect(c.state / "sentinel.db")
+        kinds = {r[0] for r in con.execute("SELECT kind FROM file_events WHERE ondir = 1")}
+        con.close()
+        assert {"create", "delete"} <= kinds, kinds
+        rec = c.holdfast("-r", c.vault, "recover", "--incident", inc["id"], "--state", c.state,
+                         "--json")
+        assert rec.rc in (0, 3), rec.describe()
+        summary = rec.jsonl()[-1]
+        assert summary["failed"] == 0 and summary["lost"] == 0, rec.describe(8000)
+        assert summary["folders_made"] >= 2 and summary["folders_removed"] == 2, \
+            rec.describe(8000)
+        assert not (box / "loot").exists(), rec.describe(8000)
+        after = tree_hashes(box)
+        assert {k: v[:2] for k, v in after.items()} == {k: v[:2] for k, v in before.items()}, \
+            rec.describe(8000)
+        assert (box / victim).stat().st_mode & 0o7777 == victim_mode
+    finally:
+        c.stop()
+
+
 def test_unknown_incident(campaign):
     res = campaign.holdfast("recover", "--incident", "987654", "--state", campaign.state)
     assert res.rc == 1, res.describe()
