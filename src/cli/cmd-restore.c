@@ -54,7 +54,9 @@ static int run(CliContext *ctx, int argc, char **argv)
         r = cli_open_repo(ctx, &repo);
         if (r != EXIT_OK)
                 goto out;
-        if (!ctx->no_lock && hf_lock_acquire(repo, false, &lock) < 0) {
+        /* The lock protocol's wait (a second look for a competing lock) overlaps finding the
+         * snapshot and loading the index; nothing is written before hf_lock_confirm(). */
+        if (!ctx->no_lock && hf_lock_begin(repo, false, &lock) < 0) {
                 r = EXIT_FAILED;
                 goto out;
         }
@@ -69,6 +71,8 @@ static int run(CliContext *ctx, int argc, char **argv)
                 goto out;
         }
         r = hf_repo_load_index(repo, NULL);
+        if (r >= 0 && lock)
+                r = hf_lock_confirm(&lock);
         if (r >= 0)
                 r = hf_restore(repo, &snap, &o, &res);
         if (r >= 0) {
