@@ -7,6 +7,8 @@
 #
 #   CEPH_DIR=/tmp/holdfast-ceph.XXXXXX   the cluster (give it to stop-ceph.sh)
 #   S3_ENDPOINT=http://127.0.0.1:PORT
+#   S3_ENDPOINT_TLS=https://127.0.0.1:PORT2   the same gateway over TLS
+#   S3_CACERT=$CEPH_DIR/tls/ca.pem            the throw-away CA that signed its certificate
 #   AWS_ACCESS_KEY_ID=...  AWS_SECRET_ACCESS_KEY=...  AWS_DEFAULT_REGION=us-east-1
 #
 # Progress goes to stderr. On any failure (or SIGINT/SIGTERM during start-up) it prints the tail
@@ -26,7 +28,7 @@ T0=${EPOCHREALTIME/./}
 
 say() { printf 'start-ceph: %s (%d ms)\n' "$*" $(((${EPOCHREALTIME/./} - T0) / 1000)) >&2; }
 
-for prog in ceph-mon ceph-osd radosgw ceph-authtool monmaptool ceph radosgw-admin curl; do
+for prog in ceph-mon ceph-osd radosgw ceph-authtool monmaptool ceph radosgw-admin curl openssl; do
         command -v "$prog" >/dev/null 2>&1 || {
                 echo "start-ceph: $prog not found: install ceph-mon ceph-mgr ceph-osd radosgw" \
                         "ceph-common (scripts/bootstrap does)" >&2
@@ -40,7 +42,7 @@ esac
 
 DIR=$(mktemp -d "${CEPH_TMP:-/tmp}/holdfast-ceph.XXXXXX")
 chmod 700 "$DIR"
-mkdir -p "$DIR"/{run,log,crash,mon.a,mgr.x,osd.0,rgw.a}
+mkdir -p "$DIR"/{run,log,crash,mon.a,mgr.x,osd.0,rgw.a,tls}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 started=0
 
@@ -68,14 +70,37 @@ free_port() {
 MON_PORT=$(free_port)
 MON_PORT1=$(free_port)
 RGW_PORT=$(free_port)
+RGW_TLS_PORT=$(free_port)
 while [[ $MON_PORT1 == "$MON_PORT" ]]; do MON_PORT1=$(free_port); done
 while [[ $RGW_PORT == "$MON_PORT" || $RGW_PORT == "$MON_PORT1" ]]; do RGW_PORT=$(free_port); done
+while [[ $RGW_TLS_PORT == "$MON_PORT" || $RGW_TLS_PORT == "$MON_PORT1" ||
+        $RGW_TLS_PORT == "$RGW_PORT" ]]; do RGW_TLS_PORT=$(free_port); done
 FSID=$(cat /proc/sys/kernel/random/uuid)
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
 # Not tr </dev/urandom | head: tr gets SIGPIPE under pipefail.
 ACCESS_KEY=HF$(od -An -tx1 -N9 /dev/urandom | tr -d ' \n' | tr a-f A-F)
 SECRET_KEY=$(od -An -tx1 -N20 /dev/urandom | tr -d ' \n')
 CONF=$DIR/ceph.conf
+
+# A throw-away CA and a certificate for 127.0.0.1 signed by it, for the TLS endpoint (P-256 keys:
+# a few milliseconds). Nothing outside DIR trusts the CA, so clients must be given ca.pem.
+TLS=$DIR/tls
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=holdfast test CA $FSID" -keyout "$TLS/ca.key" -out "$TLS/ca.pem" \
+        2>"$DIR/log/tls.err" || fail "openssl could not make the test CA"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "$TLS/server.key" -out "$TLS/server.csr" 2>>"$DIR/log/tls.err" ||
+        fail "openssl could not make the server key"
+cat >"$TLS/server.ext" <<EXT
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1
+EXT
+openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" -CAcreateserial \
+        -days 2 -extfile "$TLS/server.ext" -out "$TLS/server.pem" 2>>"$DIR/log/tls.err" ||
+        fail "openssl could not sign the server certificate"
+chmod 600 "$TLS/ca.key" "$TLS/server.key"
 
 cat >"$CONF" <<CONF
 [global]
@@ -122,7 +147,8 @@ osd memory target = 1073741824
 [client]
 objecter tick interval = 0.5
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+# ssl_endpoint, not ssl_port: a port alone listens on every address.
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT ssl_endpoint=127.0.0.1:$RGW_TLS_PORT ssl_certificate=$TLS/server.pem ssl_private_key=$TLS/server.key
 rgw data = $DIR/rgw.a
 # Deleted objects free their space within seconds, not hours (RGW's garbage collector waits
 # 2 h by default), so tests and benchmarks that clean up after themselves keep their room.
@@ -202,6 +228,10 @@ until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$RGW_PORT/"; do
         sleep 0.1
 done
 say "radosgw answers on 127.0.0.1:$RGW_PORT"
+# The TLS endpoint opens with the plain one; checking it with the CA also proves the certificate.
+curl -s -o /dev/null --max-time 5 --cacert "$TLS/ca.pem" "https://127.0.0.1:$RGW_TLS_PORT/" ||
+        fail "radosgw does not answer over TLS on 127.0.0.1:$RGW_TLS_PORT"
+say "radosgw answers over TLS on 127.0.0.1:$RGW_TLS_PORT"
 
 radosgw-admin -c "$CONF" -n client.admin user create --uid=holdfast --display-name=holdfast \
         --access-key="$ACCESS_KEY" --secret="$SECRET_KEY" >/dev/null 2>"$DIR/log/user-create.err" ||
@@ -209,6 +239,8 @@ radosgw-admin -c "$CONF" -n client.admin user create --uid=holdfast --display-na
 cat >"$DIR/env" <<ENV
 CEPH_DIR=$DIR
 S3_ENDPOINT=http://127.0.0.1:$RGW_PORT
+S3_ENDPOINT_TLS=https://127.0.0.1:$RGW_TLS_PORT
+S3_CACERT=$TLS/ca.pem
 AWS_ACCESS_KEY_ID=$ACCESS_KEY
 AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 AWS_DEFAULT_REGION=us-east-1
