@@ -141,6 +141,8 @@ typedef struct Req {
         long status;
         curl_off_t content_len;
         char code[64], message[256];
+        CURLcode curl_code;                /* of the last attempt that got no reply */
+        char curl_detail[CURL_ERROR_SIZE]; /* curl's words for it ("SSL certificate ...") */
 } Req;
 
 typedef struct Upload {
@@ -351,6 +353,7 @@ static int attempt(S3Client *c, CURL *h, Req *rq, bool *ret_retry)
         int r;
 
         *ret_retry = false;
+        rq->curl_code = CURLE_OK;
         r = request_path(c, rq->key, &path);
         if (r >= 0)
                 r = hf_buf_printf(&url, "%s%s%s%s", c->endpoint, (char *)path.data,
@@ -437,6 +440,8 @@ static int attempt(S3Client *c, CURL *h, Req *rq, bool *ret_retry)
         curl_easy_setopt(h, CURLOPT_WRITEDATA, rq->sink);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, rq->sink);
+        rq->curl_detail[0] = 0;
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, rq->curl_detail);
 
         if (strcmp(rq->method, "PUT") == 0) {
                 up.mem = rq->fd >= 0 ? NULL : (rq->body ? rq->body : (const void *)"");
@@ -469,7 +474,9 @@ static int attempt(S3Client *c, CURL *h, Req *rq, bool *ret_retry)
         rq->code[0] = rq->message[0] = 0;
         cc = curl_easy_perform(h);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL); /* rq does not outlive the request */
         curl_slist_free_all(list);
+        rq->curl_code = cc;
         if (cc == CURLE_WRITE_ERROR && rq->sink->overflow)
                 return -E2BIG;
         if (cc == CURLE_ABORTED_BY_CALLBACK && up.error < 0)
@@ -491,6 +498,50 @@ static int attempt(S3Client *c, CURL *h, Req *rq, bool *ret_retry)
 static const char *shown_code(const Req *rq)
 {
         return rq->code[0] ? rq->code : "no error code";
+}
+
+/*
+ * The one sentence for a request that got no reply. A certificate the client does not trust is
+ * not a server that cannot be reached: it is never retried, and the user must act on it.
+ */
+static void tell_no_reply(S3Client *c, const Req *rq, int r)
+{
+        const char *detail = rq->curl_detail[0] ? rq->curl_detail
+                                                : curl_easy_strerror(rq->curl_code);
+
+        if (atomic_exchange(&c->told_unreachable, true))
+                return;
+        switch (rq->curl_code) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+                if (c->cacert)
+                        log_error("the certificate of the S3 server at %s is not trusted by the CA "
+                                  "certificates in %s (--cacert, HOLDFAST_CACERT): %s",
+                                  c->endpoint, c->cacert, detail);
+                else
+                        log_error("the certificate of the S3 server at %s is not trusted (%s): set "
+                                  "HOLDFAST_CACERT (or --cacert) to the file of the CA that "
+                                  "signed it",
+                                  c->endpoint, detail);
+                return;
+        case CURLE_SSL_CACERT_BADFILE:
+                if (c->cacert)
+                        log_error(
+                                "cannot use the CA certificates in %s (--cacert, HOLDFAST_CACERT) "
+                                "for the S3 server at %s: %s",
+                                c->cacert, c->endpoint, detail);
+                else
+                        log_error("cannot use the system's CA certificates for the S3 server at "
+                                  "%s: %s",
+                                  c->endpoint, detail);
+                return;
+        case CURLE_SSL_CONNECT_ERROR:
+                log_error("the TLS handshake with the S3 server at %s failed (%s)", c->endpoint,
+                          detail);
+                return;
+        default:
+                (void)log_error_errno(r, "cannot reach the S3 server at %s after %d tries (%m)",
+                                      c->endpoint, c->tries);
+        }
 }
 
 /* Runs a request with retries: 0 with rq->status for any final HTTP answer. */
@@ -529,9 +580,8 @@ static int perform(S3Client *c, Req *rq)
                 delay = MIN(delay * 2, 8.0);
         }
         hf_curl_pool_give(&c->pool, h);
-        if (r < 0 && r != -ENOMEM && r != -E2BIG && !atomic_exchange(&c->told_unreachable, true))
-                log_error_errno(r, "cannot reach the S3 server at %s after %d tries (%m)",
-                                c->endpoint, c->tries);
+        if (r < 0 && r != -ENOMEM && r != -E2BIG)
+                tell_no_reply(c, rq, r);
         if (r == 0 && retryable_reply(rq)) {
                 if (!atomic_exchange(&c->told_unreachable, true))
                         log_error("the S3 server at %s kept failing (HTTP %ld, %s) after %d "

@@ -24,7 +24,7 @@ static const CliOption global_options[] = {
         { "quiet", 'q', NULL, "print errors only" },
         { "verbose", 'v', NULL, "print more (twice: debug)" },
         { "no-lock", 0, NULL, "do not lock the vault (read-only commands)" },
-        { "cacert", 0, "FILE", "trust these CA certificates for https REST servers" },
+        { "cacert", 0, "FILE", "trust these CA certificates for https REST and S3 servers" },
         { "help", 'h', NULL, "show help" },
         { "version", 0, NULL, "print the version" },
         { NULL, 0, NULL, NULL },
@@ -249,7 +249,7 @@ int main(int argc, char **argv)
                         else if (strcmp(o->name, "no-lock") == 0)
                                 ctx.no_lock = true;
                         else if (strcmp(o->name, "cacert") == 0)
-                                (void)setenv("HOLDFAST_CACERT", optarg, 1); /* rest backend */
+                                (void)setenv("HOLDFAST_CACERT", optarg, 1); /* rest, s3 */
                         else if (strcmp(o->name, "help") == 0)
                                 help = true;
                         else if (strcmp(o->name, "version") == 0) {
