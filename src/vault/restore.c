@@ -150,19 +150,6 @@ typedef struct Restore {
         bool is_root;
 } Restore;
 
-static int reserve(void **v, size_t *cap, size_t n, size_t size)
-{
-        if (n < *cap)
-                return 0;
-        size_t ncap = *cap ? *cap * 2 : 64;
-        void *nv = realloc(*v, ncap * size);
-        if (!nv)
-                return -ENOMEM;
-        *v = nv;
-        *cap = ncap;
-        return 0;
-}
-
 static char *join(const char *a, const char *b)
 {
         char *p = NULL;
@@ -350,7 +337,7 @@ fail:
 static int add_dir(Restore *rs, size_t parent, const char *relpath, const HfNode *n, size_t *ret)
 {
         RDir *d;
-        int r = reserve((void **)&rs->dirs, &rs->cap_dirs, rs->n_dirs, sizeof(RDir));
+        int r = hf_reserve((void **)&rs->dirs, &rs->cap_dirs, rs->n_dirs, sizeof(RDir));
 
         if (r < 0)
                 return r;
@@ -408,7 +395,7 @@ static int add_group(Restore *rs, const HfNode *n, size_t primary, ssize_t *ret)
                 rs->group_slots = nv;
                 rs->group_mask = nmask;
         }
-        r = reserve((void **)&rs->groups, &rs->cap_groups, rs->n_groups, sizeof(RGroup));
+        r = hf_reserve((void **)&rs->groups, &rs->cap_groups, rs->n_groups, sizeof(RGroup));
         if (r < 0)
                 return r;
         rs->groups[rs->n_groups] = (RGroup){ .device_id = n->device_id,
@@ -654,8 +641,8 @@ static int plan_node(Restore *rs, const HfNode *n, PlanDir *dir, bool all)
                         g = find_group(rs, n);
                         if (g >= 0)
                                 link_only = true;
-                        r = reserve((void **)&rs->files, &rs->cap_files, rs->n_files,
-                                    sizeof(RFile *));
+                        r = hf_reserve((void **)&rs->files, &rs->cap_files, rs->n_files,
+                                       sizeof(RFile *));
                         if (r < 0)
                                 return r;
                         if (g < 0) {
