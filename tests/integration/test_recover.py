@@ -271,7 +271,7 @@ def campaign(request, holdfast_bin, tmp_path_factory):
     c = Campaign(request.param, tmp_path_factory.mktemp(f"recover-{request.param}"), holdfast_bin)
     try:
         c.mount()
-        c.prepare(ATTACKS + ["crash", "later"])
+        c.prepare(ATTACKS + ["crash", "crash-folder", "later"])
         c.start_sentinel()
         # The raw-disk guard stays off here: it denies block-device writes machine-wide, and a
         # sentinel that dies with it attached leaves it so (the sentinel's own harness tests the
@@ -337,12 +337,14 @@ def test_recover_is_idempotent(campaign):
         assert tree_hashes(campaign.box(attack)) == before
 
 
-def test_recover_killed_and_rerun(campaign):
-    """kill -9 at every step of the recovery in turn, then a rerun: nothing doubled or lost."""
-    box = campaign.box("crash")
+@pytest.mark.parametrize("kind", ["encrypt-rename", "rename-folder"])
+def test_recover_killed_and_rerun(campaign, kind):
+    """kill -9 at every step of the recovery in turn (file restores, renames back, folder
+    renames back), then a rerun: nothing doubled or lost."""
+    box = campaign.box("crash" if kind == "encrypt-rename" else "crash-folder")
     before = tree_hashes(box)
     incidents = {i["id"] for i in campaign.incidents()}
-    p = subprocess.run([str(campaign.attacker), "simulate", "attack", "encrypt-rename", str(box),
+    p = subprocess.run([str(campaign.attacker), "simulate", "attack", kind, str(box),
                         "-q"], start_new_session=True, env=campaign.env, capture_output=True,
                        timeout=60)
     deadline = time.time() + 10
