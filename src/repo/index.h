@@ -22,6 +22,13 @@ typedef struct HfIndexEntry {
         uint8_t type;                 /* HfBlobType */
 } HfIndexEntry;
 
+/* The plaintext length of the blob of e (its uncompressed size). */
+static inline uint64_t hf_index_entry_plain_len(const HfIndexEntry *e)
+{
+        return e->uncompressed_length ? e->uncompressed_length
+                                      : (uint64_t)e->length - HF_CRYPTO_OVERHEAD;
+}
+
 /* A pack position that is not (yet) in the pack table: a blob being written. */
 #define HF_INDEX_PACK_PENDING UINT32_MAX
 

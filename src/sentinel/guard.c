@@ -673,8 +673,40 @@ static bool range_ok(bool cont, uint32_t nrange, uint64_t rbytes, uint64_t len, 
         return len > 0 && len <= size / 4;
 }
 
-/* The range record of a PRE_ACCESS event (ev: the whole event, len bytes). */
-static bool event_range(const char *ev, size_t len, uint64_t *off, uint64_t *count)
+typedef enum Step {
+        STEP_COVERED, /* the group's changes are covered by a whole pre-image: allow */
+        STEP_ALLOW,   /* the group's run of ranges goes on, nothing here to keep: allow */
+        STEP_RANGE,   /* keep the write's range */
+        STEP_WHOLE,   /* keep the whole file (first capture, or the end of a run) */
+} Step;
+
+/*
+ * What a change of group to inode key needs: kind is plain_write()'s answer (-1: the system
+ * call is not known yet), len and size the write's clipped range and the file's size. The one
+ * decision for the reader and for a worker that learnt the system call later. *ret_cont: the
+ * group is in a run of ranges.
+ */
+static Step range_step(HfGuard *g, uint64_t key, pid_t group, int kind, uint64_t len, uint64_t size,
+                       bool *ret_cont)
+{
+        uint64_t rbytes;
+        uint32_t nrange;
+        bool own = inode_cover(g, key, &nrange, &rbytes) == group;
+
+        *ret_cont = own && nrange > 0;
+        if (own && nrange == 0)
+                return STEP_COVERED;
+        if (own && (kind == 2 || (kind == 1 && len == 0)) && nrange < RANGE_MAX) {
+                /* Counted all the same: events end, with a whole pre-image, after RANGE_MAX. */
+                inode_range(g, key, group, 0);
+                return STEP_ALLOW;
+        }
+        return kind == 1 && range_ok(own, nrange, rbytes, len, size) ? STEP_RANGE : STEP_WHOLE;
+}
+
+/* The range record of a PRE_ACCESS event (ev: the whole event, len bytes), clipped to the
+ * file's size bytes. */
+static bool event_range(const char *ev, size_t len, uint64_t size, uint64_t *off, uint64_t *count)
 {
         struct fanotify_event_metadata m;
         size_t p;
@@ -687,8 +719,11 @@ static bool event_range(const char *ev, size_t len, uint64_t *off, uint64_t *cou
                 if (h.len < sizeof(h) || h.len > len - p)
                         return false;
                 if (h.info_type == FAN_EVENT_INFO_TYPE_RANGE && h.len >= 24) {
-                        memcpy(off, ev + p + 8, 8);
-                        memcpy(count, ev + p + 16, 8);
+                        uint64_t o, c;
+                        memcpy(&o, ev + p + 8, 8);
+                        memcpy(&c, ev + p + 16, 8);
+                        *off = MIN(o, size);
+                        *count = MIN(c, size - *off);
                         return true;
                 }
                 p += h.len;
@@ -775,13 +810,13 @@ static int day_dir(HfGuard *g, Fs *fs)
         return fd;
 }
 
-static int copy_bytes(int in, int out, uint64_t size, uint64_t *copied)
+int hf_copy_span(int in, uint64_t off, uint64_t len, int out, uint64_t at, uint64_t *ret_copied)
 {
-        loff_t off_in = 0, off_out = 0;
+        loff_t off_in = (loff_t)off, off_out = (loff_t)at;
         uint64_t done = 0;
 
-        while (done < size) {
-                ssize_t n = copy_file_range(in, &off_in, out, &off_out, size - done, 0);
+        while (done < len) {
+                ssize_t n = copy_file_range(in, &off_in, out, &off_out, len - done, 0);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -794,22 +829,27 @@ static int copy_bytes(int in, int out, uint64_t size, uint64_t *copied)
                         break;
                 done += (uint64_t)n;
         }
-        if (done < size) {
-                /* Plain read/write for what copy_file_range would not do. */
+        if (done < len) {
+                /* Plain read/write for what copy_file_range would not do (another filesystem,
+                 * a memfd), or stopped short of. */
                 uint8_t buf[65536];
-                for (;;) {
-                        ssize_t n = pread(in, buf, sizeof(buf), (off_t)done);
+                while (done < len) {
+                        ssize_t n = pread(in, buf, (size_t)MIN(sizeof(buf), len - done),
+                                          (off_t)(off + done));
+                        if (n < 0 && errno == EINTR)
+                                continue;
                         if (n < 0)
                                 return -errno;
                         if (n == 0)
                                 break;
-                        int r = hf_write_all_at(out, buf, (size_t)n, done);
+                        int r = hf_write_all_at(out, buf, (size_t)n, at + done);
                         if (r < 0)
                                 return r;
                         done += (uint64_t)n;
                 }
         }
-        *copied = done;
+        if (ret_copied)
+                *ret_copied = done;
         return 0;
 }
 
@@ -954,27 +994,23 @@ static bool capture_range(HfGuard *g, Job *j)
 static bool decide(HfGuard *g, Job *j)
 {
         unsigned long a[6] = { 0 };
-        uint64_t rbytes;
-        uint32_t nrange;
         long nr;
+        bool cont;
 
         if (read_syscall_for(j->tid, &nr, a, 0.2) < 0)
                 return true; /* still unknown: a whole pre-image */
-        if (!syscall_writes(j->tid, &j->st, nr, a)) {
+        Step step = syscall_writes(j->tid, &j->st, nr, a)
+                            ? range_step(g, inode_key(j->st.st_dev, j->st.st_ino), j->group,
+                                         plain_write(j->tid, nr, a), j->len,
+                                         (uint64_t)j->st.st_size, &cont)
+                            : STEP_ALLOW; /* a read */
+        if (step == STEP_COVERED || step == STEP_ALLOW) {
                 if (!j->cont)
-                        hf_guard_judged(g, j->group); /* nothing to judge */
+                        hf_guard_judged(g, j->group); /* charged for nothing to judge */
                 respond(g, j->fd, true);
                 return false;
         }
-        int kind = plain_write(j->tid, nr, a);
-        uint64_t key = inode_key(j->st.st_dev, j->st.st_ino);
-        bool cont = inode_cover(g, key, &nrange, &rbytes) == j->group && nrange > 0;
-        if (cont && kind == 2 && nrange < RANGE_MAX) {
-                inode_range(g, key, j->group, 0);
-                respond(g, j->fd, true);
-                return false;
-        }
-        j->range = kind == 1 && range_ok(cont, nrange, rbytes, j->len, (uint64_t)j->st.st_size);
+        j->range = step == STEP_RANGE;
         return true;
 }
 
@@ -1027,7 +1063,7 @@ static void capture(HfGuard *g, Job *j)
                 p->store_path[0] = 0;
         } else {
                 uint64_t copied = 0;
-                r = copy_bytes(j->fd, out, (uint64_t)j->st.st_size, &copied);
+                r = hf_copy_span(j->fd, 0, (uint64_t)j->st.st_size, out, 0, &copied);
                 if (r < 0) {
                         log_warning_errno(r, "shadow store: copying %s failed: %m", p->path);
                         (void)snprintf(p->method, sizeof(p->method), "failed");
@@ -1309,39 +1345,21 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
          * ranges so far: then this change is kept as one more range when it is a write of
          * a small part, else by a whole pre-image that ends the run.
          */
-        uint64_t r_off = 0, r_len = 0, size = (uint64_t)st.st_size, rbytes = 0;
-        uint32_t nrange;
-        int kind = pre && (m->mask & FAN_PRE_ACCESS) ? plain_write(tid, nr, args) : 0;
-        bool ranged = kind == 1 && fs->ranges && event_range(ev, m->event_len, &r_off, &r_len);
-        if (ranged) {
-                uint64_t end = r_len > size - MIN(r_off, size) ? size : r_off + r_len;
-                r_off = MIN(r_off, size);
-                r_len = end - r_off;
-        }
-        bool cont = false;
-        if (inode_cover(g, key, &nrange, &rbytes) == group) {
-                if (nrange == 0) {
-                        if ((m->mask & FAN_PRE_ACCESS) && inode_own(g, key, group))
-                                (void)add_ignore(g, m->fd, FAN_PRE_ACCESS);
-                        return answer(g, m->fd, true);
-                }
-                cont = true;
-                if ((kind == 2 || (ranged && r_len == 0)) && nrange < RANGE_MAX) {
-                        /* Nothing there is changed: the run goes on, nothing to keep (but
-                         * counted: events end, with a whole pre-image, after RANGE_MAX). */
-                        inode_range(g, key, group, 0);
-                        return answer(g, m->fd, true);
-                }
-        }
-        ranged = ranged && range_ok(cont, nrange, rbytes, r_len, size);
+        uint64_t r_off = 0, r_len = 0, size = (uint64_t)st.st_size;
+        bool has_range = pre && (m->mask & FAN_PRE_ACCESS) && fs->ranges &&
+                         event_range(ev, m->event_len, size, &r_off, &r_len);
         /* The caller was not yet in its system call: a worker asks again, with patience. */
-        bool undecided = pre && (m->mask & FAN_PRE_ACCESS) && nr == -2 && fs->ranges &&
-                         event_range(ev, m->event_len, &r_off, &r_len);
-        if (undecided) {
-                uint64_t end = r_len > size - MIN(r_off, size) ? size : r_off + r_len;
-                r_off = MIN(r_off, size);
-                r_len = end - r_off;
+        bool undecided = has_range && nr == -2;
+        int kind = !has_range ? 0 : undecided ? -1 : plain_write(tid, nr, args);
+        bool cont;
+        Step step = range_step(g, key, group, kind, r_len, size, &cont);
+        if (step == STEP_COVERED) {
+                if ((m->mask & FAN_PRE_ACCESS) && inode_own(g, key, group))
+                        (void)add_ignore(g, m->fd, FAN_PRE_ACCESS);
+                return answer(g, m->fd, true);
         }
+        if (step == STEP_ALLOW)
+                return answer(g, m->fd, true);
         if ((m->mask & FAN_OPEN_PERM) && !pre && g->c->pins)
                 pin(g, fs, m->fd, &st, tgid);
         Job *j = calloc(1, sizeof(*j));
@@ -1356,7 +1374,7 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
                     .time = hf_now_real(),
                     .group = group,
                     .since = hf_now_mono(),
-                    .range = ranged,
+                    .range = step == STEP_RANGE,
                     .undecided = undecided,
                     .cont = cont,
                     .off = r_off,

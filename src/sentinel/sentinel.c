@@ -914,25 +914,6 @@ static bool excluded(Sentinel *s, const char *path)
         return false;
 }
 
-/* Copies [off, off + len) of in to out at the same offset (short at in's end). */
-static int copy_span(int in, int out, uint64_t off, uint64_t len, uint64_t at)
-{
-        uint8_t buf[16384];
-
-        while (len > 0) {
-                ssize_t n = pread(in, buf, (size_t)MIN(sizeof(buf), len), (off_t)off);
-                if (n <= 0)
-                        return n < 0 ? -errno : 0;
-                int r = hf_write_all_at(out, buf, (size_t)n, at);
-                if (r < 0)
-                        return r;
-                off += (uint64_t)n;
-                at += (uint64_t)n;
-                len -= (uint64_t)n;
-        }
-        return 0;
-}
-
 /*
  * The analyser's view of a file whose pre-image is a run of ranges: a memfd of the old size
  * holding, in the spans the analyser samples, the file as it is now with every kept range put
@@ -951,7 +932,8 @@ static int range_pre(Sentinel *s, const FileRec *f, int post, uint64_t post_size
                 return -1;
         for (size_t i = 0; i < spans; i++)
                 if (off[i] < post_size &&
-                    copy_span(post, fd, off[i], MIN(len[i], post_size - off[i]), off[i]) < 0)
+                    hf_copy_span(post, off[i], MIN(len[i], post_size - off[i]), fd, off[i], NULL) <
+                            0)
                         return -1;
         if (sqlite3_prepare_v2(hf_db_handle(s->db),
                                "SELECT range_off, range_len, log_off, store_root, store_path"
@@ -984,7 +966,7 @@ static int range_pre(Sentinel *s, const FileRec *f, int post, uint64_t post_size
                 for (size_t i = 0; i < spans; i++) {
                         uint64_t a = MAX(ro, off[i]), b = MIN(ro + rl, off[i] + len[i]);
                         if (a < b)
-                                (void)copy_span(log, fd, lo + (a - ro), b - a, a);
+                                (void)hf_copy_span(log, lo + (a - ro), b - a, fd, a, NULL);
                 }
         }
         sqlite3_finalize(q);

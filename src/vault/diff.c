@@ -348,8 +348,7 @@ static int tally_blob(void *ud, const HfIndexEntry *e)
                             hf_blob_type_name((HfBlobType)e->type), hex);
                 return 0;
         }
-        t->stat->bytes += where->uncompressed_length ? where->uncompressed_length
-                                                     : (uint64_t)where->length - HF_CRYPTO_OVERHEAD;
+        t->stat->bytes += hf_index_entry_plain_len(where);
         return 0;
 }
 

@@ -496,8 +496,7 @@ static int split_plan(Restore *rs, const HfNode *n, RSplit **ret)
                 const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA, &n->content[i]);
                 if (!e || e->pack == HF_INDEX_PACK_PENDING || e->length < HF_CRYPTO_OVERHEAD)
                         return 0;
-                sizes[i] = e->uncompressed_length ? e->uncompressed_length
-                                                  : e->length - HF_CRYPTO_OVERHEAD;
+                sizes[i] = (uint32_t)hf_index_entry_plain_len(e);
                 total += sizes[i];
                 if (i == 0 || !hf_id_eq(&n->content[i], &n->content[i - 1]))
                         load += sizes[i];
@@ -933,10 +932,7 @@ static int restore_file(RWorker *w, RFile *f)
                                  * so everything after it stays at its offset. */
                                 const HfIndexEntry *e = hf_index_lookup(
                                         hf_repo_index(rs->repo), HF_BLOB_DATA, &n->content[i]);
-                                sizes[i] = e ? (e->uncompressed_length
-                                                        ? e->uncompressed_length
-                                                        : e->length - HF_CRYPTO_OVERHEAD)
-                                             : 0;
+                                sizes[i] = e ? (uint32_t)hf_index_entry_plain_len(e) : 0;
                                 off += sizes[i];
                                 hole_at_end = true;
                                 last = -1;
@@ -1068,15 +1064,9 @@ static void restore_range(RWorker *w, RSplit *s, size_t ri)
         fd = split_open(rs, s);
         if (fd < 0 || atomic_load(&s->fatal) < 0)
                 goto out;
-        if (nr > w->cap_reads) {
-                size_t ncap = MAX(nr, (size_t)64);
-                RRead *nv = realloc(w->reads, ncap * sizeof(RRead));
-                if (!nv) {
-                        atomic_store(&s->fatal, -ENOMEM);
-                        goto out;
-                }
-                w->reads = nv;
-                w->cap_reads = ncap;
+        if (nr > 0 && hf_reserve((void **)&w->reads, &w->cap_reads, nr - 1, sizeof(RRead)) < 0) {
+                atomic_store(&s->fatal, -ENOMEM);
+                goto out;
         }
         for (size_t i = 0; i < nr; i++) {
                 const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA,

@@ -48,6 +48,12 @@ def sha256(path):
     return d.hexdigest()
 
 
+def sandbox_files(box):
+    """The files a sandbox's token lists (relative to the sandbox), in its order."""
+    return [line[5:] for line in (box / ".holdfast-sandbox").read_text().splitlines()
+            if line.startswith("file ")]
+
+
 def tree_hashes(root):
     """rel path -> (sha256, size, mode) of every file below root (sentinel store excluded)."""
     out = {}
@@ -422,12 +428,11 @@ def test_dry_run_and_later_changes_kept(campaign):
 def token_dirs(box):
     """Every folder (and parent folder) of the files listed in the sandbox's token."""
     dirs = set()
-    for line in (box / ".holdfast-sandbox").read_text().splitlines():
-        if line.startswith("file "):
-            d = os.path.dirname(line[5:])
-            while d:
-                dirs.add(d)
-                d = os.path.dirname(d)
+    for f in sandbox_files(box):
+        d = os.path.dirname(f)
+        while d:
+            dirs.add(d)
+            d = os.path.dirname(d)
     return dirs
 
 
@@ -569,8 +574,7 @@ def test_later_writers_preimaged(holdfast_bin, tmp_path, mode):
         c.start_sentinel(mode=mode)
         assert f"mode {mode}" in c.mode
         box = c.box("later-writers")
-        files = [line[5:] for line in (box / ".holdfast-sandbox").read_text().splitlines()
-                 if line.startswith("file ")]
+        files = sandbox_files(box)
         appended, saved = box / files[0], box / files[1]
         writer = (
             "import os, sys\n"
@@ -618,8 +622,7 @@ def test_running_sentinel_applies_retention(holdfast_bin, tmp_path):
         c.prepare(["retention"])
         c.start_sentinel(extra="retention = 3600\n")
         box = c.box("retention")
-        files = [line[5:] for line in (box / ".holdfast-sandbox").read_text().splitlines()
-                 if line.startswith("file ")]
+        files = sandbox_files(box)
         for f in files[:2]:
             subprocess.run(["/usr/bin/python3", "-c",
                             "import sys; open(sys.argv[1], 'a').write('one more line\\n')",
@@ -773,8 +776,7 @@ def test_folders_made_and_removed(holdfast_bin, tmp_path):
         c.mount()
         c.prepare(["folders"])
         box = c.box("folders")
-        files = [line[5:] for line in (box / ".holdfast-sandbox").read_text().splitlines()
-                 if line.startswith("file ")]
+        files = sandbox_files(box)
         # A top folder with subfolders (docs/finance, docs/hr ...): rm -r removes the
         # subfolders before the sentinel can resolve their files' paths.
         victim = next(f.split("/")[0] for f in files if f.count("/") >= 2)
