@@ -15,6 +15,8 @@
 #define SPLIT_MASK ((UINT64_C(1) << 20) - 1)
 /* restic slides nothing in before this many bytes of a chunk: they cannot be in the window. */
 #define SKIP_BYTES (HF_CHUNK_MIN - HF_CHUNK_WINDOW)
+/* Ranges shorter than twice this are rolled as one stream. */
+#define SPLIT_MIN 4096u
 
 struct HfChunker {
         uint64_t out[256]; /* hash of byte b followed by 63 zero bytes: removes b leaving */
@@ -98,10 +100,69 @@ void hf_chunker_reset(HfChunker *c)
         c->wpos = 1;
 }
 
+/*
+ * Rolls the digest d over p[i, end) where the byte leaving the window is p[k - 64] for every
+ * k in the range. Returns the index after the first cut, or SIZE_MAX; *dp is the digest there
+ * (or at end).
+ */
+static size_t scan_flat(const HfChunker *c, const uint8_t *p, size_t i, size_t end, uint64_t *dp)
+{
+        uint64_t d = *dp;
+
+        for (; i < end; i++) {
+                d = roll(c, d, p[i - HF_CHUNK_WINDOW], p[i]);
+                if (_unlikely_((d & SPLIT_MASK) == 0)) {
+                        *dp = d;
+                        return i + 1;
+                }
+        }
+        *dp = d;
+        return SIZE_MAX;
+}
+
+/*
+ * The same as scan_flat(), twice as fast on a long range. Each step's table lookup depends on
+ * the step before, so one digest leaves the core waiting on its loads. But the digest after
+ * byte k is the fingerprint of the 64 bytes before it, whatever came earlier, so the second
+ * half of the range can start from a fingerprint of its own first window and be rolled in the
+ * same loop as the first half. The first half's cut wins; the second's counts only if the first
+ * half has none.
+ */
+static size_t scan_flat2(const HfChunker *c, const uint8_t *p, size_t i, size_t end, uint64_t *dp)
+{
+        size_t half = (end - i) / 2, mid = i + half, a, b, r;
+        uint64_t d = *dp, e = 0;
+
+        if (half < SPLIT_MIN)
+                return scan_flat(c, p, i, end, dp);
+        for (size_t k = mid - HF_CHUNK_WINDOW; k < mid; k++)
+                e = roll(c, e, 0, p[k]);
+        for (a = i, b = mid; a < mid; a++, b++) {
+                d = roll(c, d, p[a - HF_CHUNK_WINDOW], p[a]);
+                e = roll(c, e, p[b - HF_CHUNK_WINDOW], p[b]);
+                if (_unlikely_(((d & SPLIT_MASK) == 0) | ((e & SPLIT_MASK) == 0))) {
+                        if ((d & SPLIT_MASK) == 0) {
+                                *dp = d;
+                                return a + 1;
+                        }
+                        r = scan_flat(c, p, a + 1, mid, &d);
+                        if (r != SIZE_MAX) {
+                                *dp = d;
+                                return r;
+                        }
+                        *dp = e;
+                        return b + 1;
+                }
+        }
+        r = scan_flat(c, p, b, end, &e);
+        *dp = e;
+        return r;
+}
+
 size_t hf_chunker_scan(HfChunker *c, const uint8_t *p, size_t n, bool *ret_cut,
                        uint64_t *ret_digest)
 {
-        size_t count, i = 0, end;
+        size_t count, i = 0, end, flat;
         uint8_t *win;
         uint64_t d;
         unsigned wpos;
@@ -135,10 +196,16 @@ size_t hf_chunker_scan(HfChunker *c, const uint8_t *p, size_t n, bool *ret_cut,
                 }
         }
 
-        /* Every byte from here on ends a chunk of length >= MinSize; stop at MaxSize at last. */
+        /*
+         * Every byte from here on ends a chunk of length >= MinSize; stop at MaxSize at last.
+         * The byte leaving the window is p[i - 64] once that byte is in p and was slid in (the
+         * first byte here pushes out the 1 the chunk started with): from there on the window
+         * array is not needed.
+         */
         end = i + MIN(n - i, HF_CHUNK_MAX - count);
+        flat = MIN(end, MAX((size_t)HF_CHUNK_WINDOW, count < HF_CHUNK_MIN ? i + 1 : i));
         count += end - i;
-        for (; i < end; i++) {
+        for (; i < flat; i++) {
                 uint8_t b = p[i];
 
                 d = roll(c, d, win[wpos], b);
@@ -148,6 +215,17 @@ size_t hf_chunker_scan(HfChunker *c, const uint8_t *p, size_t n, bool *ret_cut,
                         i++;
                         goto cut;
                 }
+        }
+        if (i < end) {
+                size_t k = scan_flat2(c, p, i, end, &d);
+
+                if (k != SIZE_MAX) {
+                        i = k;
+                        goto cut;
+                }
+                memcpy(win, p + end - HF_CHUNK_WINDOW, HF_CHUNK_WINDOW);
+                wpos = 0;
+                i = end;
         }
         if (count >= HF_CHUNK_MAX)
                 goto cut;
