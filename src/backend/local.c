@@ -471,8 +471,10 @@ static int local_temp_commit(HfBackend *b, HfFileType t, int fd, const char *nam
 
         take_named(lb, fd, named);
         r = locate(lb, t, name, &dfd, path, sizeof(path));
-        if (r >= 0 && (fchmod(fd, 0400) < 0 || fsync(fd) < 0))
+        if (r >= 0 && fchmod(fd, 0400) < 0)
                 r = -errno;
+        if (r >= 0)
+                r = hf_fsync_drop(fd);
         target = dfd;
         if (r >= 0 && t == HF_FILE_PACK) {
                 sub = subdir_fd(dfd, name);

@@ -271,6 +271,15 @@ int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off)
         return 0;
 }
 
+int hf_fsync_drop(int fd)
+{
+        if (fsync(fd) < 0)
+                return -errno;
+        /* Only a hint: the data are durable either way. */
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        return 0;
+}
+
 int hf_fsync_dirfd(int dirfd)
 {
         if (fsync(dirfd) < 0 && errno != EINVAL && errno != EROFS)

@@ -68,6 +68,12 @@ int hf_reserve(void **v, size_t *cap, size_t n, size_t size);
 int hf_write_file_atomic_at(int dirfd, const char *name, const void *p, size_t n, mode_t mode,
                             bool exclusive);
 int hf_fsync_dirfd(int dirfd);
+/*
+ * fsync(fd), then drop the file's pages from the page cache. For vault files (packs), which
+ * are written once and read rarely: keeping them would push the service's own data out of
+ * memory, and the next pack reuses the freed pages instead of taking fresh ones.
+ */
+int hf_fsync_drop(int fd);
 /* mkdir -p with mode for the created components. */
 int hf_mkdir_p(const char *path, mode_t mode);
 

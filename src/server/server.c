@@ -509,8 +509,9 @@ static enum MHD_Result finish_upload(struct MHD_Connection *c, Request *rq)
                 atomic_fetch_add(&s->rejected_hash, 1);
                 return reply(c, rq, 400, "the body's SHA-256 does not match its name");
         }
-        if (fsync(rq->fd) < 0)
-                return reply(c, rq, errno == ENOSPC || errno == EDQUOT ? 507 : 500, "cannot write");
+        r = hf_fsync_drop(rq->fd);
+        if (r < 0)
+                return reply(c, rq, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "cannot write");
         {
                 const char *name = rq->path.type == HF_FILE_CONFIG ? "config" : rq->path.name;
                 if (rq->tmpname[0])

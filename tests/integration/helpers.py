@@ -168,6 +168,19 @@ def pack_files(repo):
     return {name for _, _, files in os.walk(Path(repo) / "data") for name in files}
 
 
+def pack_paths(repo):
+    """Paths of the pack files under repo/data/."""
+    return [Path(d) / n for d, _, files in os.walk(Path(repo) / "data") for n in files]
+
+
+def resident_bytes(paths):
+    """Bytes of the given files in the page cache, as fincore(1) counts them."""
+    res = run(["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES",
+               *[str(p) for p in paths]])
+    assert res.rc == 0, res.describe()
+    return sum(int(x) for x in res.out.split())
+
+
 def data_packs(restic, repo):
     """IDs of the packs that hold at least one data blob, from restic's view of the index."""
     packs = set()

@@ -286,6 +286,29 @@ def small_tree(src):
 # 1. backup options
 
 
+def test_packs_leave_the_page_cache(holdfast, restic, tmp_path):
+    """Packs are written once and read rarely: once durable they are dropped from the page
+    cache, so a backup does not push the service's own data out of memory. The vault is on the
+    root disk (on tmpfs the page cache is the storage)."""
+    src = tmp_path / "src"
+    for i in range(3):
+        write(src / f"f{i}", secrets.token_bytes(6 * h.MIB))
+    write(src / "text", b"the same line again\n" * 300_000)
+    vault = Path(tempfile.mkdtemp(prefix="holdfast-pc-", dir="/var/tmp")) / "v"
+    try:
+        init(holdfast, vault)
+        backup(holdfast, vault, src)
+        packs = h.pack_paths(vault)
+        assert sum(p.stat().st_size for p in packs) > 18 * h.MIB
+        assert h.resident_bytes(packs) == 0
+        # The control: a file just written and not dropped stays in the page cache.
+        plain = write(vault.parent / "plain", secrets.token_bytes(2 * h.MIB))
+        assert h.resident_bytes([plain]) == 2 * h.MIB
+        restic_check(restic, vault)
+    finally:
+        h.rmtree(vault.parent)
+
+
 def test_exclude_basename_and_path_patterns(holdfast, tmp_path):
     src, vault = tmp_path / "src", tmp_path / "vault"
     write(src / "keep.txt", "keep\n")

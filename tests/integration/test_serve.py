@@ -5,6 +5,7 @@ against holdfast serve, holdfast's client against holdfast serve and against Deb
 Every server listens on 127.0.0.1 port 0 and reports the port it got.
 """
 import hashlib
+import secrets
 from http.server import BaseHTTPRequestHandler, HTTPServer
 import json
 import os
@@ -16,6 +17,7 @@ import signal
 import socket
 import socketserver
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -335,6 +337,27 @@ def test_holdfast_client_against_holdfast_serve(serve, holdfast, restic, tmp_pat
     assert s.objects("alice/web1", "snapshots")
     assert "0 problems" in holdfast("serve", "--verify", "--root", s.root,
                                     password=False).ok().out
+
+
+def test_stored_packs_leave_the_page_cache(serve, holdfast, tmp_path):
+    """The server drops what it stored from the page cache once it is durable (root on the
+    root disk: on tmpfs the page cache is the storage)."""
+    root = Path(tempfile.mkdtemp(prefix="holdfast-pc-", dir="/var/tmp"))
+    try:
+        s = serve(root=root / "root")
+        src = tmp_path / "src"
+        src.mkdir()
+        for i in range(2):
+            (src / f"f{i}").write_bytes(secrets.token_bytes(6 * h.MIB))
+        repo = s.rest("alice/web1")
+        holdfast("init", *KDF, repo=repo).ok()
+        holdfast("backup", src, repo=repo).ok()
+        packs = h.pack_paths(s.root / "alice/web1")
+        assert sum(p.stat().st_size for p in packs) > 12 * h.MIB
+        assert h.resident_bytes(packs) == 0
+        s.stop()
+    finally:
+        h.rmtree(root)
 
 
 def test_holdfast_client_against_rclone(rclone, holdfast, restic, tmp_path):
