@@ -886,6 +886,25 @@ static void file_done(Restore *rs, RFile *f, int r)
                 rfile_free(f);
 }
 
+/*
+ * Puts the blob in w->blob at off and counts it: written, or left as a hole when it is all
+ * zeros. Returns 1 for a hole, 0 when written, < 0 when the write failed.
+ */
+static int put_blob(RWorker *w, int fd, uint64_t off)
+{
+        Restore *rs = w->rs;
+        int r = 1;
+
+        if (!all_zero(w->blob.data, w->blob.len)) {
+                r = hf_write_all_at(fd, w->blob.data, w->blob.len, off);
+                if (r < 0)
+                        return r;
+        }
+        hf_progress_add_bytes(rs->progress, w->blob.len);
+        atomic_fetch_add(&rs->bytes, w->blob.len);
+        return r;
+}
+
 static int restore_file(RWorker *w, RFile *f)
 {
         Restore *rs = w->rs;
@@ -941,15 +960,11 @@ static int restore_file(RWorker *w, RFile *f)
                         last = (ssize_t)i;
                 }
                 sizes[i] = (uint32_t)w->blob.len;
-                hole_at_end = all_zero(w->blob.data, w->blob.len);
-                if (!hole_at_end) {
-                        r = hf_write_all_at(fd, w->blob.data, w->blob.len, off);
-                        if (r < 0)
-                                goto fail;
-                }
+                r = put_blob(w, fd, off);
+                if (r < 0)
+                        goto fail;
+                hole_at_end = r > 0;
                 off += w->blob.len;
-                hf_progress_add_bytes(rs->progress, w->blob.len);
-                atomic_fetch_add(&rs->bytes, w->blob.len);
         }
         /* Zero blobs were skipped (holes); a trailing one needs the size set. */
         if (hole_at_end || (first_err && off < n->size)) {
@@ -1100,18 +1115,14 @@ static void restore_range(RWorker *w, RSplit *s, size_t ri)
                         }
                         last = rd->blob;
                 }
-                if (all_zero(w->blob.data, w->blob.len))
-                        atomic_store(&s->holes, true);
-                else {
-                        r = hf_write_all_at(fd, w->blob.data, w->blob.len, rd->off);
-                        if (r < 0) {
-                                int zero = 0;
-                                (void)atomic_compare_exchange_strong(&s->fatal, &zero, r);
-                                break;
-                        }
+                r = put_blob(w, fd, rd->off);
+                if (r < 0) {
+                        int zero = 0;
+                        (void)atomic_compare_exchange_strong(&s->fatal, &zero, r);
+                        break;
                 }
-                hf_progress_add_bytes(rs->progress, w->blob.len);
-                atomic_fetch_add(&rs->bytes, w->blob.len);
+                if (r > 0)
+                        atomic_store(&s->holes, true);
         }
 out:
         split_put(w, s);
