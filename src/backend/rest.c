@@ -38,13 +38,9 @@ typedef struct RestBackend {
         int64_t retention;
 } RestBackend;
 
-/* Where a response body goes: a growable buffer with a ceiling, or a fixed span. */
+/* A response: its body, and the headers of interest. */
 typedef struct Sink {
-        HfBuf *buf;
-        uint8_t *p;
-        size_t cap, got;
-        bool overflow;
-        /* headers of interest */
+        HfCurlBody body;
         bool v2;
         bool rclone;
         int64_t retention; /* X-Holdfast-Retention (seconds), 0 when absent */
@@ -55,22 +51,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
         Sink *s = userdata;
         size_t n = size * nmemb;
 
-        if (s->buf) {
-                if (hf_buf_append(s->buf, data, n) < 0) {
-                        s->overflow = true;
-                        return 0;
-                }
-        } else if (!s->p) {
-                return n; /* a body nobody reads (error texts, POST replies) */
-        } else {
-                if (s->got + n > s->cap) {
-                        s->overflow = true;
-                        return 0;
-                }
-                memcpy(s->p + s->got, data, n);
-        }
-        s->got += n;
-        return n;
+        return hf_curl_body_take(&s->body, data, n) ? n : 0;
 }
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
@@ -110,24 +91,6 @@ typedef struct Req {
         curl_off_t content_len; /* out, HEAD */
 } Req;
 
-static bool retryable_curl(CURLcode cc)
-{
-        switch (cc) {
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_COULDNT_RESOLVE_HOST:
-        case CURLE_OPERATION_TIMEDOUT:
-        case CURLE_SEND_ERROR:
-        case CURLE_RECV_ERROR:
-        case CURLE_GOT_NOTHING:
-        case CURLE_PARTIAL_FILE:
-        case CURLE_HTTP2:
-        case CURLE_HTTP2_STREAM:
-                return true;
-        default:
-                return false;
-        }
-}
-
 static bool retryable_status(long st)
 {
         return st == 408 || st == 429 || (st >= 500 && st != 501 && st != 507);
@@ -153,36 +116,6 @@ static int status_errno(long st)
         default:
                 return st >= 400 && st < 500 ? -EINVAL : -EIO;
         }
-}
-
-static int curl_errno(CURLcode cc)
-{
-        switch (cc) {
-        case CURLE_COULDNT_CONNECT:
-                return -ECONNREFUSED;
-        case CURLE_COULDNT_RESOLVE_HOST:
-                return -EHOSTUNREACH;
-        case CURLE_OPERATION_TIMEDOUT:
-                return -ETIMEDOUT;
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_CERTPROBLEM:
-                return -EPROTO;
-        case CURLE_OUT_OF_MEMORY:
-                return -ENOMEM;
-        default:
-                return -EIO;
-        }
-}
-
-static void sleep_seconds(double s)
-{
-        struct timespec ts = { .tv_sec = (time_t)s,
-                               .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
 }
 
 /* One attempt. Returns 0 with req->status set, or a negative errno for a transport failure
@@ -243,20 +176,17 @@ static int attempt(RestBackend *rb, CURL *c, Req *req, bool *ret_retry)
         }
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 
-        req->sink->got = 0;
-        req->sink->overflow = false;
-        if (req->sink->buf)
-                hf_buf_reset(req->sink->buf);
+        hf_curl_body_reset(&req->sink->body);
         cc = curl_easy_perform(c);
         curl_slist_free_all(hdrs);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-        if (cc == CURLE_WRITE_ERROR && req->sink->overflow)
+        if (cc == CURLE_WRITE_ERROR && req->sink->body.overflow)
                 return -E2BIG;
         if (cc != CURLE_OK) {
-                *ret_retry = retryable_curl(cc);
+                *ret_retry = hf_curl_retryable(cc);
                 log_debug("%s %s%s: %s", req->method, rb->base.location, req->path,
                           curl_easy_strerror(cc));
-                return curl_errno(cc);
+                return hf_curl_errno(cc);
         }
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &req->status);
         curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &req->content_len);
@@ -293,7 +223,7 @@ static int perform(RestBackend *rb, Req *req)
                 c = curl_easy_init();
                 if (!c)
                         return -ENOMEM;
-                sleep_seconds(delay);
+                hf_curl_backoff(delay);
                 delay = MIN(delay * 2, 8.0);
         }
         if (req->sink->rclone)
@@ -416,7 +346,7 @@ static int get_range(RestBackend *rb, HfFileType t, const char *name, uint64_t o
                 return -EPROTO; /* the server ignored the range; never seen from restic's */
         if (req.status != 200 && req.status != 206)
                 return status_errno(req.status);
-        if (len && sink->got != len)
+        if (len && sink->body.got != len)
                 return -ENODATA;
         return 0;
 }
@@ -426,7 +356,7 @@ static int rest_load(HfBackend *b, HfFileType t, const char *name, uint64_t off,
 {
         RestBackend *rb = (RestBackend *)b;
         HfBuf tmp = HF_BUF_INIT(out->max > out->len ? out->max - out->len : 0);
-        Sink sink = { .buf = &tmp };
+        Sink sink = { .body.buf = &tmp };
         int r;
 
         r = get_range(rb, t, name, off, len, &sink);
@@ -439,7 +369,7 @@ static int rest_load(HfBackend *b, HfFileType t, const char *name, uint64_t off,
 static int rest_read_at(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len,
                         void *p)
 {
-        Sink sink = { .p = p, .cap = len };
+        Sink sink = { .body.p = p, .body.cap = len };
 
         if (len == 0)
                 return 0;
@@ -544,7 +474,7 @@ static int rest_list(HfBackend *b, HfFileType t, HfListFn fn, void *userdata)
 {
         RestBackend *rb = (RestBackend *)b;
         HfBuf body = HF_BUF_INIT(LIST_MAX);
-        Sink sink = { .buf = &body };
+        Sink sink = { .body.buf = &body };
         char path[32];
         Req req = { .method = "GET", .path = path, .sink = &sink, .accept_v2 = true };
         V1Ctx v1 = { rb, t, fn, userdata };

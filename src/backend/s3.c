@@ -109,10 +109,7 @@ static void client_unref(S3Client *c)
 
 typedef struct Sink {
         CURL *curl;
-        HfBuf *buf; /* a growable body, or */
-        uint8_t *p; /* a fixed span of cap bytes */
-        size_t cap, got;
-        bool overflow;
+        HfCurlBody body;
         bool routed, is_error;
         HfBuf err; /* the body of an error reply */
         /* headers */
@@ -158,45 +155,6 @@ static void add_header(Req *rq, const char *name, const char *value)
                 rq->extra[rq->n_extra++] = (HfS3Header){ name, value };
 }
 
-static bool retryable_curl(CURLcode cc)
-{
-        switch (cc) {
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_COULDNT_RESOLVE_HOST:
-        case CURLE_OPERATION_TIMEDOUT:
-        case CURLE_SEND_ERROR:
-        case CURLE_RECV_ERROR:
-        case CURLE_GOT_NOTHING:
-        case CURLE_PARTIAL_FILE:
-        case CURLE_HTTP2:
-        case CURLE_HTTP2_STREAM:
-                return true;
-        default:
-                return false;
-        }
-}
-
-static int curl_errno(CURLcode cc)
-{
-        switch (cc) {
-        case CURLE_COULDNT_CONNECT:
-                return -ECONNREFUSED;
-        case CURLE_COULDNT_RESOLVE_HOST:
-                return -EHOSTUNREACH;
-        case CURLE_OPERATION_TIMEDOUT:
-                return -ETIMEDOUT;
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_CERTPROBLEM:
-                return -EPROTO;
-        case CURLE_OUT_OF_MEMORY:
-                return -ENOMEM;
-        default:
-                return -EIO;
-        }
-}
-
 static bool retryable_reply(const Req *rq)
 {
         long st = rq->status;
@@ -223,20 +181,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
                         return n; /* the start is enough to explain it */
                 return n;
         }
-        if (s->buf) {
-                if (hf_buf_append(s->buf, data, n) < 0) {
-                        s->overflow = true;
-                        return 0;
-                }
-        } else if (s->p) {
-                if (s->got + n > s->cap) {
-                        s->overflow = true;
-                        return 0;
-                }
-                memcpy(s->p + s->got, data, n);
-        }
-        s->got += n;
-        return n;
+        return hf_curl_body_take(&s->body, data, n) ? n : 0;
 }
 
 /* Copies a header's value (after "Name:"), trimmed, into dst. */
@@ -307,15 +252,6 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
         }
         u->pos += want;
         return want;
-}
-
-static void sleep_seconds(double s)
-{
-        struct timespec ts = { .tv_sec = (time_t)s,
-                               .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
 }
 
 static int header_cmp(const void *a, const void *b)
@@ -462,29 +398,26 @@ static int attempt(S3Client *c, CURL *h, Req *rq, bool *ret_retry)
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
 
         rq->sink->curl = h;
-        rq->sink->got = 0;
-        rq->sink->overflow = false;
+        hf_curl_body_reset(&rq->sink->body);
         rq->sink->routed = false;
         rq->sink->is_error = false;
         rq->sink->version_id[0] = rq->sink->etag[0] = rq->sink->lock_mode[0] = 0;
         rq->sink->retain_until = rq->sink->date = 0;
         hf_buf_reset(&rq->sink->err);
-        if (rq->sink->buf)
-                hf_buf_reset(rq->sink->buf);
         rq->code[0] = rq->message[0] = 0;
         cc = curl_easy_perform(h);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL); /* rq does not outlive the request */
         curl_slist_free_all(list);
         rq->curl_code = cc;
-        if (cc == CURLE_WRITE_ERROR && rq->sink->overflow)
+        if (cc == CURLE_WRITE_ERROR && rq->sink->body.overflow)
                 return -E2BIG;
         if (cc == CURLE_ABORTED_BY_CALLBACK && up.error < 0)
                 return up.error;
         if (cc != CURLE_OK) {
-                *ret_retry = retryable_curl(cc);
+                *ret_retry = hf_curl_retryable(cc);
                 log_debug("%s %s: %s", rq->method, (char *)url.data, curl_easy_strerror(cc));
-                return curl_errno(cc);
+                return hf_curl_errno(cc);
         }
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rq->status);
         curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &rq->content_len);
@@ -575,7 +508,7 @@ static int perform(S3Client *c, Req *rq)
                 {
                         uint8_t j = 0;
                         (void)hf_random_bytes(&j, 1);
-                        sleep_seconds(delay * (0.5 + (double)j / 255.0));
+                        hf_curl_backoff(delay * (0.5 + (double)j / 255.0));
                 }
                 delay = MIN(delay * 2, 8.0);
         }
@@ -926,7 +859,7 @@ static int get_range(S3Backend *sb, HfFileType t, const char *name, uint64_t off
                 return -EPROTO;
         if (rq.status != 200 && rq.status != 206)
                 return reply_errno(sb->c, &rq, key);
-        if (len && sink->got != len)
+        if (len && sink->body.got != len)
                 return -ENODATA;
         return 0;
 }
@@ -938,7 +871,7 @@ static int s3_load(HfBackend *b, HfFileType t, const char *name, uint64_t off, s
         Sink sink = SINK_INIT;
         int r;
 
-        sink.buf = &tmp;
+        sink.body.buf = &tmp;
         r = get_range((S3Backend *)b, t, name, off, len, &sink);
         if (r >= 0)
                 r = hf_buf_append(out, tmp.data, tmp.len);
@@ -955,8 +888,8 @@ static int s3_read_at(HfBackend *b, HfFileType t, const char *name, uint64_t off
 
         if (len == 0)
                 return 0;
-        sink.p = p;
-        sink.cap = len;
+        sink.body.p = p;
+        sink.body.cap = len;
         r = get_range((S3Backend *)b, t, name, off, len, &sink);
         sink_done(&sink);
         return r;
@@ -1036,7 +969,7 @@ static int s3_list(HfBackend *b, HfFileType t, HfListFn fn, void *userdata)
                 Req rq = { .method = "GET", .fd = -1, .sink = &sink };
                 bool truncated = false;
 
-                sink.buf = &body;
+                sink.body.buf = &body;
                 /* The canonical query: names sorted. */
                 r = token[0] ? query_add(&q, "continuation-token", token) : 0;
                 if (r >= 0)
@@ -1197,7 +1130,7 @@ static int put_multipart(S3Backend *sb, HfFileType t, const char *name, int fd, 
         }
 
         /* Initiate, with the retention the object gets. */
-        sink.buf = &body;
+        sink.body.buf = &body;
         rq = (Req){ .method = "POST", .key = key, .query = "uploads=", .fd = -1, .sink = &sink };
         add_header(&rq, "content-type", "application/octet-stream");
         when = lock_headers(c, t, &rq, until);
@@ -1339,7 +1272,7 @@ static int list_versions(S3Backend *sb, const char *key, VersionList *l)
                 Req rq = { .method = "GET", .fd = -1, .sink = &sink };
                 bool truncated = false;
 
-                sink.buf = &body;
+                sink.body.buf = &body;
                 r = km[0] ? query_add(&q, "key-marker", km) : 0;
                 if (r >= 0)
                         r = query_add(&q, "prefix", key);
@@ -1570,7 +1503,7 @@ static int read_lock_config(S3Client *c, bool quiet_missing)
         Req rq;
         int r;
 
-        sink.buf = &body;
+        sink.body.buf = &body;
         r = bucket_request(c, "GET", "object-lock=", NULL, &rq, &sink);
         c->lock_cfg = (HfS3LockConfig){ 0 };
         if (r < 0)
