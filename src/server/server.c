@@ -416,11 +416,69 @@ static int open_target_dir(HfServer *s, const Request *rq)
         return fd < 0 ? -errno : fd;
 }
 
+/*
+ * The length an upload announces (rq->expected, UINT64_MAX without Content-Length). False when
+ * it cannot be accepted; the reply is then queued in *ret.
+ */
+static bool upload_length(struct MHD_Connection *c, Request *rq, enum MHD_Result *ret)
+{
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+
+        rq->expected = UINT64_MAX;
+        if (!cl)
+                return true;
+        if (hf_parse_u64(cl, &rq->expected) < 0) {
+                *ret = reply(c, rq, 400, "bad Content-Length");
+                return false;
+        }
+        if (rq->expected > rq->s->max_object) {
+                *ret = reply(c, rq, 413, "object larger than the server accepts");
+                return false;
+        }
+        return true;
+}
+
+/*
+ * A received body: as long as announced, and its SHA-256 is its name (config excepted). False
+ * when not; the reply is then queued in *ret.
+ */
+static bool upload_complete(struct MHD_Connection *c, Request *rq, HfId *sha, enum MHD_Result *ret)
+{
+        char hex[HF_ID_HEX_LEN + 1];
+
+        if (rq->fail_status) {
+                *ret = reply(c, rq, rq->fail_status, rq->fail_text);
+                return false;
+        }
+        if (rq->expected != UINT64_MAX && rq->received != rq->expected) {
+                *ret = reply(c, rq, 400, "body shorter than its Content-Length");
+                return false;
+        }
+        hf_sha256_final(rq->sha, sha);
+        hf_id_hex(sha, hex);
+        if (rq->path.type != HF_FILE_CONFIG && strcmp(hex, rq->path.name) != 0) {
+                atomic_fetch_add(&rq->s->rejected_hash, 1);
+                *ret = reply(c, rq, 400, "the body's SHA-256 does not match its name");
+                return false;
+        }
+        return true;
+}
+
+/* An upload is stored: count it, log it, tell the client. */
+static enum MHD_Result upload_stored(struct MHD_Connection *c, Request *rq)
+{
+        atomic_fetch_add(&rq->s->objects_stored, 1);
+        log_info("POST %s/%s/%s: stored %llu bytes for %s", repo_shown(rq),
+                 hf_file_type_dir(rq->path.type), rq->path.name, (unsigned long long)rq->received,
+                 rq->user[0] ? rq->user : "-");
+        return reply(c, rq, 200, "stored");
+}
+
 static enum MHD_Result begin_upload(struct MHD_Connection *c, Request *rq)
 {
         HfServer *s = rq->s;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         char path[HF_REPO_PATH_MAX + 160];
+        enum MHD_Result ret;
         struct stat st;
         int r;
 
@@ -432,13 +490,8 @@ static enum MHD_Result begin_upload(struct MHD_Connection *c, Request *rq)
                 atomic_fetch_add(&s->rejected_exists, 1);
                 return reply(c, rq, 403, "exists: objects are never overwritten");
         }
-        rq->expected = UINT64_MAX;
-        if (cl) {
-                if (hf_parse_u64(cl, &rq->expected) < 0)
-                        return reply(c, rq, 400, "bad Content-Length");
-                if (rq->expected > s->max_object)
-                        return reply(c, rq, 413, "object larger than the server accepts");
-        }
+        if (!upload_length(c, rq, &ret))
+                return ret;
         r = open_target_dir(s, rq);
         if (r < 0)
                 return reply(c, rq, r == -ENOSPC || r == -EDQUOT ? 507 : 500,
@@ -495,20 +548,13 @@ static void upload_data(Request *rq, const char *data, size_t n)
 static enum MHD_Result finish_upload(struct MHD_Connection *c, Request *rq)
 {
         HfServer *s = rq->s;
-        char hex[HF_ID_HEX_LEN + 1], proc[64];
+        enum MHD_Result ret;
+        char proc[64];
         HfId sha;
         int r;
 
-        if (rq->fail_status)
-                return reply(c, rq, rq->fail_status, rq->fail_text);
-        if (rq->expected != UINT64_MAX && rq->received != rq->expected)
-                return reply(c, rq, 400, "body shorter than its Content-Length");
-        hf_sha256_final(rq->sha, &sha);
-        hf_id_hex(&sha, hex);
-        if (rq->path.type != HF_FILE_CONFIG && strcmp(hex, rq->path.name) != 0) {
-                atomic_fetch_add(&s->rejected_hash, 1);
-                return reply(c, rq, 400, "the body's SHA-256 does not match its name");
-        }
+        if (!upload_complete(c, rq, &sha, &ret))
+                return ret;
         r = hf_fsync_drop(rq->fd);
         if (r < 0)
                 return reply(c, rq, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "cannot write");
@@ -542,11 +588,7 @@ static enum MHD_Result finish_upload(struct MHD_Connection *c, Request *rq)
                                 rq->path.name);
                 return reply(c, rq, 500, "cannot record the receipt");
         }
-        atomic_fetch_add(&s->objects_stored, 1);
-        log_info("POST %s/%s/%s: stored %llu bytes for %s", repo_shown(rq),
-                 hf_file_type_dir(rq->path.type), rq->path.name, (unsigned long long)rq->received,
-                 rq->user[0] ? rq->user : "-");
-        return reply(c, rq, 200, "stored");
+        return upload_stored(c, rq);
 }
 
 /* ---- objects in a bucket (--backend s3:...) ---- */
@@ -802,20 +844,15 @@ static enum MHD_Result remote_delete(struct MHD_Connection *c, Request *rq)
 static enum MHD_Result remote_begin_upload(struct MHD_Connection *c, Request *rq)
 {
         HfServer *s = rq->s;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         const char *name = rq->path.type == HF_FILE_CONFIG ? "config" : rq->path.name;
+        enum MHD_Result ret;
         int r;
 
         rq->rb = remote_repo(s, rq->path.repo);
         if (!rq->rb)
                 return reply(c, rq, 500, "cannot reach the bucket");
-        rq->expected = UINT64_MAX;
-        if (cl) {
-                if (hf_parse_u64(cl, &rq->expected) < 0)
-                        return reply(c, rq, 400, "bad Content-Length");
-                if (rq->expected > s->max_object)
-                        return reply(c, rq, 413, "object larger than the server accepts");
-        }
+        if (!upload_length(c, rq, &ret))
+                return ret;
         r = hf_backend_stat(rq->rb, rq->path.type, name, NULL);
         if (r == 0) {
                 atomic_fetch_add(&s->rejected_exists, 1);
@@ -838,21 +875,13 @@ static enum MHD_Result remote_begin_upload(struct MHD_Connection *c, Request *rq
 static enum MHD_Result remote_finish_upload(struct MHD_Connection *c, Request *rq)
 {
         HfServer *s = rq->s;
-        char hex[HF_ID_HEX_LEN + 1];
         const char *name = rq->path.type == HF_FILE_CONFIG ? "config" : rq->path.name;
+        enum MHD_Result ret;
         HfId sha;
         int r;
 
-        if (rq->fail_status)
-                return reply(c, rq, rq->fail_status, rq->fail_text);
-        if (rq->expected != UINT64_MAX && rq->received != rq->expected)
-                return reply(c, rq, 400, "body shorter than its Content-Length");
-        hf_sha256_final(rq->sha, &sha);
-        hf_id_hex(&sha, hex);
-        if (rq->path.type != HF_FILE_CONFIG && strcmp(hex, rq->path.name) != 0) {
-                atomic_fetch_add(&s->rejected_hash, 1);
-                return reply(c, rq, 400, "the body's SHA-256 does not match its name");
-        }
+        if (!upload_complete(c, rq, &sha, &ret))
+                return ret;
         r = hf_backend_temp_commit(rq->rb, rq->path.type, TAKE_FD(rq->fd), name);
         if (r == -EEXIST) {
                 atomic_fetch_add(&s->rejected_exists, 1);
@@ -868,11 +897,7 @@ static enum MHD_Result remote_finish_upload(struct MHD_Connection *c, Request *r
                                         HF_RECEIPT_LOG, repo_shown(rq),
                                         hf_file_type_dir(rq->path.type), rq->path.name);
         }
-        atomic_fetch_add(&s->objects_stored, 1);
-        log_info("POST %s/%s/%s: stored %llu bytes for %s", repo_shown(rq),
-                 hf_file_type_dir(rq->path.type), rq->path.name, (unsigned long long)rq->received,
-                 rq->user[0] ? rq->user : "-");
-        return reply(c, rq, 200, "stored");
+        return upload_stored(c, rq);
 }
 
 /* ---- heartbeats and metrics ---- */
