@@ -271,6 +271,66 @@ int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off)
         return 0;
 }
 
+int hf_copy_rw(int in, uint64_t off, uint64_t len, int out, uint64_t at,
+               void (*each)(void *userdata, const uint8_t *p, size_t n), void *userdata,
+               uint64_t *ret_copied)
+{
+        uint8_t buf[65536];
+        uint64_t done = 0;
+
+        while (done < len) {
+                ssize_t n = pread(in, buf, (size_t)MIN(sizeof(buf), len - done),
+                                  (off_t)(off + done));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                int r = hf_write_all_at(out, buf, (size_t)n, at + done);
+                if (r < 0)
+                        return r;
+                if (each)
+                        each(userdata, buf, (size_t)n);
+                done += (uint64_t)n;
+        }
+        *ret_copied = done;
+        return 0;
+}
+
+int hf_copy_span(int in, uint64_t off, uint64_t len, int out, uint64_t at, uint64_t *ret_copied)
+{
+        loff_t off_in = (loff_t)off, off_out = (loff_t)at;
+        uint64_t done = 0;
+
+        while (done < len) {
+                ssize_t n = copy_file_range(in, &off_in, out, &off_out, len - done, 0);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (done == 0 && (errno == EXDEV || errno == EOPNOTSUPP ||
+                                          errno == ENOSYS || errno == EINVAL))
+                                break;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                done += (uint64_t)n;
+        }
+        if (done < len) {
+                /* Plain read/write for what copy_file_range would not do (another filesystem,
+                 * a memfd), or stopped short of. */
+                uint64_t more = 0;
+                int r = hf_copy_rw(in, off + done, len - done, out, at + done, NULL, NULL, &more);
+                if (r < 0)
+                        return r;
+                done += more;
+        }
+        if (ret_copied)
+                *ret_copied = done;
+        return 0;
+}
+
 int hf_fsync_drop(int fd)
 {
         if (fsync(fd) < 0)

@@ -74,6 +74,13 @@ int hf_fsync_dirfd(int dirfd);
  * memory, and the next pack reuses the freed pages instead of taking fresh ones.
  */
 int hf_fsync_drop(int fd);
+/* Copies up to len bytes at off of in to at of out (copy_file_range, else read and write),
+ * short at in's end. *ret_copied (may be NULL): how many. */
+int hf_copy_span(int in, uint64_t off, uint64_t len, int out, uint64_t at, uint64_t *ret_copied);
+/* The same with pread and pwrite only, handing each block copied to each (may be NULL). */
+int hf_copy_rw(int in, uint64_t off, uint64_t len, int out, uint64_t at,
+               void (*each)(void *userdata, const uint8_t *p, size_t n), void *userdata,
+               uint64_t *ret_copied);
 /* mkdir -p with mode for the created components. */
 int hf_mkdir_p(const char *path, mode_t mode);
 

@@ -1810,39 +1810,17 @@ static void copy_xattrs(int from_fd, int to_fd)
 static int clone_or_copy(int in, int out)
 {
         struct stat st;
-        loff_t a = 0, b = 0;
+        uint64_t copied = 0;
+        int r;
 
         if (ioctl(out, FICLONE, in) == 0)
                 return 0;
         if (fstat(in, &st) < 0)
                 return -errno;
-        uint64_t left = (uint64_t)st.st_size;
-        while (left > 0) {
-                ssize_t n = copy_file_range(in, &a, out, &b, left, 0);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                left -= (uint64_t)n;
-        }
-        if (left > 0) {
-                _cleanup_free_ uint8_t *buf = malloc(1 << 20);
-                if (!buf)
-                        return -ENOMEM;
-                for (;;) {
-                        ssize_t n = pread(in, buf, 1 << 20, a);
-                        if (n < 0)
-                                return -errno;
-                        if (n == 0)
-                                break;
-                        int r = hf_write_all_at(out, buf, (size_t)n, (uint64_t)b);
-                        if (r < 0)
-                                return r;
-                        a += n;
-                        b += n;
-                }
-        }
-        return ftruncate(out, b) < 0 ? -errno : 0;
+        r = hf_copy_span(in, 0, (uint64_t)st.st_size, out, 0, &copied);
+        if (r < 0)
+                return r;
+        return ftruncate(out, (off_t)copied) < 0 ? -errno : 0;
 }
 
 /* Metadata of the original onto the new file. */

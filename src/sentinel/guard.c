@@ -810,49 +810,6 @@ static int day_dir(HfGuard *g, Fs *fs)
         return fd;
 }
 
-int hf_copy_span(int in, uint64_t off, uint64_t len, int out, uint64_t at, uint64_t *ret_copied)
-{
-        loff_t off_in = (loff_t)off, off_out = (loff_t)at;
-        uint64_t done = 0;
-
-        while (done < len) {
-                ssize_t n = copy_file_range(in, &off_in, out, &off_out, len - done, 0);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (done == 0 && (errno == EXDEV || errno == EOPNOTSUPP ||
-                                          errno == ENOSYS || errno == EINVAL))
-                                break;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                done += (uint64_t)n;
-        }
-        if (done < len) {
-                /* Plain read/write for what copy_file_range would not do (another filesystem,
-                 * a memfd), or stopped short of. */
-                uint8_t buf[65536];
-                while (done < len) {
-                        ssize_t n = pread(in, buf, (size_t)MIN(sizeof(buf), len - done),
-                                          (off_t)(off + done));
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n < 0)
-                                return -errno;
-                        if (n == 0)
-                                break;
-                        int r = hf_write_all_at(out, buf, (size_t)n, at + done);
-                        if (r < 0)
-                                return r;
-                        done += (uint64_t)n;
-                }
-        }
-        if (ret_copied)
-                *ret_copied = done;
-        return 0;
-}
-
 /* The fields every capture of job j records. */
 static void fill_pre(const Job *j, HfPreimage *p)
 {
@@ -917,32 +874,25 @@ static int range_log(HfGuard *g, Fs *fs, uint64_t len, uint64_t *ret_off, char d
         return fs->range_fd;
 }
 
+static void hash_block(void *userdata, const uint8_t *p, size_t n)
+{
+        hf_sha256_update(userdata, p, n);
+}
+
 /* Copies [off, off + len) of in to out at at, hashing it. */
 static int copy_range(int in, uint64_t off, uint64_t len, int out, uint64_t at, char hex[65])
 {
         _cleanup_(hf_sha256_freep) HfSha256 *h = NULL;
-        uint8_t buf[65536];
-        uint64_t done = 0;
+        uint64_t copied = 0;
         HfId id;
         int r = hf_sha256_new(&h);
 
+        if (r >= 0)
+                r = hf_copy_rw(in, off, len, out, at, hash_block, h, &copied);
         if (r < 0)
                 return r;
-        while (done < len) {
-                ssize_t n = pread(in, buf, (size_t)MIN(sizeof(buf), len - done),
-                                  (off_t)(off + done));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -EIO; /* the writer is blocked: the file cannot have shrunk */
-                r = hf_write_all_at(out, buf, (size_t)n, at + done);
-                if (r < 0)
-                        return r;
-                hf_sha256_update(h, buf, (size_t)n);
-                done += (uint64_t)n;
-        }
+        if (copied < len)
+                return -EIO; /* the writer is blocked: the file cannot have shrunk */
         hf_sha256_final(h, &id);
         hf_hex_encode(id.b, sizeof(id.b), hex);
         return 0;

@@ -72,9 +72,6 @@ int hf_proc_stat_state(pid_t pid, pid_t *ppid, pid_t *sid, char *state);
 int hf_sha256_fd(int fd, uint64_t max, uint8_t out[32]);
 
 /* ---- guard.c: the permission group ---- */
-/* Copies up to len bytes at off of in to at of out (copy_file_range, else read and write),
- * short at in's end. *ret_copied (may be NULL): how many. */
-int hf_copy_span(int in, uint64_t off, uint64_t len, int out, uint64_t at, uint64_t *ret_copied);
 typedef struct HfPreimage {
         double time;
         pid_t pid;
