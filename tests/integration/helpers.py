@@ -7,11 +7,13 @@ Also a small command line, used by tests/golden/make-golden.sh:
 """
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import json
 import os
 import random
+import secrets
 import shutil
 import stat
 import subprocess
@@ -166,6 +168,32 @@ def count_packs(repo):
 
 def pack_files(repo):
     return {name for _, _, files in os.walk(Path(repo) / "data") for name in files}
+
+
+def _poly1305(r_bytes, s_bytes, msg):
+    r = int.from_bytes(r_bytes, "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    s = int.from_bytes(s_bytes, "little")
+    p = (1 << 130) - 5
+    acc = 0
+    for i in range(0, len(msg), 16):
+        acc = (acc + int.from_bytes(msg[i:i + 16] + b"\x01", "little")) * r % p
+    return ((acc + s) % (1 << 128)).to_bytes(16, "little")
+
+
+def restic_seal(masterkey, plain):
+    """plain encrypted as restic encrypts every object (restic-format.md §2.1: AES-256-CTR,
+    then Poly1305-AES over the ciphertext), with the key as `restic cat masterkey` prints it.
+    Returns IV + ciphertext + MAC."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    enc_key = base64.b64decode(masterkey["encrypt"])
+    mac_k = base64.b64decode(masterkey["mac"]["k"])
+    mac_r = base64.b64decode(masterkey["mac"]["r"])
+    iv = secrets.token_bytes(16)
+    ctr = Cipher(algorithms.AES(enc_key), modes.CTR(iv)).encryptor()
+    ct = ctr.update(plain) + ctr.finalize()
+    aes = Cipher(algorithms.AES(mac_k), modes.ECB()).encryptor()
+    return iv + ct + _poly1305(mac_r, aes.update(iv) + aes.finalize(), ct)
 
 
 def pack_paths(repo):

@@ -10,7 +10,9 @@ the harness skips only when not root; CI runs as root so they run there.
 """
 import collections
 import contextlib
+import fcntl
 import hashlib
+import json
 import os
 import pty
 import random
@@ -1267,3 +1269,50 @@ def test_restic_lock_refuses_check_allows_backup(holdfast, restic, tmp_path):
     assert lock_names(vault) == []
     holdfast("check", repo=vault).ok()
     restic_check(restic, vault)
+
+
+F_SETLEASE, F_GETLEASE = 1024, 1025  # <linux/fcntl.h>
+
+
+def test_restore_confirms_its_lock_before_writing(holdfast, restic, tmp_path):
+    """restore takes its lock, then loads the snapshot and the index while the lock protocol
+    waits for a second look; that look must come before anything is written. Here the index
+    file is held with a write lease, so restore's open of it blocks; meanwhile an exclusive
+    lock of another host appears. restore must then stop with the locker named and an empty
+    target."""
+    src, vault, target = tmp_path / "src", tmp_path / "vault", tmp_path / "target"
+    small_tree(src)
+    init(holdfast, vault)
+    backup(holdfast, vault, src)
+    masterkey = restic("cat", "masterkey", repo=vault, password=holdfast.password).ok().json()
+    (index,) = (vault / "index").iterdir()
+    old_handler = signal.signal(signal.SIGIO, signal.SIG_IGN)  # the lease-break notice
+    fd = os.open(index, os.O_RDONLY)
+    proc = None
+    try:
+        fcntl.fcntl(fd, F_SETLEASE, fcntl.F_WRLCK)
+        proc = popen_holdfast(holdfast, "-r", vault, "restore", "latest",
+                              "--target", target)
+        wait_until(lambda: lock_names(vault), proc, "restore wrote its lock")
+        # A reader opening the file breaks the write lease down to a read lease.
+        wait_until(lambda: fcntl.fcntl(fd, F_GETLEASE) == fcntl.F_RDLCK, proc,
+                   "restore opened the index")
+        assert not target.exists() or not any(target.iterdir())
+        lock = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+                           "exclusive": True, "hostname": "other-host", "username": "prune",
+                           "pid": 4242, "uid": 0, "gid": 0}).encode()
+        enc = h.restic_seal(masterkey, lock)
+        (vault / "locks" / hashlib.sha256(enc).hexdigest()).write_bytes(enc)
+        fcntl.fcntl(fd, F_SETLEASE, fcntl.F_UNLCK)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(fd)
+        signal.signal(signal.SIGIO, old_handler)
+    err = err.decode(errors="replace")
+    assert proc.returncode == 1, err
+    assert "locked exclusively by PID 4242 on other-host" in err, err
+    assert not target.exists() or not any(target.iterdir()), sorted(target.iterdir())
+    assert len(lock_names(vault)) == 1, "restore left its own lock behind"

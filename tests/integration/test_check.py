@@ -8,7 +8,6 @@ snapshot files, locks) are written here with a small implementation of restic's 
 (AES-256-CTR + Poly1305-AES), uncompressed: raw JSON is legal in v2 vaults and blob types 0/1
 need no zstd. Plaintexts of existing objects come from `restic cat`.
 """
-import base64
 import hashlib
 import json
 import os
@@ -17,7 +16,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import helpers as h
 
@@ -25,17 +23,7 @@ TIME = "2024-05-01T12:00:00Z"
 
 
 # --------------------------------------------------------------------------------------------
-# restic's object crypto (restic-format.md §2.1), enough to write objects into a vault
-
-
-def _poly1305(r_bytes, s_bytes, msg):
-    r = int.from_bytes(r_bytes, "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
-    s = int.from_bytes(s_bytes, "little")
-    p = (1 << 130) - 5
-    acc = 0
-    for i in range(0, len(msg), 16):
-        acc = (acc + int.from_bytes(msg[i:i + 16] + b"\x01", "little")) * r % p
-    return ((acc + s) % (1 << 128)).to_bytes(16, "little")
+# Writing objects into a vault with its key (helpers.restic_seal)
 
 
 class Vault:
@@ -46,21 +34,10 @@ class Vault:
         self.restic = restic
         self.repo = Path(repo)
         self.info = info
-        mk = info["masterkey"]
-        self.enc_key = base64.b64decode(mk["encrypt"])
-        self.mac_k = base64.b64decode(mk["mac"]["k"])
-        self.mac_r = base64.b64decode(mk["mac"]["r"])
 
     # crypto
-    def _mac(self, iv, ct):
-        aes = Cipher(algorithms.AES(self.mac_k), modes.ECB()).encryptor()
-        return _poly1305(self.mac_r, aes.update(iv) + aes.finalize(), ct)
-
     def encrypt(self, plain):
-        iv = secrets.token_bytes(16)
-        ctr = Cipher(algorithms.AES(self.enc_key), modes.CTR(iv)).encryptor()
-        ct = ctr.update(plain) + ctr.finalize()
-        return iv + ct + self._mac(iv, ct)
+        return h.restic_seal(self.info["masterkey"], plain)
 
     # files
     def save(self, folder, plain):
