@@ -92,9 +92,12 @@ class Result:
 
 
 def clean_env(extra=None):
-    """The environment without any RESTIC_* or HOLDFAST_* variable, plus extra."""
+    """The environment without any RESTIC_* or HOLDFAST_* variable, plus extra. meson's
+    MALLOC_PERTURB_, which run-harness kept from the harness itself, is handed on here."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RESTIC_", "HOLDFAST_"))}
+    if env.get("HF_CHILD_MALLOC_PERTURB"):
+        env["MALLOC_PERTURB_"] = env["HF_CHILD_MALLOC_PERTURB"]
     env.setdefault("LC_ALL", "C.UTF-8")
     env.update(extra or {})
     return env
