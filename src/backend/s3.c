@@ -177,8 +177,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
                 s->routed = true;
         }
         if (s->is_error) {
-                if (hf_buf_append(&s->err, data, n) < 0)
-                        return n; /* the start is enough to explain it */
+                (void)hf_buf_append(&s->err, data, n); /* when full, the start explains it */
                 return n;
         }
         return hf_curl_body_take(&s->body, data, n) ? n : 0;

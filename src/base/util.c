@@ -302,6 +302,7 @@ int hf_copy_span(int in, uint64_t off, uint64_t len, int out, uint64_t at, uint6
 {
         loff_t off_in = (loff_t)off, off_out = (loff_t)at;
         uint64_t done = 0;
+        bool eof = false;
 
         while (done < len) {
                 ssize_t n = copy_file_range(in, &off_in, out, &off_out, len - done, 0);
@@ -313,13 +314,15 @@ int hf_copy_span(int in, uint64_t off, uint64_t len, int out, uint64_t at, uint6
                                 break;
                         return -errno;
                 }
-                if (n == 0)
+                if (n == 0) {
+                        eof = true; /* in ends short of len */
                         break;
+                }
                 done += (uint64_t)n;
         }
-        if (done < len) {
+        if (done < len && !eof) {
                 /* Plain read/write for what copy_file_range would not do (another filesystem,
-                 * a memfd), or stopped short of. */
+                 * a memfd). */
                 uint64_t more = 0;
                 int r = hf_copy_rw(in, off + done, len - done, out, at + done, NULL, NULL, &more);
                 if (r < 0)

@@ -71,7 +71,7 @@ int hf_fsync_dirfd(int dirfd);
 /*
  * fsync(fd), then drop the file's pages from the page cache. For vault files (packs), which
  * are written once and read rarely: keeping them would push the service's own data out of
- * memory, and the next pack reuses the freed pages instead of taking fresh ones.
+ * memory.
  */
 int hf_fsync_drop(int fd);
 /* Copies up to len bytes at off of in to at of out (copy_file_range, else read and write),

@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(os.environ.get("HF_SOURCE_ROOT") or Path(__file__).resolve().parents[2])
+
+# meson's MALLOC_PERTURB_, which run-harness kept from this process (glibc reads it once, at
+# start), goes back into the environment every program the tests start inherits.
+if os.environ.get("HF_CHILD_MALLOC_PERTURB"):
+    os.environ["MALLOC_PERTURB_"] = os.environ["HF_CHILD_MALLOC_PERTURB"]
 GOLDEN = ROOT / "tests" / "golden"
 GOLDEN_PASSWORD = "golden"
 
@@ -92,12 +97,9 @@ class Result:
 
 
 def clean_env(extra=None):
-    """The environment without any RESTIC_* or HOLDFAST_* variable, plus extra. meson's
-    MALLOC_PERTURB_, which run-harness kept from the harness itself, is handed on here."""
+    """The environment without any RESTIC_* or HOLDFAST_* variable, plus extra."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RESTIC_", "HOLDFAST_"))}
-    if env.get("HF_CHILD_MALLOC_PERTURB"):
-        env["MALLOC_PERTURB_"] = env["HF_CHILD_MALLOC_PERTURB"]
     env.setdefault("LC_ALL", "C.UTF-8")
     env.update(extra or {})
     return env

@@ -513,8 +513,9 @@ def test_tls_round_trip(ceph, s3hf, s3restic, rich_tree, target_dir):
 
 
 def test_tls_signed_uploads(ceph, s3hf, s3restic, tmp_path, target_dir):
-    """Over TLS holdfast signs UNSIGNED-PAYLOAD instead of each body's SHA-256: RGW must still
-    accept the signature of every upload, and the bytes must arrive intact."""
+    """Uploads of pack files over TLS (which s3.c signs as UNSIGNED-PAYLOAD, not with each
+    body's SHA-256) are accepted by RGW and arrive intact. The test does not see which payload
+    hash was signed: a client that went back to signed payloads would pass it too."""
     repo = ceph.url_tls("tlsdata")
     ca = {"HOLDFAST_CACERT": ceph.cacert}
     s3hf("init", *KDF, repo=repo, env=ca).ok()
