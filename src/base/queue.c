@@ -6,6 +6,8 @@ struct HfQueue {
         pthread_cond_t not_empty, not_full;
         void **items;
         size_t cap, head, count;
+        size_t resume_at; /* producers blocked on a full queue wake at this count */
+        unsigned blocked; /* producers waiting in push */
         bool closed;
 };
 
@@ -24,6 +26,7 @@ int hf_queue_new(size_t capacity, HfQueue **ret)
                 return -ENOMEM;
         }
         q->cap = capacity;
+        q->resume_at = capacity - 1;
         pthread_mutex_init(&q->lock, NULL);
         pthread_cond_init(&q->not_empty, NULL);
         pthread_cond_init(&q->not_full, NULL);
@@ -46,8 +49,11 @@ HfQueue *hf_queue_free(HfQueue *q)
 int hf_queue_push(HfQueue *q, void *item)
 {
         pthread_mutex_lock(&q->lock);
-        while (q->count == q->cap && !q->closed)
+        while (q->count == q->cap && !q->closed) {
+                q->blocked++;
                 pthread_cond_wait(&q->not_full, &q->lock);
+                q->blocked--;
+        }
         if (q->closed) {
                 pthread_mutex_unlock(&q->lock);
                 return -EPIPE;
@@ -70,10 +76,20 @@ void *hf_queue_pop(HfQueue *q)
                 item = q->items[q->head];
                 q->head = (q->head + 1) % q->cap;
                 q->count--;
-                pthread_cond_signal(&q->not_full);
+                /* A producer waits only on a full queue, so the count passes resume_at on
+                 * its way down after every wait: one wake-up per wait. */
+                if (q->blocked > 0 && q->count == q->resume_at)
+                        pthread_cond_broadcast(&q->not_full);
         }
         pthread_mutex_unlock(&q->lock);
         return item;
+}
+
+void hf_queue_resume_at(HfQueue *q, size_t n)
+{
+        pthread_mutex_lock(&q->lock);
+        q->resume_at = MIN(n, q->cap - 1);
+        pthread_mutex_unlock(&q->lock);
 }
 
 void hf_queue_close(HfQueue *q)

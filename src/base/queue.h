@@ -16,6 +16,10 @@ typedef struct HfQueue HfQueue;
 int hf_queue_new(size_t capacity, HfQueue **ret);
 HfQueue *hf_queue_free(HfQueue *q);
 int hf_queue_push(HfQueue *q, void *item);
+/* A producer blocked on a full queue resumes once it is down to n items (by default as soon as
+ * there is room). With n well below the capacity, a producer faster than its consumers is woken
+ * once per (capacity - n) items instead of once per item. Call before the queue is used. */
+void hf_queue_resume_at(HfQueue *q, size_t n);
 /* NULL once the queue is closed and empty. */
 void *hf_queue_pop(HfQueue *q);
 void hf_queue_close(HfQueue *q);

@@ -50,6 +50,9 @@
 #define RANGE_BYTES (8u << 20)
 #define SPLIT_MIN RANGE_BYTES
 
+/* Files and split files planned ahead of the writers. */
+#define WORK_QUEUE 1024
+
 /* What the work queue carries: a file to write whole or a split one (the first member of
  * both, so a worker can tell them apart). */
 typedef enum RWorkKind {
@@ -70,9 +73,10 @@ typedef struct RFile {
         size_t dir;
         const char *dirpath; /* the folder's relpath (stable while the restore runs) */
         HfNode node;
-        ssize_t group;   /* hard link group, -1 for none */
-        bool link_only;  /* a later name of a hard link group */
-        char *snap_path; /* path inside the snapshot, for messages */
+        ssize_t group;           /* hard link group, -1 for none */
+        bool link_only;          /* a later name of a hard link group */
+        char *snap_path;         /* path inside the snapshot, for messages */
+        struct RFile *next_done; /* on Restore.done, waiting for the planner to free it */
 } RFile;
 
 static void rfile_free(RFile *f)
@@ -134,6 +138,10 @@ typedef struct Restore {
         RFile **files; /* each allocated alone: workers hold pointers while planning grows this */
         size_t n_files, cap_files;
         HfQueue *work; /* files to write, fed by the planner while it walks */
+        /* Files written, for the planner to free: the planner allocated them, and glibc frees
+         * into the allocating thread's arena under its lock, which the planner holds for its
+         * own allocations most of the time. */
+        _Atomic(RFile *) done;
         pthread_mutex_t split_lock;
         RSplit *splits; /* queued split files until their ranges are all claimed */
         RGroup *groups;
@@ -566,6 +574,18 @@ static void split_unlist(Restore *rs, RSplit *s)
         pthread_mutex_unlock(&rs->split_lock);
 }
 
+/* Frees the files the writers are done with; only the thread that allocated them calls this. */
+static void reap_files(Restore *rs)
+{
+        RFile *f = atomic_exchange(&rs->done, NULL);
+
+        while (f) {
+                RFile *next = f->next_done;
+                rfile_free(f);
+                f = next;
+        }
+}
+
 /* Queues a file to write, whole or split when large. Takes f: on failure it is freed unless
  * hard-linked (rs->files keeps those). */
 static int queue_file(Restore *rs, RFile *f)
@@ -573,6 +593,7 @@ static int queue_file(Restore *rs, RFile *f)
         RSplit *s;
         int r;
 
+        reap_files(rs);
         r = split_plan(rs, &f->node, &s);
         if (r >= 0 && !s)
                 r = hf_queue_push(rs->work, f);
@@ -870,7 +891,8 @@ static int finish_file(RWorker *w, const RFile *f, int dfd, int fd, const char *
         return 0;
 }
 
-/* Counts a file as written or failed (r < 0, reported) and frees it unless hard-linked. */
+/* Counts a file as written or failed (r < 0, reported) and hands it back to the planner to be
+ * freed, unless hard-linked. */
 static void file_done(Restore *rs, RFile *f, int r)
 {
         bool linked = f->group >= 0;
@@ -882,8 +904,11 @@ static void file_done(Restore *rs, RFile *f, int r)
         } else
                 atomic_fetch_add(&rs->files_done, 1);
         hf_progress_add_files(rs->progress, 1);
-        if (!linked)
-                rfile_free(f);
+        if (linked)
+                return;
+        f->next_done = atomic_load(&rs->done);
+        while (!atomic_compare_exchange_weak(&rs->done, &f->next_done, f))
+                ;
 }
 
 /*
@@ -1401,9 +1426,12 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
         /* Writers first, so they start on files while the planner still walks the trees. */
         r = hf_progress_new("restore", opts->out.progress, &rs.progress);
         if (r >= 0)
-                r = hf_queue_new(1024, &rs.work);
+                r = hf_queue_new(WORK_QUEUE, &rs.work);
         if (r < 0)
                 goto out;
+        /* The planner is faster than the writers and keeps the queue full: let it refill in
+         * bursts rather than be woken for every file taken. */
+        hf_queue_resume_at(rs.work, WORK_QUEUE / 2);
         workers = calloc(n_workers, sizeof(RWorker));
         if (!workers) {
                 r = -ENOMEM;
@@ -1446,6 +1474,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
         hf_queue_close(rs.work);
         for (unsigned i = 0; i < n_workers; i++)
                 pthread_join(workers[i].thread, NULL);
+        reap_files(&rs);
         if (r < 0)
                 goto out;
         make_links(&rs);
@@ -1497,6 +1526,7 @@ out:
                 hf_node_done(&rs.dirs[i].node);
         }
         free(rs.dirs);
+        reap_files(&rs);
         for (size_t i = 0; i < rs.n_files; i++)
                 rfile_free(rs.files[i]);
         hf_queue_free(rs.work);

@@ -700,7 +700,7 @@ static int join_within(pthread_t t, double seconds, void **ret)
         return pthread_timedjoin_np(t, ret, &ts);
 }
 
-static void test_queue_mpmc(void **state)
+static void queue_mpmc(size_t resume_at)
 {
         _cleanup_(hf_queue_freep) HfQueue *q = NULL;
         _cleanup_free_ atomic_uint *seen = calloc(Q_TOTAL, sizeof(*seen));
@@ -708,10 +708,10 @@ static void test_queue_mpmc(void **state)
         pthread_t prod[Q_PRODUCERS], cons[Q_CONSUMERS];
         QArg pa[Q_PRODUCERS], ca[Q_CONSUMERS];
 
-        (void)state;
         assert_non_null(seen);
         /* A small capacity so producers really block on a full queue. */
         assert_int_equal(hf_queue_new(3, &q), 0);
+        hf_queue_resume_at(q, resume_at);
         for (int i = 0; i < Q_CONSUMERS; i++) {
                 ca[i] = (QArg){ .q = q, .id = i, .seen = seen, .popped = &popped };
                 assert_int_equal(pthread_create(&cons[i], NULL, consumer, &ca[i]), 0);
@@ -733,6 +733,67 @@ static void test_queue_mpmc(void **state)
         for (size_t i = 0; i < Q_TOTAL; i++)
                 if (atomic_load(&seen[i]) != 1)
                         fail_msg("item %zu popped %u times", i, atomic_load(&seen[i]));
+}
+
+static void test_queue_mpmc(void **state)
+{
+        (void)state;
+        queue_mpmc(2); /* the default: a producer resumes as soon as there is room */
+        queue_mpmc(0); /* both producers wait for an empty queue, and both are woken */
+}
+
+typedef struct {
+        HfQueue *q;
+        atomic_bool started, pushed;
+} LateArg;
+
+static void *push_late(void *p)
+{
+        LateArg *a = p;
+        int r;
+
+        atomic_store(&a->started, true);
+        r = hf_queue_push(a->q, (void *)"late");
+
+        atomic_store(&a->pushed, true);
+        return (void *)(intptr_t)r;
+}
+
+/* A producer blocked on a full queue stays blocked until it is down to resume_at items. */
+static void test_queue_resume_at(void **state)
+{
+        static const char *const items[] = { "1", "2", "3", "4", "5", "6", "7", "8" };
+        _cleanup_(hf_queue_freep) HfQueue *q = NULL;
+        LateArg a = { 0 };
+        pthread_t t;
+        void *ret = (void *)1;
+
+        (void)state;
+        assert_int_equal(hf_queue_new(8, &q), 0);
+        hf_queue_resume_at(q, 4);
+        for (size_t i = 0; i < 8; i++)
+                assert_int_equal(hf_queue_push(q, (void *)items[i]), 0);
+        a.q = q;
+        assert_int_equal(pthread_create(&t, NULL, push_late, &a), 0);
+        /* Give it time to block on the full queue before anything is taken. */
+        while (!atomic_load(&a.started))
+                (void)usleep(1000);
+        (void)usleep(200000);
+        assert_false(atomic_load(&a.pushed));
+        for (size_t i = 0; i < 3; i++) {
+                assert_string_equal(hf_queue_pop(q), items[i]);
+                (void)usleep(20000);
+                if (atomic_load(&a.pushed))
+                        fail_msg("the producer resumed with %zu items queued, not 4", 7 - i);
+        }
+        assert_string_equal(hf_queue_pop(q), items[3]);
+        assert_int_equal(join_within(t, 10, &ret), 0);
+        assert_null(ret);
+        for (size_t i = 4; i < 8; i++)
+                assert_string_equal(hf_queue_pop(q), items[i]);
+        assert_string_equal(hf_queue_pop(q), "late");
+        hf_queue_close(q);
+        assert_null(hf_queue_pop(q));
 }
 
 static void *pop_one(void *p)
@@ -814,6 +875,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_pread_mkdir, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_format),
                 cmocka_unit_test(test_queue_mpmc),
+                cmocka_unit_test(test_queue_resume_at),
                 cmocka_unit_test(test_queue_close),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
