@@ -22,9 +22,12 @@ static int run(CliContext *ctx, int argc, char **argv)
         r = cli_open_repo(ctx, &repo);
         if (r != EXIT_OK)
                 return r;
-        /* Exclusive, as restic's check: nothing may add or remove files while it looks. */
-        if (!ctx->no_lock && hf_lock_acquire(repo, true, &lock) < 0)
+        /* Exclusive, as restic's check: nothing may add or remove files while it looks. The
+         * lock protocol's pause overlaps loading the indexes; hf_check() confirms the lock
+         * before it reads any pack. */
+        if (!ctx->no_lock && hf_lock_begin(repo, true, &lock) < 0)
                 return EXIT_FAILED;
+        o.lock = &lock;
         return cli_exit_code(hf_check(repo, &o, &res));
 }
 

@@ -1630,6 +1630,8 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
 
         phase(&c, "load indexes");
         r = load_indexes(&c);
+        if (r >= 0 && opts->lock && *opts->lock)
+                r = hf_lock_confirm(opts->lock);
         if (r < 0)
                 goto out;
         r = build_packs(&c);

@@ -8,6 +8,7 @@
  * it finished but some items could not be processed (exit code 3).
  */
 
+#include "../repo/lock.h"
 #include "../repo/repo.h"
 #include "../repo/snapshot.h"
 #include "../repo/tree.h"
@@ -82,6 +83,10 @@ typedef struct HfCheckOptions {
         bool read_data;
         unsigned workers;
         HfOutput out;
+        /* A lock taken with hf_lock_begin(), or NULL: check confirms it once the indexes are
+         * loaded, before it reads any pack, so that the lock protocol's pause overlaps the
+         * loading. When another client holds the vault, check stops there. */
+        HfLock **lock;
 } HfCheckOptions;
 
 typedef struct HfCheckResult {

@@ -1274,29 +1274,31 @@ def test_restic_lock_refuses_check_allows_backup(holdfast, restic, tmp_path):
 F_SETLEASE, F_GETLEASE = 1024, 1025  # <linux/fcntl.h>
 
 
-def test_restore_confirms_its_lock_before_writing(holdfast, restic, tmp_path):
-    """restore takes its lock, then loads the snapshot and the index while the lock protocol
-    waits for a second look; that look must come before anything is written. Here the index
-    file is held with a write lease, so restore's open of it blocks; meanwhile an exclusive
-    lock of another host appears. restore must then stop with the locker named and an empty
-    target."""
+@pytest.mark.parametrize("command", ["restore", "check"])
+def test_confirms_its_lock_before_working(holdfast, restic, tmp_path, command):
+    """restore and check take their lock, then load the index while the lock protocol waits for
+    a second look; that look must come before restore writes anything and before check reads
+    any pack. Here the index file is held with a write lease, so the open of it blocks;
+    meanwhile an exclusive lock of another host appears. The command must then stop with the
+    locker named: restore with an empty target, check before its pack phases."""
     src, vault, target = tmp_path / "src", tmp_path / "vault", tmp_path / "target"
     small_tree(src)
     init(holdfast, vault)
     backup(holdfast, vault, src)
     masterkey = restic("cat", "masterkey", repo=vault, password=holdfast.password).ok().json()
     (index,) = (vault / "index").iterdir()
+    argv = {"restore": ["restore", "latest", "--target", target],
+            "check": ["check", "--read-data"]}[command]
     old_handler = signal.signal(signal.SIGIO, signal.SIG_IGN)  # the lease-break notice
     fd = os.open(index, os.O_RDONLY)
     proc = None
     try:
         fcntl.fcntl(fd, F_SETLEASE, fcntl.F_WRLCK)
-        proc = popen_holdfast(holdfast, "-r", vault, "restore", "latest",
-                              "--target", target)
-        wait_until(lambda: lock_names(vault), proc, "restore wrote its lock")
+        proc = popen_holdfast(holdfast, "-r", vault, *argv)
+        wait_until(lambda: lock_names(vault), proc, f"{command} wrote its lock")
         # A reader opening the file breaks the write lease down to a read lease.
         wait_until(lambda: fcntl.fcntl(fd, F_GETLEASE) == fcntl.F_RDLCK, proc,
-                   "restore opened the index")
+                   f"{command} opened the index")
         assert not target.exists() or not any(target.iterdir())
         lock = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
                            "exclusive": True, "hostname": "other-host", "username": "prune",
@@ -1315,4 +1317,9 @@ def test_restore_confirms_its_lock_before_writing(holdfast, restic, tmp_path):
     assert proc.returncode == 1, err
     assert "locked exclusively by PID 4242 on other-host" in err, err
     assert not target.exists() or not any(target.iterdir()), sorted(target.iterdir())
-    assert len(lock_names(vault)) == 1, "restore left its own lock behind"
+    if command == "check":
+        # Its phases are announced on stderr; only the first may have begun.
+        assert "load indexes" in err, err
+        assert "check all packs" not in err and "read all data" not in err, err
+        assert not out.strip(), out
+    assert len(lock_names(vault)) == 1, f"{command} left its own lock behind"
