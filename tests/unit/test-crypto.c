@@ -570,6 +570,95 @@ static void test_sha256(void **state)
         }
 }
 
+/* Hashes n messages of the given lengths (random bytes, each in its own allocation of exactly
+ * that size, so that a read past one is an ASan error) with hf_sha256_many() and compares each
+ * digest with hf_sha256()'s. */
+static void many_vs_one(const size_t *lens, size_t n)
+{
+        uint8_t **msgs = calloc(n, sizeof(*msgs));
+        HfSha256Job *jobs = calloc(n, sizeof(*jobs));
+        HfId *got = calloc(n, sizeof(*got));
+
+        assert_true(msgs && jobs && got);
+        for (size_t i = 0; i < n; i++) {
+                msgs[i] = malloc(MAX(lens[i], (size_t)1));
+                assert_non_null(msgs[i]);
+                for (size_t k = 0; k < lens[i]; k++)
+                        msgs[i][k] = (uint8_t)(rand() >> 7);
+                jobs[i] = (HfSha256Job){ .data = msgs[i], .len = lens[i], .out = &got[i] };
+        }
+        hf_sha256_many(jobs, n);
+        for (size_t i = 0; i < n; i++) {
+                HfId want;
+                hf_sha256(msgs[i], lens[i], &want);
+                if (!hf_id_eq(&want, &got[i]))
+                        fail_msg("message %zu of %zu (%zu bytes): wrong digest (features %#x)", i,
+                                 n, lens[i], hf_sha256_many_features());
+                free(msgs[i]);
+        }
+        free(msgs);
+        free(jobs);
+        free(got);
+}
+
+static void test_sha256_many(void **state)
+{
+        /* Around the block and padding edges: 55/56 bytes is where the length spills into a
+         * second padding block. */
+        static const size_t edges[] = { 0,   1,   55,  56,   57,   63,   64,   65,    119,
+                                        120, 121, 127, 128,  129,  1000, 4096, 65539, 300000,
+                                        3,   64,  0,   8191, 8192, 8193, 100,  1 };
+        static const unsigned sets[] = { HF_SHA256_X16 | HF_SHA256_SHANI, HF_SHA256_X16,
+                                         HF_SHA256_SHANI, 0 };
+        size_t lens[200];
+
+        (void)state;
+        srand(7);
+        print_message("hf_sha256_many: this CPU offers %#x\n", hf_sha256_many_features());
+        for (size_t s = 0; s < ELEMENTSOF(sets); s++) {
+                hf_sha256_many_restrict(sets[s]);
+
+                /* Every count around the vector's width and the point below which the rest
+                 * is finished alone. */
+                for (size_t n = 0; n <= 40; n++) {
+                        for (size_t i = 0; i < n; i++)
+                                lens[i] = edges[(i * 7 + n) % ELEMENTSOF(edges)];
+                        many_vs_one(lens, n);
+                }
+                /* Random lengths: lanes end and are refilled at every point. */
+                for (size_t i = 0; i < 200; i++)
+                        lens[i] = (size_t)rand() % 20000;
+                many_vs_one(lens, 200);
+                /* One long message among short ones: it is left alone in the vector and must
+                 * be finished from the middle of its data. */
+                lens[0] = 1u << 20;
+                for (size_t i = 1; i < 20; i++)
+                        lens[i] = 64 * i + i;
+                many_vs_one(lens, 20);
+                /* Several long ones end together, mid-block and at a block edge. */
+                for (size_t i = 0; i < 16; i++)
+                        lens[i] = 200000 + (i % 3) * 64 + (i & 1);
+                many_vs_one(lens, 16);
+        }
+        hf_sha256_many_restrict(~0u);
+
+        /* A known answer, in a full vector. */
+        {
+                HfSha256Job jobs[16];
+                HfId out[16];
+                char hex[HF_ID_HEX_LEN + 1];
+                for (size_t i = 0; i < 16; i++)
+                        jobs[i] = (HfSha256Job){ .data = "abc", .len = 3, .out = &out[i] };
+                hf_sha256_many(jobs, 16);
+                for (size_t i = 0; i < 16; i++) {
+                        hexid(&out[i], hex);
+                        assert_string_equal(hex,
+                                            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb4"
+                                            "10ff61f20015ad");
+                }
+        }
+}
+
 static void test_memcmp_ct(void **state)
 {
         uint8_t a[64], b[64];
@@ -621,6 +710,7 @@ int main(void)
                 cmocka_unit_test(test_scrypt_rfc7914),
                 cmocka_unit_test(test_scrypt_rejects),
                 cmocka_unit_test(test_sha256),
+                cmocka_unit_test(test_sha256_many),
                 cmocka_unit_test(test_memcmp_ct),
                 cmocka_unit_test(test_random_bytes),
         };
