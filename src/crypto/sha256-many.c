@@ -15,6 +15,7 @@
  * than LANES_MIN messages, each message goes to hf_sha256() (OpenSSL).
  */
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -337,7 +338,9 @@ static void digest_out(const uint32_t st[8], HfId *out)
 }
 
 #if HAVE_X86
-static void many_x16(unsigned feats, const HfSha256Job *jobs, size_t n)
+/* Jobs are taken longest first (order), so that what is left at the end, when the vector
+ * empties, is short. */
+static void many_x16(unsigned feats, const HfSha256Job *jobs, const size_t *order, size_t n)
 {
         static const uint8_t zero_block[BLOCK];
         uint32_t st[8][LANES];
@@ -346,7 +349,7 @@ static void many_x16(unsigned feats, const HfSha256Job *jobs, size_t n)
         size_t next = 0;
 
         for (unsigned j = 0; j < LANES && next < n; j++, next++) {
-                lane_start(&lanes[j], jobs, next);
+                lane_start(&lanes[j], jobs, order[next]);
                 for (unsigned i = 0; i < 8; i++)
                         st[i][j] = IV256[i];
                 busy |= 1u << j;
@@ -384,7 +387,7 @@ static void many_x16(unsigned feats, const HfSha256Job *jobs, size_t n)
                                 one[i] = st[i][j];
                         digest_out(one, jobs[l->job].out);
                         if (next < n) {
-                                lane_start(l, jobs, next++);
+                                lane_start(l, jobs, order[next++]);
                                 for (unsigned i = 0; i < 8; i++)
                                         st[i][j] = IV256[i];
                         } else
@@ -413,8 +416,23 @@ void hf_sha256_many(const HfSha256Job *jobs, size_t n)
 
 #if HAVE_X86
         if ((feats & HF_SHA256_X16) && n >= LANES_MIN) {
-                many_x16(feats, jobs, n);
-                return;
+                size_t small[256],
+                        *order = n <= ELEMENTSOF(small) ? small : malloc(n * sizeof(*order));
+                if (order) {
+                        for (size_t i = 0; i < n; i++)
+                                order[i] = i;
+                        /* Insertion sort: n is small, and qsort() would need a global. */
+                        for (size_t i = 1; i < n; i++) {
+                                size_t k = order[i], j = i;
+                                for (; j > 0 && jobs[order[j - 1]].len < jobs[k].len; j--)
+                                        order[j] = order[j - 1];
+                                order[j] = k;
+                        }
+                        many_x16(feats, jobs, order, n);
+                        if (order != small)
+                                free(order);
+                        return;
+                }
         }
 #endif
         for (size_t i = 0; i < n; i++)

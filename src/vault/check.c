@@ -76,6 +76,19 @@ typedef enum Job {
 
 typedef struct Check Check;
 
+/* read_data: a blob decrypted into Worker.plain, waiting for its hash. */
+typedef struct PendingBlob {
+        HfPackBlob b;
+        size_t off, len;
+} PendingBlob;
+
+/*
+ * Blobs are hashed in batches (hf_sha256_many() hashes several at once): up to PENDING_MAX
+ * plaintexts, or PENDING_BYTES of them unless one blob alone is larger.
+ */
+#define PENDING_MAX 64
+#define PENDING_BYTES (1u << 20)
+
 typedef struct Worker {
         Check *c;
         pthread_t thread;
@@ -83,7 +96,9 @@ typedef struct Worker {
         HfCodec *codec;
         HfCipher *cipher;
         HfBuf pack;  /* read_data: the whole pack */
-        HfBuf plain; /* one blob's plaintext, or a decrypted header */
+        HfBuf plain; /* plaintexts waiting for their hash, or a decrypted header */
+        PendingBlob pending[PENDING_MAX];
+        size_t n_pending;
 } Worker;
 
 struct Check {
@@ -726,10 +741,9 @@ static void check_header(Worker *w, Pack *p)
 
 /* Parses the header of a pack held in memory. *ret_data_end is where the blobs end. */
 
-static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_end, uint8_t *bytes)
+static HfIndexEntry blob_entry(const Check *c, const Pack *p, const HfPackBlob *b)
 {
-        Check *c = w->c;
-        HfIndexEntry e = {
+        return (HfIndexEntry){
                 .id = b->id,
                 .pack = (uint32_t)(p - c->packs),
                 .offset = b->offset,
@@ -737,8 +751,45 @@ static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_e
                 .uncompressed_length = b->uncompressed_length,
                 .type = b->type,
         };
+}
+
+/* Hashes the plaintexts waiting in w->plain, all at once, and reports those that do not hash
+ * to their ID. */
+static void flush_blobs(Worker *w, Pack *p)
+{
+        Check *c = w->c;
+        HfSha256Job jobs[PENDING_MAX];
+        HfId got[PENDING_MAX];
         char hex[HF_ID_HEX_LEN + 1];
-        HfId got;
+
+        for (size_t i = 0; i < w->n_pending; i++)
+                jobs[i] = (HfSha256Job){ .data = w->plain.data + w->pending[i].off,
+                                         .len = w->pending[i].len,
+                                         .out = &got[i] };
+        hf_sha256_many(jobs, w->n_pending);
+        for (size_t i = 0; i < w->n_pending; i++) {
+                const HfPackBlob *b = &w->pending[i].b;
+                HfIndexEntry e = blob_entry(c, p, b);
+                if (hf_id_eq(&got[i], &b->id))
+                        continue;
+                hf_id_hex(&got[i], hex);
+                report(c, p->file, &b->id,
+                       "%s blob at offset %u decrypts, but its content hashes to %.16s, not to "
+                       "its ID",
+                       blob_kind(b->type), b->offset, hex);
+                (void)mark_bad(c, &e);
+        }
+        w->n_pending = 0;
+        hf_buf_reset(&w->plain);
+}
+
+/* Decrypts (MAC) and decompresses a blob of pack p into w->plain; its hash is checked with the
+ * next batch (flush_blobs). */
+static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_end, uint8_t *bytes)
+{
+        Check *c = w->c;
+        HfIndexEntry e = blob_entry(c, p, b);
+        size_t need, start;
         int r;
 
         if ((uint64_t)b->offset + b->length > data_end) {
@@ -749,7 +800,12 @@ static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_e
                 (void)mark_bad(c, &e);
                 return;
         }
-        hf_buf_reset(&w->plain);
+        need = b->uncompressed_length ? b->uncompressed_length
+                                      : b->length - MIN(b->length, (uint32_t)HF_CRYPTO_OVERHEAD);
+        if (w->n_pending == PENDING_MAX ||
+            (w->n_pending > 0 && w->plain.len + need + 1 > MAX(w->plain.cap, PENDING_BYTES)))
+                flush_blobs(w, p);
+        start = w->plain.len;
         /* In place: the bytes were already hashed for the pack's own check. */
         r = hf_codec_open_inplace(w->codec, bytes, b->length, b->uncompressed_length, &w->plain);
         if (r == -ENOMEM) {
@@ -771,15 +827,9 @@ static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_e
                 (void)mark_bad(c, &e);
                 return;
         }
-        hf_sha256(w->plain.data, w->plain.len, &got);
-        if (!hf_id_eq(&got, &b->id)) {
-                hf_id_hex(&got, hex);
-                report(c, p->file, &b->id,
-                       "%s blob at offset %u decrypts, but its content hashes to %.16s, not to "
-                       "its ID",
-                       blob_kind(b->type), b->offset, hex);
-                (void)mark_bad(c, &e);
-        }
+        w->pending[w->n_pending++] = (PendingBlob){ .b = *b,
+                                                    .off = start,
+                                                    .len = w->plain.len - start };
 }
 
 static int cmp_blob_offset(const void *x, const void *y)
@@ -795,7 +845,7 @@ static int cmp_blob_offset(const void *x, const void *y)
  * and each blob is verified as soon as its bytes are in. Memory is one blob plus one block,
  * not the whole pack.
  */
-static void read_pack(Worker *w, Pack *p)
+static void stream_pack(Worker *w, Pack *p)
 {
         Check *c = w->c;
         _cleanup_free_ HfPackBlob *blobs = NULL;
@@ -942,12 +992,21 @@ static void read_pack(Worker *w, Pack *p)
         }
         hf_buf_trim(&w->pack, 2 * STREAM_BLOCK);
         hf_progress_add_files(c->progress, 1);
+        flush_blobs(w, p);
         hf_sha256_final(sha, &got);
         if (!hf_id_eq(&got, &p->id)) {
                 hf_id_hex(&got, hex);
                 report(c, p->file, NULL,
                        "pack is damaged: its content hashes to %.16s, not to its name", hex);
         }
+}
+
+static void read_pack(Worker *w, Pack *p)
+{
+        stream_pack(w, p);
+        /* Blobs still waiting when the pack could not be read to its end. */
+        if (w->n_pending > 0)
+                flush_blobs(w, p);
 }
 
 /* ---------------------------------------------------------------------------------------- */
