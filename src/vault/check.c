@@ -128,11 +128,13 @@ struct Check {
         IdSet trees;        /* visited; guarded by walk_lock */
         IdSet orphans_used; /* blobs counted in Pack.orphan_uses */
 
-        /* The tree walk, one snapshot at a time: folders waiting, and workers on one. */
+        /* The tree walk, one snapshot at a time: folders waiting, and workers on one. Walkers
+         * wait on walk_cond for folders (idle of them), the main thread on walk_end for a
+         * snapshot's end. */
         pthread_mutex_t walk_lock;
-        pthread_cond_t walk_cond;
+        pthread_cond_t walk_cond, walk_end;
         Stack todo;
-        unsigned busy;
+        unsigned busy, idle;
         bool walk_done;
         const char *walk_snap;
 
@@ -1499,8 +1501,11 @@ static void *walker_main(void *arg)
                 Dir d;
                 int r;
 
-                while (c->todo.n == 0 && !c->walk_done)
+                while (c->todo.n == 0 && !c->walk_done) {
+                        c->idle++;
                         pthread_cond_wait(&c->walk_cond, &c->walk_lock);
+                        c->idle--;
+                }
                 if (c->todo.n == 0)
                         break;
                 d = c->todo.v[--c->todo.n];
@@ -1512,7 +1517,7 @@ static void *walker_main(void *arg)
                                 set_fatal(c, r);
                         free(d.path);
                         if (c->todo.n == 0 && c->busy == 0)
-                                pthread_cond_broadcast(&c->walk_cond);
+                                pthread_cond_signal(&c->walk_end);
                         continue;
                 }
                 c->busy++;
@@ -1526,7 +1531,11 @@ static void *walker_main(void *arg)
                 pthread_mutex_lock(&c->walk_lock);
                 c->busy--;
                 hand_over(c, &children);
-                pthread_cond_broadcast(&c->walk_cond);
+                /* This walker takes the next folder itself: wake others only for the rest. */
+                for (size_t k = 1; k < c->todo.n && k <= c->idle; k++)
+                        pthread_cond_signal(&c->walk_cond);
+                if (c->todo.n == 0 && c->busy == 0)
+                        pthread_cond_signal(&c->walk_end);
         }
         pthread_mutex_unlock(&c->walk_lock);
         free(children.v);
@@ -1547,7 +1556,7 @@ static int walk_snapshot(Check *c, const char *snap, const HfId *root)
         r = stack_push(&c->todo, root, NULL, NULL, 0);
         pthread_cond_broadcast(&c->walk_cond);
         while (c->todo.n > 0 || c->busy > 0)
-                pthread_cond_wait(&c->walk_cond, &c->walk_lock);
+                pthread_cond_wait(&c->walk_end, &c->walk_lock);
         pthread_mutex_unlock(&c->walk_lock);
         return r < 0 ? r : atomic_load(&c->fatal);
 }
@@ -1663,6 +1672,7 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
         pthread_mutex_init(&c.lock, NULL);
         pthread_mutex_init(&c.walk_lock, NULL);
         pthread_cond_init(&c.walk_cond, NULL);
+        pthread_cond_init(&c.walk_end, NULL);
         atomic_init(&c.errors, 0);
         atomic_init(&c.data_read, 0);
         atomic_init(&c.fatal, 0);
@@ -1753,5 +1763,6 @@ out:
         pthread_mutex_destroy(&c.lock);
         pthread_mutex_destroy(&c.walk_lock);
         pthread_cond_destroy(&c.walk_cond);
+        pthread_cond_destroy(&c.walk_end);
         return r;
 }
