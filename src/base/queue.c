@@ -65,6 +65,20 @@ int hf_queue_push(HfQueue *q, void *item)
         return 0;
 }
 
+/* Takes the oldest item; the lock is held and the queue is not empty. */
+static void *take(HfQueue *q)
+{
+        void *item = q->items[q->head];
+
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        /* A producer waits only on a full queue, so the count passes resume_at on its way
+         * down after every wait: one wake-up per wait. */
+        if (q->blocked > 0 && q->count == q->resume_at)
+                pthread_cond_broadcast(&q->not_full);
+        return item;
+}
+
 void *hf_queue_pop(HfQueue *q)
 {
         void *item = NULL;
@@ -72,15 +86,19 @@ void *hf_queue_pop(HfQueue *q)
         pthread_mutex_lock(&q->lock);
         while (q->count == 0 && !q->closed)
                 pthread_cond_wait(&q->not_empty, &q->lock);
-        if (q->count > 0) {
-                item = q->items[q->head];
-                q->head = (q->head + 1) % q->cap;
-                q->count--;
-                /* A producer waits only on a full queue, so the count passes resume_at on
-                 * its way down after every wait: one wake-up per wait. */
-                if (q->blocked > 0 && q->count == q->resume_at)
-                        pthread_cond_broadcast(&q->not_full);
-        }
+        if (q->count > 0)
+                item = take(q);
+        pthread_mutex_unlock(&q->lock);
+        return item;
+}
+
+void *hf_queue_trypop(HfQueue *q)
+{
+        void *item = NULL;
+
+        pthread_mutex_lock(&q->lock);
+        if (q->count > 0)
+                item = take(q);
         pthread_mutex_unlock(&q->lock);
         return item;
 }

@@ -22,5 +22,7 @@ int hf_queue_push(HfQueue *q, void *item);
 void hf_queue_resume_at(HfQueue *q, size_t n);
 /* NULL once the queue is closed and empty. */
 void *hf_queue_pop(HfQueue *q);
+/* The oldest item, or NULL at once when there is none. */
+void *hf_queue_trypop(HfQueue *q);
 void hf_queue_close(HfQueue *q);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfQueue *, hf_queue_free);

@@ -694,13 +694,12 @@ int hf_repo_save_recovered_index(HfRepo *r)
         return 0;
 }
 
-int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, HfBuf *out)
+int hf_repo_load_blob_unhashed(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, HfBuf *out)
 {
         const HfIndexEntry *e = r->index ? hf_index_lookup(r->index, t, id) : NULL;
         HfBuf *raw = hf_codec_raw(codec);
         char hex[HF_ID_HEX_LEN + 1];
         size_t start = out->len;
-        HfId got;
         int k;
 
         if (!e || e->pack == HF_INDEX_PACK_PENDING)
@@ -714,10 +713,20 @@ int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, H
         if (k < 0)
                 return k;
         k = hf_codec_open_inplace(codec, raw->data, e->length, e->uncompressed_length, out);
-        if (k < 0) {
+        if (k < 0)
                 out->len = start;
+        return k;
+}
+
+int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, HfBuf *out)
+{
+        size_t start = out->len;
+        HfId got;
+        int k;
+
+        k = hf_repo_load_blob_unhashed(r, codec, t, id, out);
+        if (k < 0)
                 return k;
-        }
         hf_sha256(out->data + start, out->len - start, &got);
         if (!hf_id_eq(&got, id)) {
                 out->len = start;

@@ -85,6 +85,8 @@ HfIndex *hf_repo_index(HfRepo *r);
  * is not being modified; codec is the calling thread's.
  */
 int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, HfBuf *out);
+/* The same, but the SHA-256 is left to the caller, who must check it (hf_sha256_many()). */
+int hf_repo_load_blob_unhashed(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, HfBuf *out);
 
 /* The vault's config JSON for a new vault. */
 int hf_config_format(int version, const char *id_hex, HfPol pol, HfBuf *out);

@@ -53,6 +53,14 @@
 /* Files and split files planned ahead of the writers. */
 #define WORK_QUEUE 1024
 
+/*
+ * Small files (one blob) are taken from the queue in batches, so that their blobs' SHA-256 can
+ * be checked together (hf_sha256_many()): up to BATCH_FILES of them, or BATCH_BYTES of content.
+ */
+#define BATCH_FILES 64
+#define BATCH_BYTES (4u << 20)
+#define BATCH_FILE_MAX (1u << 20)
+
 /* What the work queue carries: a file to write whole or a split one (the first member of
  * both, so a worker can tell them apart). */
 typedef enum RWorkKind {
@@ -721,10 +729,19 @@ static int plan_tree(Restore *rs, const HfId *tree, PlanDir *dir, bool all)
 
 typedef struct RRead RRead;
 
+/* A small file's blob, loaded and hashed with its batch (RWorker.batch). */
+typedef struct RPreloaded {
+        const RFile *f;
+        size_t off, len;
+        int r; /* as hf_repo_load_blob() returns it */
+} RPreloaded;
+
 struct RWorker {
         Restore *rs;
         HfCodec *codec;
         HfBuf blob;
+        HfBuf batch;             /* the batch's blobs, one after the other */
+        const RPreloaded *ready; /* the blob of the file being written, if preloaded */
         HfBuf check;
         RRead *reads; /* a range's blobs in pack order; grows to the largest range */
         size_t cap_reads;
@@ -912,21 +929,21 @@ static void file_done(Restore *rs, RFile *f, int r)
 }
 
 /*
- * Puts the blob in w->blob at off and counts it: written, or left as a hole when it is all
+ * Puts a blob's n bytes at off and counts them: written, or left as a hole when they are all
  * zeros. Returns 1 for a hole, 0 when written, < 0 when the write failed.
  */
-static int put_blob(RWorker *w, int fd, uint64_t off)
+static int put_blob(RWorker *w, int fd, const uint8_t *data, size_t n, uint64_t off)
 {
         Restore *rs = w->rs;
         int r = 1;
 
-        if (!all_zero(w->blob.data, w->blob.len)) {
-                r = hf_write_all_at(fd, w->blob.data, w->blob.len, off);
+        if (!all_zero(data, n)) {
+                r = hf_write_all_at(fd, data, n, off);
                 if (r < 0)
                         return r;
         }
-        hf_progress_add_bytes(rs->progress, w->blob.len);
-        atomic_fetch_add(&rs->bytes, w->blob.len);
+        hf_progress_add_bytes(rs->progress, n);
+        atomic_fetch_add(&rs->bytes, n);
         return r;
 }
 
@@ -943,6 +960,8 @@ static int restore_file(RWorker *w, RFile *f)
         uint64_t off = 0;
         ssize_t last = -1;
         bool hole_at_end = false;
+        const uint8_t *data = NULL;
+        size_t len = 0;
 
         dfd = worker_dirfd(w, f);
         if (dfd < 0) {
@@ -965,9 +984,17 @@ static int restore_file(RWorker *w, RFile *f)
         for (size_t i = 0; i < n->n_content; i++) {
                 /* A run of identical blobs (zeros in sparse files) is loaded once. */
                 if (last < 0 || !hf_id_eq(&n->content[i], &n->content[last])) {
-                        hf_buf_reset(&w->blob);
-                        r = hf_repo_load_blob(rs->repo, w->codec, HF_BLOB_DATA, &n->content[i],
-                                              &w->blob);
+                        if (i == 0 && w->ready && w->ready->f == f) {
+                                r = w->ready->r;
+                                data = w->batch.data + w->ready->off;
+                                len = w->ready->len;
+                        } else {
+                                hf_buf_reset(&w->blob);
+                                r = hf_repo_load_blob(rs->repo, w->codec, HF_BLOB_DATA,
+                                                      &n->content[i], &w->blob);
+                                data = w->blob.data;
+                                len = w->blob.len;
+                        }
                         if (r < 0) {
                                 report_blob_error(rs, f, &n->content[i], off, r);
                                 if (first_err == 0)
@@ -984,12 +1011,12 @@ static int restore_file(RWorker *w, RFile *f)
                         }
                         last = (ssize_t)i;
                 }
-                sizes[i] = (uint32_t)w->blob.len;
-                r = put_blob(w, fd, off);
+                sizes[i] = (uint32_t)len;
+                r = put_blob(w, fd, data, len, off);
                 if (r < 0)
                         goto fail;
                 hole_at_end = r > 0;
-                off += w->blob.len;
+                off += len;
         }
         /* Zero blobs were skipped (holes); a trailing one needs the size set. */
         if (hole_at_end || (first_err && off < n->size)) {
@@ -1140,7 +1167,7 @@ static void restore_range(RWorker *w, RSplit *s, size_t ri)
                         }
                         last = rd->blob;
                 }
-                r = put_blob(w, fd, rd->off);
+                r = put_blob(w, fd, w->blob.data, w->blob.len, rd->off);
                 if (r < 0) {
                         int zero = 0;
                         (void)atomic_compare_exchange_strong(&s->fatal, &zero, r);
@@ -1195,20 +1222,92 @@ static bool help_claim(Restore *rs, RSplit **ret, size_t *ret_range)
         }
 }
 
+static bool batchable(const RWorkKind *item)
+{
+        const RFile *f = (const RFile *)item;
+
+        return *item == RWORK_FILE && f->node.n_content == 1 && f->node.size <= BATCH_FILE_MAX;
+}
+
+/*
+ * Writes first and the small files queued right behind it: their blobs are loaded first, then
+ * hashed all at once, then the files are written. Returns the first item taken from the queue
+ * that is not such a file (for the caller to do), or NULL.
+ */
+static RWorkKind *restore_batch(RWorker *w, RFile *first)
+{
+        Restore *rs = w->rs;
+        RFile *files[BATCH_FILES];
+        RPreloaded pre[BATCH_FILES];
+        HfSha256Job jobs[BATCH_FILES];
+        HfId got[BATCH_FILES];
+        RWorkKind *other = NULL;
+        size_t n = 0, n_loaded = 0, n_jobs = 0, bytes = 0;
+
+        files[n++] = first;
+        bytes += first->node.size;
+        while (n < BATCH_FILES && bytes < BATCH_BYTES) {
+                RWorkKind *item = hf_queue_trypop(rs->work);
+                if (!item)
+                        break;
+                if (!batchable(item)) {
+                        other = item;
+                        break;
+                }
+                files[n] = (RFile *)item;
+                bytes += files[n++]->node.size;
+        }
+
+        /* The sizes are the snapshot's word; what counts is what is loaded. Files past the
+         * budget (only when sizes lie) are loaded as they are written. */
+        hf_buf_reset(&w->batch);
+        for (; n_loaded < n && w->batch.len < BATCH_BYTES; n_loaded++) {
+                RPreloaded *p = &pre[n_loaded];
+                *p = (RPreloaded){ .f = files[n_loaded], .off = w->batch.len };
+                p->r = hf_repo_load_blob_unhashed(rs->repo, w->codec, HF_BLOB_DATA,
+                                                  &p->f->node.content[0], &w->batch);
+                p->len = w->batch.len - p->off;
+        }
+        /* Pointers only now: the buffer may have moved while it grew. */
+        for (size_t i = 0; i < n_loaded; i++)
+                if (pre[i].r == 0)
+                        jobs[n_jobs++] = (HfSha256Job){ .data = w->batch.data + pre[i].off,
+                                                        .len = pre[i].len,
+                                                        .out = &got[i] };
+        hf_sha256_many(jobs, n_jobs);
+        for (size_t i = 0; i < n_loaded; i++)
+                if (pre[i].r == 0 && !hf_id_eq(&got[i], &files[i]->node.content[0]))
+                        pre[i].r = -EBADMSG;
+
+        for (size_t i = 0; i < n; i++) {
+                w->ready = i < n_loaded ? &pre[i] : NULL;
+                file_done(rs, files[i], restore_file(w, files[i]));
+        }
+        w->ready = NULL;
+        hf_buf_trim(&w->batch, BATCH_BYTES + HF_BLOB_MAX_PLAIN);
+        return other;
+}
+
 static void *rworker_main(void *arg)
 {
         RWorker *w = arg;
         Restore *rs = w->rs;
+        RWorkKind *item = NULL;
 
         for (;;) {
-                RWorkKind *item = hf_queue_pop(rs->work);
-
+                if (!item)
+                        item = hf_queue_pop(rs->work);
                 if (!item)
                         break;
+                if (batchable(item)) {
+                        item = restore_batch(w, (RFile *)item);
+                        continue;
+                }
                 if (*item == RWORK_SPLIT)
                         restore_split(w, (RSplit *)item);
                 else
                         file_done(rs, (RFile *)item, restore_file(w, (RFile *)item));
+                item = NULL;
         }
         /* Every file has its worker; what is left is ranges of split ones. */
         for (;;) {
@@ -1442,6 +1541,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                 w->rs = &rs;
                 w->cached_fd = -1;
                 hf_buf_init(&w->blob, HF_BLOB_MAX_PLAIN);
+                hf_buf_init(&w->batch, BATCH_BYTES + HF_BLOB_MAX_PLAIN + 64);
                 hf_buf_init(&w->check, HF_BLOB_MAX_PLAIN);
                 r = hf_repo_new_codec(repo, &w->codec);
                 if (r >= 0 && pthread_create(&w->thread, NULL, rworker_main, w) != 0)
@@ -1513,6 +1613,7 @@ out:
                 for (unsigned i = 0; i < n_workers; i++) {
                         hf_codec_free(workers[i].codec);
                         hf_buf_free(&workers[i].blob);
+                        hf_buf_free(&workers[i].batch);
                         hf_buf_free(&workers[i].check);
                         free(workers[i].reads);
                         if (workers[i].cached_fd >= 0)

@@ -1073,6 +1073,48 @@ def test_restore_large_files_in_ranges(holdfast, restic, tmp_path, target_dir):
             assert m and (int(m.group(1)), int(m.group(2))) == (3, 0), res.describe()
 
 
+def test_restore_small_files_with_a_blob_of_the_wrong_content(holdfast, restic, tmp_path,
+                                                              target_dir):
+    """Small files are restored in batches (up to 64 files or 4 MiB) whose blobs are hashed
+    together. One blob in the middle of such a batch decrypts (its MAC is right) but holds other
+    bytes than its ID says: that file must be reported and not restored under its name; the
+    others come back whole."""
+    src, vault = tmp_path / "src", tmp_path / "vault"
+    rnd = random.Random(11)
+    # Random content: stored uncompressed, so a blob's plaintext can be swapped in place.
+    files = {f"f{i:02d}": rnd.randbytes(100 + 97 * i) for i in range(40)}
+    # One blob each (under the chunker's 512 KiB minimum), more than one batch holds.
+    files.update({f"g{i:02d}": rnd.randbytes(520_000) for i in range(24)})
+    for name, data in files.items():
+        write(src / name, data)
+    init(holdfast, vault)
+    backup(holdfast, vault, src)
+    masterkey = restic("cat", "masterkey", repo=vault, password=holdfast.password).ok().json()
+    victim = "f21"
+    bid = hashlib.sha256(files[victim]).hexdigest()
+    (pack, offset, length), = [(pk["id"], b["offset"], b["length"])
+                               for idx in restic("list", "index", repo=vault).ok().out.split()
+                               for pk in restic("cat", "index", idx, repo=vault).ok().json()["packs"]
+                               for b in pk["blobs"] if b["id"] == bid]
+    assert length == len(files[victim]) + 32, "the blob was expected uncompressed"
+    other = h.restic_seal(masterkey, rnd.randbytes(len(files[victim])))
+    path = vault / "data" / pack[:2] / pack
+    os.chmod(path, 0o600)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(other)
+
+    res = holdfast("restore", "latest", "--target", target_dir, repo=vault).expect(3)
+    t = target_dir / "src"
+    assert not (t / victim).exists(), all_under(target_dir)
+    assert any(f"/src/{victim}" in line and "is damaged (MAC or hash mismatch)" in line
+               for line in res.err_lines()), res.describe()
+    for name, data in files.items():
+        if name != victim:
+            assert (t / name).read_bytes() == data, name
+    assert sum(1 for line in res.err_lines() if "is damaged" in line) == 1, res.describe()
+
+
 def test_restore_damaged_blob_in_a_large_file(holdfast, restic, tmp_path, target_dir):
     """A damaged blob in the middle of a file written in ranges: the other ranges are written,
     the file is kept as NAME.holdfast-partial (never under its name), an older version stays,

@@ -831,6 +831,16 @@ static void test_queue_close(void **state)
         assert_null(hf_queue_pop(q));
         hf_queue_free(TAKE_PTR(q));
 
+        /* trypop does not wait: NULL on an empty queue, else the oldest item. */
+        assert_int_equal(hf_queue_new(4, &q), 0);
+        assert_null(hf_queue_trypop(q));
+        assert_int_equal(hf_queue_push(q, (void *)"first"), 0);
+        assert_int_equal(hf_queue_push(q, (void *)"second"), 0);
+        assert_string_equal(hf_queue_trypop(q), "first");
+        assert_string_equal(hf_queue_trypop(q), "second");
+        assert_null(hf_queue_trypop(q));
+        hf_queue_free(TAKE_PTR(q));
+
         /* Items pushed before the close are still drained, then NULL. */
         assert_int_equal(hf_queue_new(4, &q), 0);
         assert_int_equal(hf_queue_push(q, (void *)"a"), 0);
