@@ -14,8 +14,8 @@
  * portable C): a mostly idle vector is slower than one chain. Without AVX-512, or for fewer
  * than LANES_MIN messages, each message goes to hf_sha256() (OpenSSL).
  */
+#include <stdatomic.h>
 #include <stdbool.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -31,6 +31,8 @@
 #define LANES 16
 #define LANES_MIN 8
 #define BLOCK 64
+/* Messages ordered (and handed to the lanes) per call of many_x16(). */
+#define ORDER_MAX 256
 
 static const uint32_t K256[64] = {
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
@@ -274,11 +276,15 @@ static unsigned features_mask = ~0u;
 
 unsigned hf_sha256_many_features(void)
 {
-        static int cached = -1;
+        /* Workers of one process may ask first at the same time; they compute the same. */
+        static atomic_int cached = -1;
+        int k = atomic_load_explicit(&cached, memory_order_relaxed);
 
-        if (cached < 0)
-                cached = (int)cpu_features();
-        return (unsigned)cached & features_mask;
+        if (k < 0) {
+                k = (int)cpu_features();
+                atomic_store_explicit(&cached, k, memory_order_relaxed);
+        }
+        return (unsigned)k & features_mask;
 }
 
 void hf_sha256_many_restrict(unsigned features)
@@ -421,23 +427,19 @@ void hf_sha256_many(const HfSha256Job *jobs, size_t n)
 
 #if HAVE_X86
         if ((feats & HF_SHA256_X16) && n >= LANES_MIN) {
-                size_t small[256],
-                        *order = n <= ELEMENTSOF(small) ? small : malloc(n * sizeof(*order));
-                if (order) {
-                        for (size_t i = 0; i < n; i++)
-                                order[i] = i;
-                        /* Insertion sort: n is small, and qsort() would need a global. */
-                        for (size_t i = 1; i < n; i++) {
-                                size_t k = order[i], j = i;
+                /* ORDER_MAX at a time, each slice sorted by length (insertion sort: a slice
+                 * is short, and qsort() would need the jobs in a global). */
+                for (size_t s = 0; s < n; s += ORDER_MAX) {
+                        size_t order[ORDER_MAX], m = MIN(n - s, (size_t)ORDER_MAX);
+                        for (size_t i = 0; i < m; i++) {
+                                size_t k = s + i, j = i;
                                 for (; j > 0 && jobs[order[j - 1]].len < jobs[k].len; j--)
                                         order[j] = order[j - 1];
                                 order[j] = k;
                         }
-                        many_x16(feats, jobs, order, n);
-                        if (order != small)
-                                free(order);
-                        return;
+                        many_x16(feats, jobs, order, m);
                 }
+                return;
         }
 #endif
         for (size_t i = 0; i < n; i++)

@@ -84,7 +84,8 @@ typedef struct PendingBlob {
 
 /*
  * Blobs are hashed in batches (hf_sha256_many() hashes several at once): up to PENDING_MAX
- * plaintexts, or PENDING_BYTES of them unless one blob alone is larger.
+ * plaintexts, or as many bytes as Worker.plain holds without growing (PENDING_BYTES until a
+ * larger blob has made it larger).
  */
 #define PENDING_MAX 64
 #define PENDING_BYTES (1u << 20)

@@ -1284,7 +1284,6 @@ static RWorkKind *restore_batch(RWorker *w, RFile *first)
                 file_done(rs, files[i], restore_file(w, files[i]));
         }
         w->ready = NULL;
-        hf_buf_trim(&w->batch, BATCH_BYTES + HF_BLOB_MAX_PLAIN);
         return other;
 }
 

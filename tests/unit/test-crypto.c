@@ -626,7 +626,8 @@ static void test_sha256_many(void **state)
                         many_vs_one(lens, n);
                 }
                 /* Random lengths: lanes end and are refilled at every point (and more
-                 * messages than hf_sha256_many() orders on its stack). */
+                 * messages than one slice of 256, which hf_sha256_many() orders at a time;
+                 * the second slice holds the last 44). */
                 for (size_t i = 0; i < 300; i++)
                         lens[i] = (size_t)rand() % 20000;
                 many_vs_one(lens, 300);
