@@ -91,6 +91,18 @@ def fmt_ratio(values, spec, spread=False):
     return f"{m:{spec}}×"
 
 
+def zlevel(meta):
+    """The zstd level the primitives were measured at (runs before it was recorded: 3)."""
+    return meta.get("prim_zstd_level", "3")
+
+
+def zmeta(meta, what, ds):
+    """A zstd primitive of dataset ds: c, d (MB/s) or ratio; older runs used prim_zstd3_*."""
+    suffix = "" if what == "ratio" else "_MBps"
+    v = meta.get(f"prim_zstd_{what}_{ds}{suffix}")
+    return v if v is not None else meta.get(f"prim_zstd3_{what}_{ds}{suffix}")
+
+
 def bounds(meta):
     """Per-dataset bounds in bytes/s for two cores, and their formulas."""
     sha = float(meta["prim_sha256_MBps"]) * 1e6
@@ -98,8 +110,8 @@ def bounds(meta):
     cores = int(meta.get("cores", "2"))
     out = {}
     for ds in ("A", "B"):
-        zc = meta.get(f"prim_zstd3_c_{ds}_MBps")
-        zd = meta.get(f"prim_zstd3_d_{ds}_MBps")
+        zc = zmeta(meta, "c", ds)
+        zd = zmeta(meta, "d", ds)
         if zc is None:
             continue
         zc, zd = float(zc) * 1e6, float(zd) * 1e6
@@ -139,7 +151,7 @@ def main(argv):
             w(f"- dataset {ds} ({meta.get(f'ds_{ds}_desc')}): {int(meta[f'ds_{ds}_bytes']) / 1e9:.3f} GB "
               f"in {meta[f'ds_{ds}_files']} files ({meta.get(f'ds_{ds}_hardlinked', 0)} hard-linked "
               f"names), {meta.get(f'ds_{ds}_symlinks', 0)} symlinks, {meta.get(f'ds_{ds}_dirs', 0)} "
-              f"folders; zstd -3 ratio of a sample {meta.get(f'prim_zstd3_ratio_{ds}', '?')}")
+              f"folders; zstd -{zlevel(meta)} ratio of a sample {zmeta(meta, 'ratio', ds) or '?'}")
     w("")
     w("| operation | wall holdfast | wall restic | speed ratio | CPU holdfast | CPU restic | "
       "CPU ratio | peak RSS holdfast | peak RSS restic | RSS ratio | vault holdfast | "
@@ -199,15 +211,17 @@ def main(argv):
     w(f"| SHA-256 (`openssl speed -evp sha256`, 16 KiB blocks) | {float(meta['prim_sha256_MBps']):.0f} |")
     w(f"| AES-256-CTR (`openssl speed -evp aes-256-ctr`, 16 KiB blocks) | {float(meta['prim_aes_MBps']):.0f} |")
     for ds in ("A", "B"):
-        if f"prim_zstd3_c_{ds}_MBps" in meta:
-            w(f"| zstd -3 compress, sample of {ds} (`zstd -b3 -B1MiB`) | {float(meta[f'prim_zstd3_c_{ds}_MBps']):.0f} |")
-            w(f"| zstd -3 decompress, sample of {ds} | {float(meta[f'prim_zstd3_d_{ds}_MBps']):.0f} |")
+        if zmeta(meta, "c", ds) is not None:
+            lv = zlevel(meta)
+            w(f"| zstd -{lv} compress, sample of {ds} (`zstd -b{lv} -B1MiB`) | {float(zmeta(meta, 'c', ds)):.0f} |")
+            w(f"| zstd -{lv} decompress, sample of {ds} | {float(zmeta(meta, 'd', ds)):.0f} |")
     w("")
     w("| bound (both cores) | formula | MB/s |")
     w("|---|---|---:|")
-    forms = {"backup": "2 / (1/sha256 + 1/zstd3-c + 1/aes)",
-             "restore": "2 / (1/aes + 1/zstd3-d)",
-             "check": "2 / (1/sha256 + 1/aes + 1/zstd3-d)"}
+    z = f"zstd{zlevel(meta)}"
+    forms = {"backup": f"2 / (1/sha256 + 1/{z}-c + 1/aes)",
+             "restore": f"2 / (1/aes + 1/{z}-d)",
+             "check": f"2 / (1/sha256 + 1/aes + 1/{z}-d)"}
     for (ds, kind), v in sorted(bnd.items()):
         if f"ds_{ds}_bytes" in meta:
             w(f"| {kind} {ds} | {forms[kind]} | {v / 1e6:.0f} |")

@@ -18,7 +18,7 @@ typedef enum HfBlobType {
 const char *hf_blob_type_name(HfBlobType t); /* "data" / "tree" */
 
 typedef enum HfCompression {
-        HF_COMPRESSION_AUTO,    /* zstd level 3, as restic's "auto" */
+        HF_COMPRESSION_AUTO,    /* zstd level 2: restic's "auto" size, faster */
         HF_COMPRESSION_OFF,     /* data blobs stored as they are */
         HF_COMPRESSION_MAX,     /* zstd level 19 */
         HF_COMPRESSION_FASTEST, /* zstd level 1 */

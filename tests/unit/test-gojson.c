@@ -271,6 +271,27 @@ static void test_time_format_edges(void **state)
                 assert_int_equal(b.data[10], 'T');
         }
 
+        /* Offsets of 100 hours and more print all their hours, as Go's do. */
+        {
+                static const struct {
+                        int32_t off;
+                        const char *text;
+                } zones[] = {
+                        { 359999, "1970-01-05T03:59:59+99:59" },
+                        { 360000, "1970-01-05T04:00:00+100:00" },
+                        { -3600 * 1000, "1969-11-20T08:00:00-1000:00" },
+                        { INT32_MAX, "2038-01-19T03:14:07+596523:14" },
+                        { INT32_MIN, "1901-12-13T20:45:52-596523:14" },
+                };
+                for (size_t i = 0; i < ELEMENTSOF(zones); i++) {
+                        _cleanup_buf_ HfBuf b = HF_BUF_INIT(BUF_MAX);
+                        HfTime t = { .sec = 0, .nsec = 0, .off = zones[i].off };
+
+                        assert_int_equal(hf_time_format(&b, &t), 0);
+                        assert_buf(&b, 0, zones[i].text, strlen(zones[i].text));
+                }
+        }
+
         /* An out-of-range nsec carries into the seconds, like Go's time.Unix. */
         {
                 _cleanup_buf_ HfBuf b = HF_BUF_INIT(BUF_MAX);
