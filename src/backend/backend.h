@@ -64,6 +64,11 @@ typedef struct HfBackendOps {
          */
         int64_t (*retention)(HfBackend *b);
         int (*retain)(HfBackend *b, HfFileType t, const char *name, int64_t until);
+        /*
+         * Optional: a hint that len bytes at off of (t, name) will be read soon; starts
+         * reading them in the background and returns without waiting. Errors are ignored.
+         */
+        void (*prefetch)(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len);
 } HfBackendOps;
 
 struct HfBackend {
@@ -144,6 +149,12 @@ static inline int hf_backend_read_at(HfBackend *b, HfFileType t, const char *nam
                                      size_t len, void *p)
 {
         return b->ops->read_at(b, t, name, off, len, p);
+}
+static inline void hf_backend_prefetch(HfBackend *b, HfFileType t, const char *name, uint64_t off,
+                                       size_t len)
+{
+        if (b->ops->prefetch)
+                b->ops->prefetch(b, t, name, off, len);
 }
 static inline int hf_backend_stat(HfBackend *b, HfFileType t, const char *name, uint64_t *ret_size)
 {

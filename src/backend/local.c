@@ -271,6 +271,21 @@ static int local_read_at(HfBackend *b, HfFileType t, const char *name, uint64_t 
         return r;
 }
 
+static void local_prefetch(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len)
+{
+        LocalBackend *lb = (LocalBackend *)b;
+        CachedFd *c;
+        int fd;
+
+        if (t != HF_FILE_PACK)
+                return;
+        fd = fd_get(lb, t, name, &c);
+        if (fd < 0)
+                return;
+        (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+        fd_put(lb, c, fd);
+}
+
 /* A removed file must not stay readable through the cache. */
 static void fd_forget(LocalBackend *lb, HfFileType t, const char *name)
 {
@@ -539,6 +554,7 @@ static const HfBackendOps local_ops = {
         .save = local_save,
         .load = local_load,
         .read_at = local_read_at,
+        .prefetch = local_prefetch,
         .stat = local_stat,
         .remove = local_remove,
         .list = local_list,

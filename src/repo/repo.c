@@ -718,6 +718,16 @@ int hf_repo_load_blob_unhashed(HfRepo *r, HfCodec *codec, HfBlobType t, const Hf
         return k;
 }
 
+void hf_repo_prefetch(HfRepo *r, uint32_t pack, uint64_t off, size_t len)
+{
+        char hex[HF_ID_HEX_LEN + 1];
+
+        if (!r->index || pack == HF_INDEX_PACK_PENDING || len == 0)
+                return;
+        hf_id_hex(hf_index_pack_id(r->index, pack), hex);
+        hf_backend_prefetch(r->backend, HF_FILE_PACK, hex, off, len);
+}
+
 int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, HfBuf *out)
 {
         size_t start = out->len;

@@ -88,6 +88,12 @@ int hf_repo_load_blob(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, H
 /* The same, but the SHA-256 is left to the caller, who must check it (hf_sha256_many()). */
 int hf_repo_load_blob_unhashed(HfRepo *r, HfCodec *codec, HfBlobType t, const HfId *id, HfBuf *out);
 
+/*
+ * Hints that len bytes at off of the pack at index position pack will be read soon (local
+ * vaults read them ahead in the background; other backends ignore it).
+ */
+void hf_repo_prefetch(HfRepo *r, uint32_t pack, uint64_t off, size_t len);
+
 /* The vault's config JSON for a new vault. */
 int hf_config_format(int version, const char *id_hex, HfPol pol, HfBuf *out);
 /* Parses config JSON; -EPROTO / -EOPNOTSUPP (version). */

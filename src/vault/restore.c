@@ -161,6 +161,10 @@ typedef struct Restore {
         gid_t egid;
         unsigned n_workers;
 
+        /* The planner's stretch of a pack not yet hinted (prefetch_file). */
+        uint32_t pf_pack;
+        uint64_t pf_start, pf_end;
+
         atomic_uint_fast64_t bytes, files_done, files_failed, verified, verify_failed;
         uint64_t others, failed_other;
         bool is_root;
@@ -594,6 +598,71 @@ static void reap_files(Restore *rs)
         }
 }
 
+#define PREFETCH_GAP (256u * 1024)
+#define PREFETCH_SPAN (4u << 20)
+#define PREFETCH_RANGES 2
+
+static void prefetch_flush(Restore *rs)
+{
+        if (rs->pf_pack != UINT32_MAX)
+                hf_repo_prefetch(rs->repo, rs->pf_pack, rs->pf_start,
+                                 (size_t)(rs->pf_end - rs->pf_start));
+        rs->pf_pack = UINT32_MAX;
+}
+
+/*
+ * The planner queues files well ahead of the writers: it hints their blobs' bytes to be read
+ * ahead, in stretches of a pack (consecutive files' blobs are usually neighbours), so a cold
+ * restore reads the disk while the writers decode.
+ */
+static void prefetch_file(Restore *rs, const HfNode *n)
+{
+        const HfIndex *idx = hf_repo_index(rs->repo);
+
+        for (size_t i = 0; i < n->n_content; i++) {
+                const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA, &n->content[i]);
+                if (!e)
+                        continue;
+                if (e->pack == rs->pf_pack && e->offset >= rs->pf_start &&
+                    e->offset <= rs->pf_end + PREFETCH_GAP &&
+                    (uint64_t)e->offset + e->length - rs->pf_start <= PREFETCH_SPAN) {
+                        rs->pf_end = MAX(rs->pf_end, (uint64_t)e->offset + e->length);
+                        continue;
+                }
+                prefetch_flush(rs);
+                rs->pf_pack = e->pack;
+                rs->pf_start = e->offset;
+                rs->pf_end = (uint64_t)e->offset + e->length;
+        }
+}
+
+/*
+ * Hints a range not yet claimed to be read ahead, in file order (its blobs are usually in
+ * pack order too), one stretch of a pack at a time.
+ */
+static void prefetch_range(Restore *rs, RSplit *s, size_t ri)
+{
+        const RRange *rg = &s->ranges[ri];
+        const HfIndex *idx = hf_repo_index(rs->repo);
+        uint32_t pack = UINT32_MAX;
+        uint64_t start = 0, end = 0;
+
+        for (size_t i = rg->begin; i <= rg->end; i++) {
+                const HfIndexEntry *e = i < rg->end ? hf_index_lookup(idx, HF_BLOB_DATA,
+                                                                      &s->f->node.content[i])
+                                                    : NULL;
+                if (e && e->pack == pack && e->offset >= start && e->offset <= end + PREFETCH_GAP) {
+                        end = MAX(end, (uint64_t)e->offset + e->length);
+                        continue;
+                }
+                if (pack != UINT32_MAX)
+                        hf_repo_prefetch(rs->repo, pack, start, (size_t)(end - start));
+                pack = e ? e->pack : UINT32_MAX;
+                start = e ? e->offset : 0;
+                end = e ? (uint64_t)e->offset + e->length : 0;
+        }
+}
+
 /* Queues a file to write, whole or split when large. Takes f: on failure it is freed unless
  * hard-linked (rs->files keeps those). */
 static int queue_file(Restore *rs, RFile *f)
@@ -603,10 +672,12 @@ static int queue_file(Restore *rs, RFile *f)
 
         reap_files(rs);
         r = split_plan(rs, &f->node, &s);
-        if (r >= 0 && !s)
+        if (r >= 0 && !s) {
+                prefetch_file(rs, &f->node);
                 r = hf_queue_push(rs->work, f);
-        else if (r >= 0) {
+        } else if (r >= 0) {
                 s->f = f;
+                prefetch_range(rs, s, 0);
                 /* Listed before it is queued: a worker may take it and be done at once. */
                 split_list(rs, s);
                 r = hf_queue_push(rs->work, s);
@@ -1146,6 +1217,10 @@ static void restore_range(RWorker *w, RSplit *s, size_t ri)
                 off += s->sizes[rg->begin + i];
         }
         qsort(w->reads, nr, sizeof(RRead), rread_cmp);
+        /* The next two ranges are read ahead while this one is decoded (the other worker
+         * takes one of them, or this one next). */
+        for (size_t k = ri + 1; k < MIN(ri + 1 + PREFETCH_RANGES, s->n_ranges); k++)
+                prefetch_range(rs, s, k);
         for (size_t i = 0; i < nr && atomic_load_explicit(&s->fatal, memory_order_relaxed) == 0;
              i++) {
                 const RRead *rd = &w->reads[i];
@@ -1557,6 +1632,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                 goto out;
         }
         rs.n_workers = n_workers; /* the planner splits files only for several */
+        rs.pf_pack = UINT32_MAX;
         {
                 /* Snapshot paths are shown absolute. */
                 _cleanup_free_ char *sp = NULL;
@@ -1568,6 +1644,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                         r = plan_tree(&rs, &root, &top, false);
                 }
         }
+        prefetch_flush(&rs);
         hf_progress_total_known(rs.progress);
         /* Done planning (or failed): the writers finish what is queued and stop. */
         hf_queue_close(rs.work);

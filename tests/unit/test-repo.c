@@ -9,8 +9,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "../../src/backend/backend.h"
@@ -292,6 +296,64 @@ static void test_pack_parse_header_errors(void **state)
 static void save_pack(HfBackend *b, const char *hex, const void *p, size_t n)
 {
         assert_int_equal(hf_backend_save(b, HF_FILE_PACK, hex, p, n), 0);
+}
+
+/* Pages of [off, off + len) of the mapping m that are in the page cache. */
+static size_t resident_pages(const uint8_t *m, size_t off, size_t len)
+{
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), n = len / page, count = 0;
+        _cleanup_free_ unsigned char *vec = malloc(n);
+
+        assert_non_null(vec);
+        assert_int_equal(mincore((void *)(m + off), len, vec), 0);
+        for (size_t i = 0; i < n; i++)
+                count += vec[i] & 1;
+        return count;
+}
+
+/* A local vault's prefetch reads the asked bytes of a pack into the page cache, no others. */
+static void test_local_prefetch(void **state)
+{
+        const size_t mib = 1u << 20, len = 8 * mib, page = (size_t)sysconf(_SC_PAGESIZE);
+        _cleanup_free_ uint8_t *data = malloc(len);
+        char hex[HF_ID_HEX_LEN + 1], path[160];
+        TempBackend tb;
+        uint8_t *m;
+        int fd;
+
+        (void)state;
+        assert_non_null(data);
+        for (size_t i = 0; i < len; i++)
+                data[i] = (uint8_t)(i * 2654435761u >> 13);
+        temp_backend_open(&tb);
+        hf_id_hex(&(HfId){ .b = { 0x5e, 0x11 } }, hex);
+        save_pack(tb.b, hex, data, len);
+        (void)snprintf(path, sizeof(path), "%s/data/%.2s/%s", tb.path, hex, hex);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(fdatasync(fd), 0);
+        assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+        m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+        assert_true(m != MAP_FAILED);
+        /* This test needs a file system with a page cache (not tmpfs). */
+        assert_int_equal(resident_pages(m, 0, len), 0);
+
+        hf_backend_prefetch(tb.b, HF_FILE_PACK, hex, 2 * mib, 3 * mib);
+        /* Read in the background: wait for it, up to 10 s. */
+        for (int i = 0; i < 1000 && resident_pages(m, 2 * mib, 3 * mib) < 3 * mib / page; i++)
+                nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        assert_int_equal(resident_pages(m, 2 * mib, 3 * mib), 3 * mib / page);
+        assert_int_equal(resident_pages(m, 0, mib), 0);
+        assert_int_equal(resident_pages(m, 6 * mib, 2 * mib), 0);
+
+        /* Hints about what is not there are ignored. */
+        hf_backend_prefetch(tb.b, HF_FILE_PACK, "00", 0, mib);
+        hf_backend_prefetch(tb.b, HF_FILE_INDEX, hex, 0, mib);
+        assert_int_equal(resident_pages(m, 0, mib), 0);
+
+        assert_int_equal(munmap(m, len), 0);
+        close(fd);
+        temp_backend_close(&tb);
 }
 
 static void test_pack_read_header_backend(void **state)
@@ -1631,6 +1693,7 @@ int main(void)
                 cmocka_unit_test(test_pack_header_roundtrip),
                 cmocka_unit_test(test_pack_parse_header_errors),
                 cmocka_unit_test(test_pack_read_header_backend),
+                cmocka_unit_test(test_local_prefetch),
                 cmocka_unit_test(test_index_random),
                 cmocka_unit_test(test_index_backward_shift),
                 cmocka_unit_test(test_index_packs),
