@@ -317,7 +317,7 @@ if $PY -c "import sys; sys.exit(0 if float('$load1') > 0.5 else 1)"; then
         say "note: load average is $load1 before the run: other work on this machine will add noise (only ratios from one run mean anything)"
 fi
 
-say "measuring primitive bounds (openssl speed, zstd -b3)"
+say "measuring primitive bounds (openssl speed, zstd -b$ZSTD_LEVEL)"
 measure_primitives
 
 # ---------------------------------------------------------------------------------------------
