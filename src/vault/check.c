@@ -935,9 +935,7 @@ static void stream_pack(Worker *w, Pack *p)
                 if (i < n && blobs[i].offset < base) {
                         /* Overlapping claims (a malformed index): check this one apart. */
                         if ((uint64_t)blobs[i].offset + blobs[i].length <= p->size) {
-                                HfBuf *raw = &w->pack;
                                 _cleanup_buf_ HfBuf own = HF_BUF_INIT(HF_BLOB_MAX_PLAIN + 64);
-                                (void)raw;
                                 if (hf_buf_reserve(&own, blobs[i].length) >= 0 &&
                                     hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex,
                                                        blobs[i].offset, blobs[i].length,
