@@ -137,6 +137,9 @@ struct HfGuard {
         bool started;
         atomic_bool stop;
         HfQueue *jobs;
+        /* Tests only (HOLDFAST_GUARD_TEST_UNSEEN_OPENER=1): the reader's short look at an
+         * opener's system call always misses, as on a loaded machine. */
+        bool test_unseen_opener;
 
         pthread_mutex_t lock; /* ring, contained, decoys, allowed, pins */
         pthread_cond_t space;
@@ -525,20 +528,23 @@ static int read_syscall_for(pid_t tid, long *nr, unsigned long args[6], double p
         return -EBUSY;
 }
 
+#define READ_SYSCALL_PATIENCE 0.002
+#define WORKER_SYSCALL_PATIENCE 0.2
 /* On the reader thread: a short wait, every event waits behind it. -EBUSY: the caller has not
  * scheduled out yet; a capture worker then asks again with more patience. */
 static int read_syscall(pid_t tid, long *nr, unsigned long args[6])
 {
-        return read_syscall_for(tid, nr, args, 0.002);
+        return read_syscall_for(tid, nr, args, READ_SYSCALL_PATIENCE);
 }
 
-/* Open flags of the blocked opener, -1 when they cannot be known (io_uring, ...). */
-static long open_flags(pid_t tid)
+/* Open flags of the blocked opener, -1 when they cannot be known (io_uring, ...) or the
+ * opener did not show its system call within patience seconds. */
+static long open_flags_for(pid_t tid, double patience)
 {
         unsigned long a[6] = { 0 };
         long nr;
 
-        if (read_syscall(tid, &nr, a) < 0)
+        if (read_syscall_for(tid, &nr, a, patience) < 0)
                 return -1;
         switch (nr) {
         case SYS_open:
@@ -947,7 +953,7 @@ static bool decide(HfGuard *g, Job *j)
         long nr;
         bool cont;
 
-        if (read_syscall_for(j->tid, &nr, a, 0.2) < 0)
+        if (read_syscall_for(j->tid, &nr, a, WORKER_SYSCALL_PATIENCE) < 0)
                 return true; /* still unknown: a whole pre-image */
         Step step = syscall_writes(j->tid, &j->st, nr, a)
                             ? range_step(g, inode_key(j->st.st_dev, j->st.st_ino), j->group,
@@ -1181,7 +1187,7 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         Fs *fs = find_fs(g, st.st_dev);
         if (!fs)
                 return answer(g, m->fd, true);
-        bool pre = g->mode == HF_MODE_PRE_CONTENT && fs->pre;
+        bool pre = g->mode == HF_MODE_PRE_CONTENT && fs->pre, flags_unknown = false;
         uint64_t key = inode_key(st.st_dev, st.st_ino);
         if (st.st_size == 0 && !hf_guard_is_decoy(g, st.st_dev, st.st_ino)) {
                 /*
@@ -1218,8 +1224,9 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         } else if (m->mask & FAN_OPEN_PERM) {
                 /* Flags matter only for O_TRUNC of a non-empty file, or when another
                  * process is the writer and this open may be a read. */
-                long fl = open_flags(tid);
+                long fl = g->test_unseen_opener ? -1 : open_flags_for(tid, READ_SYSCALL_PATIENCE);
                 if (fl < 0) {
+                        flags_unknown = true;
                         write = true; /* unknown opener (io_uring): assume the worst */
                         trunc = true;
                 } else {
@@ -1244,14 +1251,27 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         fd_path(m->fd, path, sizeof(path));
         const char *base = strrchr(path, '/');
         /* The name too: a deleted decoy's inode number may be reused by another file. */
-        if (hf_guard_is_decoy(g, st.st_dev, st.st_ino) && base && hf_decoy_name(base + 1)) {
+        bool decoy = hf_guard_is_decoy(g, st.st_dev, st.st_ino) && base && hf_decoy_name(base + 1);
+        bool ours = !decoy && (in_store(fs, path) || guarded(g, path));
+        if ((decoy || ours) && flags_unknown) {
+                /*
+                 * A denial kills the opener, so it must not rest on a guess: a reader (recover
+                 * reading the shadow store while the sentinel appends to its range log) whose
+                 * system call did not show in the reader's short wait is asked again, with a
+                 * worker's patience. Only opens of such files pay for it.
+                 */
+                long fl = open_flags_for(tid, WORKER_SYSCALL_PATIENCE);
+                if (fl >= 0 && (fl & O_ACCMODE) == O_RDONLY && !(fl & O_TRUNC))
+                        return answer(g, m->fd, true);
+        }
+        if (decoy) {
                 atomic_fetch_add(&g->st_denied, 1);
                 respond(g, m->fd, false);
                 report(g, HF_GMSG_DECOY, tgid, &st, path);
                 close(m->fd);
                 return;
         }
-        if (in_store(fs, path) || guarded(g, path)) {
+        if (ours) {
                 atomic_fetch_add(&g->st_denied, 1);
                 respond(g, m->fd, false);
                 report(g, HF_GMSG_SELF, tgid, &st, path);
@@ -1412,6 +1432,7 @@ int hf_guard_new(const HfSentinelConfig *c, HfMode want, HfProcs *procs, HfGuard
         g->c = c;
         g->procs = procs;
         g->self = getpid();
+        g->test_unseen_opener = getenv("HOLDFAST_GUARD_TEST_UNSEEN_OPENER") != NULL;
         pthread_mutex_init(&g->lock, NULL);
         pthread_cond_init(&g->space, NULL);
         g->ring = calloc(RING_MAX, sizeof(HfGuardMsg *));

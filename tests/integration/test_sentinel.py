@@ -198,6 +198,57 @@ def test_allow_disk(holdfast, holdfast_bin, base):
         harness.admin(["losetup", "-d", dev])
 
 
+def test_reader_of_its_own_files_not_mistaken_for_a_writer(holdfast, holdfast_bin, base):
+    """The sentinel's own files (here its config) are denied to writers, and the writer is
+    killed. A reader of one that someone holds open for write must not be: when the guard's
+    first short look at the opener's system call misses (forced here; on a loaded machine it
+    did, and killed `holdfast recover` reading the shadow store's range log), it looks again
+    with patience before denying."""
+    with FsMount(base, "ext4") as m:
+        tree = harness.scratch(m.mnt, "data")
+        harness.populate_docs(tree, "inplace")
+        etc = Path(m.mnt) / "etc"
+        etc.mkdir()
+        conf = etc / "sentinel.conf"
+        text = ("[sentinel]\naction = kill\ndecoys = no\nraw-disk-guard = no\n"
+                f"[protect]\npath = {tree}\n[alerts]\nsyslog = no\n")
+        conf.write_text(text)
+        state = Path(base) / "state"
+        log = open(Path(base) / "sentinel.log", "w+")
+        # Open for write before the sentinel starts: no event, but the guard sees a writer.
+        held = open(conf, "a")
+        env = dict(os.environ, HOLDFAST_GUARD_TEST_UNSEEN_OPENER="1")
+        proc = subprocess.Popen([str(holdfast_bin), "sentinel", "--config", str(conf),
+                                 "--state", str(state), "-v"], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                log.seek(0)
+                if "ready" in log.read():
+                    break
+                assert proc.poll() is None, "the sentinel exited at start"
+                time.sleep(0.05)
+            reader = subprocess.run(["cat", str(conf)], capture_output=True,
+                                    start_new_session=True, timeout=30)
+            assert reader.returncode == 0, reader
+            assert reader.stdout.decode() == text
+            writer = subprocess.run(["sh", "-c", f"echo tampered >> {conf}"],
+                                    capture_output=True, start_new_session=True, timeout=30)
+            assert writer.returncode != 0, writer
+            assert conf.read_text() == text
+            time.sleep(0.5)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+            held.close()
+        log.seek(0)
+        out = log.read()
+        incs = holdfast("incidents", "--state", str(state), "--json").ok().json()
+        assert [i["kind"] for i in incs] == ["self-protection"], out
+        assert str(conf) in json.dumps(incs), incs
+
+
 def test_raw_guard_ends_with_a_killed_sentinel(holdfast_bin, base):
     """The raw-disk guard is held by a BPF link: after `kill -9` of the sentinel no guard is
     left that would refuse disk writes for good, and the mode line names the link."""
