@@ -564,14 +564,12 @@ int hf_time_format(HfBuf *out, const HfTime *t)
                         zone = -zone;
                 } else
                         *q++ = '+';
-                /* At most 2^31 s / 60 / 60: the hours take up to six digits. */
+                /* Two digits at least, all of them when more (up to six: 2^31 s). */
                 unsigned hours = (unsigned)(zone / 60);
-                q = put_digits(q, hours,
-                               hours >= 100000  ? 6
-                               : hours >= 10000 ? 5
-                               : hours >= 1000  ? 4
-                               : hours >= 100   ? 3
-                                                : 2);
+                int width = 2;
+                for (unsigned h = hours / 100; h; h /= 10)
+                        width++;
+                q = put_digits(q, hours, width);
                 *q++ = ':';
                 q = put_digits(q, (unsigned)(zone % 60), 2);
         }

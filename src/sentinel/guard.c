@@ -137,9 +137,6 @@ struct HfGuard {
         bool started;
         atomic_bool stop;
         HfQueue *jobs;
-        /* Tests only (HOLDFAST_GUARD_TEST_UNSEEN_OPENER=1): the reader's short look at an
-         * opener's system call always misses, as on a loaded machine. */
-        bool test_unseen_opener;
 
         pthread_mutex_t lock; /* ring, contained, decoys, allowed, pins */
         pthread_cond_t space;
@@ -528,23 +525,36 @@ static int read_syscall_for(pid_t tid, long *nr, unsigned long args[6], double p
         return -EBUSY;
 }
 
-#define READ_SYSCALL_PATIENCE 0.002
-#define WORKER_SYSCALL_PATIENCE 0.2
-/* On the reader thread: a short wait, every event waits behind it. -EBUSY: the caller has not
- * scheduled out yet; a capture worker then asks again with more patience. */
-static int read_syscall(pid_t tid, long *nr, unsigned long args[6])
+/* Tests only (HOLDFAST_GUARD_TEST_UNSEEN_OPENER=1, read when a guard is made): the reader's
+ * short look always misses, as on a loaded machine. */
+static bool test_unseen_opener;
+
+/*
+ * The blocked caller's system call. Not patient (the reader thread: every event waits behind
+ * it): at most 2 ms; -EBUSY when the caller has not scheduled out yet. Patient (a capture
+ * worker, or before a denial): up to 0.2 s.
+ */
+static int read_syscall(pid_t tid, long *nr, unsigned long args[6], bool patient)
 {
-        return read_syscall_for(tid, nr, args, READ_SYSCALL_PATIENCE);
+        if (!patient && test_unseen_opener)
+                return -EBUSY;
+        return read_syscall_for(tid, nr, args, patient ? 0.2 : 0.002);
+}
+
+/* Does an open with these flags change the file? */
+static bool open_writes(long fl)
+{
+        return (fl & O_ACCMODE) != O_RDONLY || (fl & O_TRUNC);
 }
 
 /* Open flags of the blocked opener, -1 when they cannot be known (io_uring, ...) or the
- * opener did not show its system call within patience seconds. */
-static long open_flags_for(pid_t tid, double patience)
+ * opener did not show its system call in time. */
+static long open_flags(pid_t tid, bool patient)
 {
         unsigned long a[6] = { 0 };
         long nr;
 
-        if (read_syscall_for(tid, &nr, a, patience) < 0)
+        if (read_syscall(tid, &nr, a, patient) < 0)
                 return -1;
         switch (nr) {
         case SYS_open:
@@ -643,10 +653,11 @@ static bool syscall_writes(pid_t tid, const struct stat *st, long nr, const unsi
 
 /* Does the blocked PRE_ACCESS caller read (false) or change (true) the file? Unknown: true.
  * *ret_nr and a: its system call (-1: unknown, -2: not scheduled out yet) and arguments. */
-static bool pre_access_is_write(pid_t tid, const struct stat *st, long *ret_nr, unsigned long a[6])
+static bool pre_access_is_write(pid_t tid, const struct stat *st, long *ret_nr, unsigned long a[6],
+                                bool patient)
 {
         long nr;
-        int r = read_syscall(tid, &nr, a);
+        int r = read_syscall(tid, &nr, a, patient);
 
         *ret_nr = r == -EBUSY ? -2 : -1;
         if (r < 0)
@@ -953,7 +964,7 @@ static bool decide(HfGuard *g, Job *j)
         long nr;
         bool cont;
 
-        if (read_syscall_for(j->tid, &nr, a, WORKER_SYSCALL_PATIENCE) < 0)
+        if (read_syscall(j->tid, &nr, a, true) < 0)
                 return true; /* still unknown: a whole pre-image */
         Step step = syscall_writes(j->tid, &j->st, nr, a)
                             ? range_step(g, inode_key(j->st.st_dev, j->st.st_ino), j->group,
@@ -1187,7 +1198,7 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         Fs *fs = find_fs(g, st.st_dev);
         if (!fs)
                 return answer(g, m->fd, true);
-        bool pre = g->mode == HF_MODE_PRE_CONTENT && fs->pre, flags_unknown = false;
+        bool pre = g->mode == HF_MODE_PRE_CONTENT && fs->pre, unseen = false;
         uint64_t key = inode_key(st.st_dev, st.st_ino);
         if (st.st_size == 0 && !hf_guard_is_decoy(g, st.st_dev, st.st_ino)) {
                 /*
@@ -1224,18 +1235,19 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         } else if (m->mask & FAN_OPEN_PERM) {
                 /* Flags matter only for O_TRUNC of a non-empty file, or when another
                  * process is the writer and this open may be a read. */
-                long fl = g->test_unseen_opener ? -1 : open_flags_for(tid, READ_SYSCALL_PATIENCE);
+                long fl = open_flags(tid, false);
                 if (fl < 0) {
-                        flags_unknown = true;
+                        unseen = true;
                         write = true; /* unknown opener (io_uring): assume the worst */
                         trunc = true;
                 } else {
-                        write = (fl & O_ACCMODE) != O_RDONLY || (fl & O_TRUNC);
+                        write = open_writes(fl);
                         trunc = (fl & O_TRUNC) != 0;
                 }
                 reason = trunc ? "open-trunc" : "open-write";
         } else if (m->mask & FAN_PRE_ACCESS) {
-                write = pre_access_is_write(tid, &st, &nr, args);
+                write = pre_access_is_write(tid, &st, &nr, args, false);
+                unseen = nr < 0;
         }
 
         if (!write) {
@@ -1253,15 +1265,20 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         /* The name too: a deleted decoy's inode number may be reused by another file. */
         bool decoy = hf_guard_is_decoy(g, st.st_dev, st.st_ino) && base && hf_decoy_name(base + 1);
         bool ours = !decoy && (in_store(fs, path) || guarded(g, path));
-        if ((decoy || ours) && flags_unknown) {
+        if ((decoy || ours) && unseen) {
                 /*
-                 * A denial kills the opener, so it must not rest on a guess: a reader (recover
+                 * A denial kills the caller, so it must not rest on a guess: a reader (recover
                  * reading the shadow store while the sentinel appends to its range log) whose
                  * system call did not show in the reader's short wait is asked again, with a
-                 * worker's patience. Only opens of such files pay for it.
+                 * worker's patience. Only accesses to such files pay for it.
                  */
-                long fl = open_flags_for(tid, WORKER_SYSCALL_PATIENCE);
-                if (fl >= 0 && (fl & O_ACCMODE) == O_RDONLY && !(fl & O_TRUNC))
+                bool w;
+                if (m->mask & FAN_OPEN_PERM) {
+                        long fl = open_flags(tid, true);
+                        w = fl < 0 || open_writes(fl);
+                } else
+                        w = pre_access_is_write(tid, &st, &nr, args, true);
+                if (!w)
                         return answer(g, m->fd, true);
         }
         if (decoy) {
@@ -1432,7 +1449,7 @@ int hf_guard_new(const HfSentinelConfig *c, HfMode want, HfProcs *procs, HfGuard
         g->c = c;
         g->procs = procs;
         g->self = getpid();
-        g->test_unseen_opener = getenv("HOLDFAST_GUARD_TEST_UNSEEN_OPENER") != NULL;
+        test_unseen_opener = getenv("HOLDFAST_GUARD_TEST_UNSEEN_OPENER") != NULL;
         pthread_mutex_init(&g->lock, NULL);
         pthread_cond_init(&g->space, NULL);
         g->ring = calloc(RING_MAX, sizeof(HfGuardMsg *));

@@ -134,6 +134,12 @@ typedef struct RGroup {
         size_t primary; /* file index written with content */
 } RGroup;
 
+/* A stretch [start, end) of one pack to hint for reading ahead; pack UINT32_MAX: none. */
+typedef struct PfSpan {
+        uint32_t pack;
+        uint64_t start, end;
+} PfSpan;
+
 typedef struct Restore {
         HfRepo *repo;
         const HfRestoreOptions *opts;
@@ -161,9 +167,7 @@ typedef struct Restore {
         gid_t egid;
         unsigned n_workers;
 
-        /* The planner's stretch of a pack not yet hinted (prefetch_file). */
-        uint32_t pf_pack;
-        uint64_t pf_start, pf_end;
+        PfSpan pf; /* the planner's stretch of a pack not yet hinted (prefetch_file) */
 
         atomic_uint_fast64_t bytes, files_done, files_failed, verified, verify_failed;
         uint64_t others, failed_other;
@@ -602,12 +606,26 @@ static void reap_files(Restore *rs)
 #define PREFETCH_SPAN (4u << 20)
 #define PREFETCH_RANGES 2
 
-static void prefetch_flush(Restore *rs)
+static void pf_flush(Restore *rs, PfSpan *sp)
 {
-        if (rs->pf_pack != UINT32_MAX)
-                hf_repo_prefetch(rs->repo, rs->pf_pack, rs->pf_start,
-                                 (size_t)(rs->pf_end - rs->pf_start));
-        rs->pf_pack = UINT32_MAX;
+        if (sp->pack != UINT32_MAX)
+                hf_repo_prefetch(rs->repo, sp->pack, sp->start, (size_t)(sp->end - sp->start));
+        sp->pack = UINT32_MAX;
+}
+
+/* Adds a blob to the stretch, hinting the stretch first when the blob does not extend it
+ * (another pack, before it, too far after it, or past PREFETCH_SPAN). */
+static void pf_add(Restore *rs, PfSpan *sp, const HfIndexEntry *e)
+{
+        uint64_t end = (uint64_t)e->offset + e->length;
+
+        if (e->pack == sp->pack && e->offset >= sp->start && e->offset <= sp->end + PREFETCH_GAP &&
+            end - sp->start <= PREFETCH_SPAN) {
+                sp->end = MAX(sp->end, end);
+                return;
+        }
+        pf_flush(rs, sp);
+        *sp = (PfSpan){ .pack = e->pack, .start = e->offset, .end = end };
 }
 
 /*
@@ -621,46 +639,26 @@ static void prefetch_file(Restore *rs, const HfNode *n)
 
         for (size_t i = 0; i < n->n_content; i++) {
                 const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA, &n->content[i]);
-                if (!e)
-                        continue;
-                if (e->pack == rs->pf_pack && e->offset >= rs->pf_start &&
-                    e->offset <= rs->pf_end + PREFETCH_GAP &&
-                    (uint64_t)e->offset + e->length - rs->pf_start <= PREFETCH_SPAN) {
-                        rs->pf_end = MAX(rs->pf_end, (uint64_t)e->offset + e->length);
-                        continue;
-                }
-                prefetch_flush(rs);
-                rs->pf_pack = e->pack;
-                rs->pf_start = e->offset;
-                rs->pf_end = (uint64_t)e->offset + e->length;
+                if (e)
+                        pf_add(rs, &rs->pf, e);
         }
 }
 
-/*
- * Hints a range not yet claimed to be read ahead, in file order (its blobs are usually in
- * pack order too), one stretch of a pack at a time.
- */
+/* Hints range ri of a split file (when there is one) to be read ahead, in file order: its
+ * blobs are usually in pack order too. */
 static void prefetch_range(Restore *rs, RSplit *s, size_t ri)
 {
-        const RRange *rg = &s->ranges[ri];
         const HfIndex *idx = hf_repo_index(rs->repo);
-        uint32_t pack = UINT32_MAX;
-        uint64_t start = 0, end = 0;
+        PfSpan sp = { .pack = UINT32_MAX };
 
-        for (size_t i = rg->begin; i <= rg->end; i++) {
-                const HfIndexEntry *e = i < rg->end ? hf_index_lookup(idx, HF_BLOB_DATA,
-                                                                      &s->f->node.content[i])
-                                                    : NULL;
-                if (e && e->pack == pack && e->offset >= start && e->offset <= end + PREFETCH_GAP) {
-                        end = MAX(end, (uint64_t)e->offset + e->length);
-                        continue;
-                }
-                if (pack != UINT32_MAX)
-                        hf_repo_prefetch(rs->repo, pack, start, (size_t)(end - start));
-                pack = e ? e->pack : UINT32_MAX;
-                start = e ? e->offset : 0;
-                end = e ? (uint64_t)e->offset + e->length : 0;
+        if (ri >= s->n_ranges)
+                return;
+        for (size_t i = s->ranges[ri].begin; i < s->ranges[ri].end; i++) {
+                const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA, &s->f->node.content[i]);
+                if (e)
+                        pf_add(rs, &sp, e);
         }
+        pf_flush(rs, &sp);
 }
 
 /* Queues a file to write, whole or split when large. Takes f: on failure it is freed unless
@@ -677,7 +675,9 @@ static int queue_file(Restore *rs, RFile *f)
                 r = hf_queue_push(rs->work, f);
         } else if (r >= 0) {
                 s->f = f;
-                prefetch_range(rs, s, 0);
+                /* The first ranges now; a writer starting range ri hints ri + PREFETCH_RANGES. */
+                for (size_t k = 0; k <= PREFETCH_RANGES; k++)
+                        prefetch_range(rs, s, k);
                 /* Listed before it is queued: a worker may take it and be done at once. */
                 split_list(rs, s);
                 r = hf_queue_push(rs->work, s);
@@ -1217,10 +1217,10 @@ static void restore_range(RWorker *w, RSplit *s, size_t ri)
                 off += s->sizes[rg->begin + i];
         }
         qsort(w->reads, nr, sizeof(RRead), rread_cmp);
-        /* The next two ranges are read ahead while this one is decoded (the other worker
-         * takes one of them, or this one next). */
-        for (size_t k = ri + 1; k < MIN(ri + 1 + PREFETCH_RANGES, s->n_ranges); k++)
-                prefetch_range(rs, s, k);
+        /* Ranges up to ri + PREFETCH_RANGES are being read ahead while this one is decoded
+         * (the planner hinted the first ones). */
+        if (ri > 0)
+                prefetch_range(rs, s, ri + PREFETCH_RANGES);
         for (size_t i = 0; i < nr && atomic_load_explicit(&s->fatal, memory_order_relaxed) == 0;
              i++) {
                 const RRead *rd = &w->reads[i];
@@ -1632,7 +1632,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                 goto out;
         }
         rs.n_workers = n_workers; /* the planner splits files only for several */
-        rs.pf_pack = UINT32_MAX;
+        rs.pf.pack = UINT32_MAX;
         {
                 /* Snapshot paths are shown absolute. */
                 _cleanup_free_ char *sp = NULL;
@@ -1644,7 +1644,7 @@ int hf_restore(HfRepo *repo, const HfSnapshot *snap, const HfRestoreOptions *opt
                         r = plan_tree(&rs, &root, &top, false);
                 }
         }
-        prefetch_flush(&rs);
+        pf_flush(&rs, &rs.pf);
         hf_progress_total_known(rs.progress);
         /* Done planning (or failed): the writers finish what is queued and stop. */
         hf_queue_close(rs.work);

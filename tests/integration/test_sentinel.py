@@ -201,9 +201,9 @@ def test_allow_disk(holdfast, holdfast_bin, base):
 def test_reader_of_its_own_files_not_mistaken_for_a_writer(holdfast, holdfast_bin, base):
     """The sentinel's own files (here its config) are denied to writers, and the writer is
     killed. A reader of one that someone holds open for write must not be: when the guard's
-    first short look at the opener's system call misses (forced here; on a loaded machine it
-    did, and killed `holdfast recover` reading the shadow store's range log), it looks again
-    with patience before denying."""
+    first short look at the caller's system call misses (forced here, for the open and for the
+    read; on a loaded machine it did, and killed `holdfast recover` reading the shadow store's
+    range log), it looks again with patience before denying."""
     with FsMount(base, "ext4") as m:
         tree = harness.scratch(m.mnt, "data")
         harness.populate_docs(tree, "inplace")
