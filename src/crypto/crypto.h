@@ -80,7 +80,7 @@ void hf_sha256_final(HfSha256 *s, HfId *ret);
 
 /*
  * The SHA-256 of each of n independent messages into its out, several at once where the CPU
- * allows it (sha256-many.c): the same digests as hf_sha256(), faster when n is 8 or more.
+ * allows it (sha256-many.c): the same digests as hf_sha256(), faster when n is 2 or more.
  */
 typedef struct HfSha256Job {
         const void *data;
@@ -92,7 +92,7 @@ void hf_sha256_many(const HfSha256Job *jobs, size_t n);
 /* What hf_sha256_many() uses on this CPU. */
 enum {
         HF_SHA256_X16 = 1 << 0,   /* AVX-512: 16 messages at once */
-        HF_SHA256_SHANI = 1 << 1, /* SHA-NI: one message alone, past the vector's end */
+        HF_SHA256_SHANI = 1 << 1, /* SHA-NI: two chains at a time, where the vector is idle */
 };
 unsigned hf_sha256_many_features(void);
 /* For tests: let hf_sha256_many() use only these of the CPU's features. */

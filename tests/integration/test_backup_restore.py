@@ -1115,10 +1115,13 @@ def test_restore_small_files_with_a_blob_of_the_wrong_content(holdfast, restic, 
     assert sum(1 for line in res.err_lines() if "is damaged" in line) == 1, res.describe()
 
 
-def test_restore_damaged_blob_in_a_large_file(holdfast, restic, tmp_path, target_dir):
+@pytest.mark.parametrize("damage", ["mac", "content"])
+def test_restore_damaged_blob_in_a_large_file(holdfast, restic, tmp_path, target_dir, damage):
     """A damaged blob in the middle of a file written in ranges: the other ranges are written,
     the file is kept as NAME.holdfast-partial (never under its name), an older version stays,
-    the run ends incomplete."""
+    the run ends incomplete. The damage is a flipped bit (the MAC fails), or other content
+    sealed with the vault's key (only the blob's SHA-256, checked along with its neighbour's,
+    can tell)."""
     src, vault = tmp_path / "src", tmp_path / "vault"
     rng = random.Random(12)
     big = write(src / "big.bin", large_file(rng, [("random", 20), ("text", 12)]))
@@ -1127,10 +1130,22 @@ def test_restore_damaged_blob_in_a_large_file(holdfast, restic, tmp_path, target
     backup(holdfast, vault, src)
     blobs = file_blobs(restic, vault, "/src/big.bin")
     assert len(blobs) >= 8
-    k = len(blobs) // 2
+    # In the random part: stored uncompressed, so other content can take its place.
+    stored = [i for i, b in enumerate(blobs) if b[3] == b[4] + 32]
+    assert len(stored) >= 4, blobs
+    k = stored[len(stored) // 2]
     _, pack, offset, length, plain = blobs[k]
     at = sum(b[4] for b in blobs[:k])  # where the damaged blob goes in the file
-    damage_blob(vault, pack, offset, length)
+    if damage == "mac":
+        damage_blob(vault, pack, offset, length)
+    else:
+        masterkey = restic("cat", "masterkey", repo=vault,
+                           password=holdfast.password).ok().json()
+        path = vault / "data" / pack[:2] / pack
+        os.chmod(path, 0o600)
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(h.restic_seal(masterkey, rng.randbytes(plain)))
 
     old = target_dir / "old"
     write(old / "src/big.bin", "older big\n")

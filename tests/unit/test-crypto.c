@@ -619,7 +619,7 @@ static void test_sha256_many(void **state)
                 hf_sha256_many_restrict(sets[s]);
 
                 /* Every count around the vector's width and the point below which the rest
-                 * is finished alone. */
+                 * is finished as chains, two at a time (odd counts leave one alone). */
                 for (size_t n = 0; n <= 40; n++) {
                         for (size_t i = 0; i < n; i++)
                                 lens[i] = edges[(i * 7 + n) % ELEMENTSOF(edges)];
