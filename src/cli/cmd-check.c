@@ -23,8 +23,8 @@ static int run(CliContext *ctx, int argc, char **argv)
         if (r != EXIT_OK)
                 return r;
         /* Exclusive, as restic's check: nothing may add or remove files while it looks. The
-         * lock protocol's pause overlaps loading the indexes; hf_check() confirms the lock
-         * before it reads any pack. */
+         * lock protocol's pause overlaps loading the indexes and reading the first packs;
+         * hf_check() shows nothing of the packs before it has confirmed the lock. */
         if (!ctx->no_lock && hf_lock_begin(repo, true, &lock) < 0)
                 return EXIT_FAILED;
         o.lock = &lock;

@@ -76,6 +76,20 @@ typedef enum Job {
 
 typedef struct Check Check;
 
+/* What check prints, kept for later: stdout and stderr apart. */
+typedef struct Held {
+        HfBuf out, err;
+        bool overflow; /* lost some: the buffers' ceiling was reached */
+} Held;
+
+#define HELD_MAX (1u << 20)
+
+typedef enum LockState {
+        LOCK_NONE,    /* confirmed, or none taken: output goes out */
+        LOCK_PENDING, /* output is held */
+        LOCK_FAILED,  /* output is dropped: check stops */
+} LockState;
+
 /* read_data: a blob decrypted into Worker.plain, waiting for its hash. */
 typedef struct PendingBlob {
         HfPackBlob b;
@@ -144,6 +158,19 @@ struct Check {
         HfQueue *queue;
         HfProgress *progress;
 
+        /*
+         * Output that may not be shown yet (guarded by hf_out_lock): until the lock is
+         * confirmed (the pack phases overlap the lock protocol's pause), and the early walk's
+         * until the packs are read (it runs while they are read, and counts only if no blob
+         * turned out damaged).
+         */
+        Held lock_held, walk_held;
+        uint64_t walk_errors; /* reported by the early walk, held in walk_held */
+        Worker *walkers;      /* the early walk's, with codecs of their own */
+        unsigned n_walkers;   /* of them with a codec */
+        LockState lock_state;
+        bool walk_early; /* the walk runs while the packs are read */
+
         atomic_uint_fast64_t errors, data_read;
         atomic_int fatal; /* a negative errno that stops the check (out of memory) */
         const char *phase_name;
@@ -156,24 +183,64 @@ struct Check {
 static void report(Check *c, const char *file, const HfId *blob, const char *fmt, ...)
         _printf_(4, 5);
 
+/* Set in the threads of the early walk: what they print is held in walk_held. */
+static __thread bool in_early_walk;
+
+/*
+ * Writes n bytes to f (stdout or stderr), or holds them (see Check.lock_state). Called with
+ * hf_out_lock held. A full lock_held waits for the lock's second look, which comes within a
+ * fraction of a second.
+ */
+static void emit(Check *c, FILE *f, const void *p, size_t n)
+{
+        Held *h = in_early_walk ? &c->walk_held : NULL;
+
+        while (!h && c->lock_state == LOCK_PENDING) {
+                HfBuf *b = f == stdout ? &c->lock_held.out : &c->lock_held.err;
+                if (hf_buf_append(b, p, n) >= 0)
+                        return;
+                hf_out_unlock();
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+                hf_out_lock();
+        }
+        if (!h && c->lock_state == LOCK_FAILED)
+                return;
+        if (h) {
+                if (hf_buf_append(f == stdout ? &h->out : &h->err, p, n) < 0)
+                        h->overflow = true;
+                return;
+        }
+        (void)fwrite(p, 1, n, f);
+        fflush(f);
+}
+
+/* Writes out what h holds and empties it (hf_out_lock held). */
+static void release_held(Check *c, Held *h)
+{
+        emit(c, stdout, h->out.data, h->out.len);
+        emit(c, stderr, h->err.data, h->err.len);
+        hf_buf_free(&h->out);
+        hf_buf_free(&h->err);
+        h->out = HF_BUF_INIT(HELD_MAX);
+        h->err = HF_BUF_INIT(HELD_MAX);
+        h->overflow = false;
+}
+
 /* One integrity error: a JSON line on stdout with json set, else one line on stderr. */
 static void report(Check *c, const char *file, const HfId *blob, const char *fmt, ...)
 {
         char msg[MSG_MAX], hex[HF_ID_HEX_LEN + 1] = "";
+        HfBuf b = HF_BUF_INIT(4 * MSG_MAX);
         va_list ap;
+        int r;
 
         va_start(ap, fmt);
         (void)vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         if (blob)
                 hf_id_hex(blob, hex);
-        atomic_fetch_add(&c->errors, 1);
 
-        hf_out_lock();
         if (c->out->json) {
-                HfBuf b = HF_BUF_INIT(4 * MSG_MAX);
-                int r;
-
                 r = hf_buf_puts(&b, "{\"message_type\":\"error\",\"file\":");
                 if (r >= 0)
                         r = hf_json_put_string(&b, file, strlen(file));
@@ -183,14 +250,21 @@ static void report(Check *c, const char *file, const HfId *blob, const char *fmt
                         r = hf_json_put_string(&b, msg, strlen(msg));
                 if (r >= 0)
                         r = hf_buf_puts(&b, "}\n");
-                if (r >= 0)
-                        (void)fwrite(b.data, 1, b.len, stdout);
-                fflush(stdout);
-                hf_buf_free(&b);
         } else
-                fprintf(stderr, "%sholdfast: %s: %s%s%s%s\n", c->out->progress ? "\r\033[K" : "",
-                        file, blob ? "blob " : "", hex, blob ? ": " : "", msg);
+                r = hf_buf_printf(&b, "%sholdfast: %s: %s%s%s%s\n",
+                                  c->out->progress ? "\r\033[K" : "", file, blob ? "blob " : "",
+                                  hex, blob ? ": " : "", msg);
+        hf_out_lock();
+        if (in_early_walk)
+                c->walk_errors++;
+        else
+                atomic_fetch_add(&c->errors, 1);
+        if (r >= 0)
+                emit(c, c->out->json ? stdout : stderr, b.data, b.len);
+        else
+                c->walk_held.overflow = c->walk_held.overflow || in_early_walk;
         hf_out_unlock();
+        hf_buf_free(&b);
 }
 
 static void note(Check *c, const char *fmt, ...) _printf_(2, 3);
@@ -198,17 +272,24 @@ static void note(Check *c, const char *fmt, ...) _printf_(2, 3);
 /* Something worth knowing that is not an integrity error (stderr, not with --quiet). */
 static void note(Check *c, const char *fmt, ...)
 {
+        HfBuf b = HF_BUF_INIT(MSG_MAX);
         va_list ap;
+        int r;
 
         if (c->out->quiet)
                 return;
-        hf_out_lock();
-        fputs("holdfast: ", stderr);
+        r = hf_buf_puts(&b, "holdfast: ");
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        if (r >= 0)
+                r = hf_buf_vprintf(&b, fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
+        if (r >= 0)
+                r = hf_buf_putc(&b, '\n');
+        hf_out_lock();
+        if (r >= 0)
+                emit(c, stderr, b.data, b.len);
         hf_out_unlock();
+        hf_buf_free(&b);
 }
 
 /* restic's narrative of the phases (and, with -vv, how long the previous one took). */
@@ -223,7 +304,8 @@ static void phase(Check *c, const char *what)
         if (c->out->quiet || !what)
                 return;
         hf_out_lock();
-        fprintf(stderr, "%s\n", what);
+        emit(c, stderr, what, strlen(what));
+        emit(c, stderr, "\n", 1);
         hf_out_unlock();
 }
 
@@ -1359,7 +1441,10 @@ static int check_file(Check *c, const char *snap, const Dir *d, const HfNode *no
                         continue;
                 }
                 if (hf_index_lookup(c->index, HF_BLOB_DATA, id)) {
-                        if (hf_index_lookup(c->bad, HF_BLOB_DATA, id) && bad++ == 0)
+                        /* The early walk does not look: the readers are still filling bad,
+                         * and the walk is done again if they put anything in it. */
+                        if (!c->walk_early && hf_index_lookup(c->bad, HF_BLOB_DATA, id) &&
+                            bad++ == 0)
                                 first_bad = i;
                         continue;
                 }
@@ -1494,6 +1579,7 @@ static void *walker_main(void *arg)
         Check *c = w->c;
         Stack children = { 0 };
 
+        in_early_walk = c->walk_early;
         pthread_mutex_lock(&c->walk_lock);
         for (;;) {
                 const char *snap;
@@ -1594,13 +1680,16 @@ static int walk_snapshots(Check *c)
         return 0;
 }
 
-static int check_snapshots(Check *c)
+/* Walks every snapshot's trees with the walkers ws. */
+static int check_snapshots(Check *c, Worker *ws, unsigned n)
 {
         unsigned started = 0;
         int r;
 
-        for (unsigned i = 0; i < c->n_workers; i++) {
-                if (pthread_create(&c->workers[i].thread, NULL, walker_main, &c->workers[i]) != 0)
+        in_early_walk = c->walk_early;
+        c->walk_done = false;
+        for (unsigned i = 0; i < n; i++) {
+                if (pthread_create(&ws[i].thread, NULL, walker_main, &ws[i]) != 0)
                         break;
                 started++;
         }
@@ -1612,11 +1701,143 @@ static int check_snapshots(Check *c)
         pthread_cond_broadcast(&c->walk_cond);
         pthread_mutex_unlock(&c->walk_lock);
         for (unsigned i = 0; i < started; i++)
-                pthread_join(c->workers[i].thread, NULL);
+                pthread_join(ws[i].thread, NULL);
         if (r < 0)
                 return r;
         report_orphan_uses(c);
         return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The lock's second look, and the walk, while the packs are read */
+
+typedef struct Beside {
+        Check *c;
+        pthread_t thread;
+        bool started;
+        int r;
+} Beside;
+
+static void *confirm_main(void *arg)
+{
+        Beside *b = arg;
+        Check *c = b->c;
+
+        b->r = hf_lock_confirm(c->opts->lock);
+        hf_out_lock();
+        c->lock_state = b->r < 0 ? LOCK_FAILED : LOCK_NONE;
+        if (b->r >= 0)
+                release_held(c, &c->lock_held);
+        hf_out_unlock();
+        /* The lock's error is logged; what the pack phases found so far is not shown. */
+        if (b->r < 0)
+                set_fatal(c, b->r);
+        return NULL;
+}
+
+static void *early_walk_main(void *arg)
+{
+        Beside *b = arg;
+
+        b->r = check_snapshots(b->c, b->c->walkers, 1);
+        if (b->r < 0)
+                set_fatal(b->c, b->r);
+        return NULL;
+}
+
+static int start_beside(Check *c, Beside *b, void *(*fn)(void *))
+{
+        int k;
+
+        b->c = c;
+        k = pthread_create(&b->thread, NULL, fn, b);
+        if (k != 0)
+                return log_error_errno(k, "cannot start a thread");
+        b->started = true;
+        return 0;
+}
+
+static int join_beside(Beside *b)
+{
+        if (!b->started)
+                return 0;
+        pthread_join(b->thread, NULL);
+        b->started = false;
+        return b->r;
+}
+
+/* Gives walker i of the early walk its codec. */
+static int walker_codec(Check *c, unsigned i)
+{
+        int r = hf_repo_new_codec(c->repo, &c->walkers[i].codec);
+
+        if (r >= 0)
+                c->n_walkers = i + 1;
+        return r;
+}
+
+/*
+ * The walk while the packs are read has walkers of its own: one, as the readers keep the
+ * cores busy; the others join once the packs are read. It is tried only when nothing is known
+ * to be damaged yet and no blob is outside the index (whose uses the walk counts).
+ */
+static int start_early_walk(Check *c, Beside *b)
+{
+        int r;
+
+        if (hf_index_count(c->bad) > 0 || hf_index_count(c->orphans) > 0)
+                return 0;
+        c->walkers = calloc(c->n_workers, sizeof(Worker));
+        if (!c->walkers)
+                return -ENOMEM;
+        for (unsigned i = 0; i < c->n_workers; i++)
+                c->walkers[i].c = c;
+        r = walker_codec(c, 0);
+        if (r < 0)
+                return r;
+        c->walk_early = true;
+        return start_beside(c, b, early_walk_main);
+}
+
+/*
+ * After the packs were read: the other walkers join the early walk, whose findings stand if
+ * no blob turned out damaged (it could not name the files using them); else the trees are
+ * walked again.
+ */
+static int finish_early_walk(Check *c, Beside *b)
+{
+        unsigned started = 1;
+        bool keep;
+        int r;
+
+        for (; started < c->n_workers; started++)
+                if (walker_codec(c, started) < 0 ||
+                    pthread_create(&c->walkers[started].thread, NULL, walker_main,
+                                   &c->walkers[started]) != 0)
+                        break;
+        r = join_beside(b);
+        for (unsigned i = 1; i < started; i++)
+                pthread_join(c->walkers[i].thread, NULL);
+        if (r < 0)
+                return r;
+        c->walk_early = false;
+        hf_out_lock();
+        keep = !c->walk_held.overflow && hf_index_count(c->bad) == 0;
+        if (keep) {
+                atomic_fetch_add(&c->errors, c->walk_errors);
+                release_held(c, &c->walk_held);
+        } else {
+                hf_buf_free(&c->walk_held.out);
+                hf_buf_free(&c->walk_held.err);
+        }
+        hf_out_unlock();
+        if (keep)
+                return 0;
+        log_debug("check: walking the trees again, now that the packs are read");
+        free(c->trees.slots);
+        c->trees = (IdSet){ 0 };
+        c->snapshots = 0;
+        return check_snapshots(c, c->workers, c->n_workers);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1663,10 +1884,13 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
                 .opts = opts,
                 .out = &opts->out,
                 .version = hf_repo_version(repo),
+                .lock_held = { .out = HF_BUF_INIT(HELD_MAX), .err = HF_BUF_INIT(HELD_MAX) },
+                .walk_held = { .out = HF_BUF_INIT(HELD_MAX), .err = HF_BUF_INIT(HELD_MAX) },
         };
         HfCheckResult res = { 0 };
+        Beside confirm = { 0 }, walk = { 0 };
         double t0 = hf_now_mono();
-        int r;
+        int r, k;
 
         pthread_mutex_init(&c.lock, NULL);
         pthread_mutex_init(&c.walk_lock, NULL);
@@ -1698,10 +1922,20 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
 
         phase(&c, "load indexes");
         r = load_indexes(&c);
-        if (r >= 0 && opts->lock && *opts->lock)
-                r = hf_lock_confirm(opts->lock);
         if (r < 0)
                 goto out;
+        if (opts->lock && *opts->lock) {
+                /* The pack phases go on during the rest of the lock protocol's pause; what
+                 * they print is held until its second look finds no other lock, and dropped
+                 * if it finds one. */
+                c.lock_state = LOCK_PENDING;
+                if (start_beside(&c, &confirm, confirm_main) < 0) {
+                        c.lock_state = LOCK_NONE;
+                        r = hf_lock_confirm(opts->lock);
+                        if (r < 0)
+                                goto out;
+                }
+        }
         r = build_packs(&c);
         if (r < 0)
                 goto out;
@@ -1715,14 +1949,23 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
                 goto out;
 
         if (opts->read_data) {
+                r = start_early_walk(&c, &walk);
+                if (r < 0)
+                        goto out;
                 phase(&c, "read all data");
                 r = read_data(&c);
                 if (r < 0)
                         goto out;
         }
+        r = join_beside(&confirm);
+        if (r < 0)
+                goto out;
 
         phase(&c, "check snapshots, trees and blobs");
-        r = check_snapshots(&c);
+        if (walk.started)
+                r = finish_early_walk(&c, &walk);
+        else
+                r = check_snapshots(&c, c.workers, c.n_workers);
         if (r < 0)
                 goto out;
         phase(&c, NULL);
@@ -1740,9 +1983,23 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
                 *ret = res;
         r = res.errors ? HF_INCOMPLETE : 0;
 out:
+        if (r < 0)
+                set_fatal(&c, r);
+        (void)join_beside(&walk);
+        k = join_beside(&confirm);
+        /* A failed second look is the error to give: what else failed may be its doing. */
+        if (k < 0)
+                r = k;
         if (r == -ENOMEM)
                 (void)log_oom();
         free_workers(&c);
+        for (unsigned i = 0; i < c.n_walkers; i++)
+                hf_codec_free(c.walkers[i].codec);
+        free(c.walkers);
+        hf_buf_free(&c.lock_held.out);
+        hf_buf_free(&c.lock_held.err);
+        hf_buf_free(&c.walk_held.out);
+        hf_buf_free(&c.walk_held.err);
         for (size_t i = 0; i < c.n_packs; i++) {
                 free(c.packs[i].orphan);
                 free(c.packs[i].use_path);

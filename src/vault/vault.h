@@ -84,8 +84,8 @@ typedef struct HfCheckOptions {
         unsigned workers;
         HfOutput out;
         /* A lock taken with hf_lock_begin(), or NULL: check confirms it once the indexes are
-         * loaded, before it reads any pack, so that the lock protocol's pause overlaps the
-         * loading. When another client holds the vault, check stops there. */
+         * loaded, while it goes on with the packs, and holds its output until then: when
+         * another client holds the vault, check stops, having shown nothing of the packs. */
         HfLock **lock;
 } HfCheckOptions;
 

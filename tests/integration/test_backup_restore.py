@@ -1334,10 +1334,11 @@ F_SETLEASE, F_GETLEASE = 1024, 1025  # <linux/fcntl.h>
 @pytest.mark.parametrize("command", ["restore", "check"])
 def test_confirms_its_lock_before_working(holdfast, restic, tmp_path, command):
     """restore and check take their lock, then load the index while the lock protocol waits for
-    a second look; that look must come before restore writes anything and before check reads
-    any pack. Here the index file is held with a write lease, so the open of it blocks;
-    meanwhile an exclusive lock of another host appears. The command must then stop with the
-    locker named: restore with an empty target, check before its pack phases."""
+    a second look; that look must come before restore writes anything and before check shows
+    anything of its pack phases (it may read packs meanwhile, holding what it would say). Here
+    the index file is held with a write lease, so the open of it blocks; meanwhile an exclusive
+    lock of another host appears. The command must then stop with the locker named: restore
+    with an empty target, check without a word of its pack phases."""
     src, vault, target = tmp_path / "src", tmp_path / "vault", tmp_path / "target"
     small_tree(src)
     init(holdfast, vault)

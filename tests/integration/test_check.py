@@ -480,8 +480,11 @@ def test_damaged_tree(holdfast, restic, vault):
     assert res.rc != 0 and "ciphertext verification failed" in res.err, res.describe()
 
 
-def test_tree_rules(holdfast, restic, v2):
-    """restic's checker rules for nodes (restic-format.md §6.3), in a crafted snapshot."""
+@pytest.mark.parametrize("args", [[], ["--read-data"]], ids=["walk-alone", "read-data"])
+def test_tree_rules(holdfast, restic, v2, args):
+    """restic's checker rules for nodes (restic-format.md §6.3), in a crafted snapshot. With
+    --read-data the trees are walked while the packs are read, and what the walk finds is held
+    until they are: the same errors, each once."""
     entry = v2.info["a_txt"]
     lost = secrets.token_hex(32)
     nodes = [
@@ -498,7 +501,7 @@ def test_tree_rules(holdfast, restic, v2):
     sid = v2.save_snapshot(entries[0]["id"])
     tid, sfile = entries[0]["id"], f"snapshots/{sid}"
 
-    c = check(holdfast, v2.repo, rc=3)
+    c = check(holdfast, v2.repo, *args, rc=3)
     c.expect(file=sfile, blob=tid, text='folder "/nosub" has no subtree')
     c.expect(file=sfile, blob=tid, text='folder "/zerosub" has a null subtree ID')
     c.expect(file=sfile, blob=tid, text=('file "/nullcontent"', "null content"))
