@@ -195,6 +195,8 @@ static void emit(Check *c, FILE *f, const void *p, size_t n)
 {
         Held *h = in_early_walk ? &c->walk_held : NULL;
 
+        if (n == 0)
+                return;
         while (!h && c->lock_state == LOCK_PENDING) {
                 HfBuf *b = f == stdout ? &c->lock_held.out : &c->lock_held.err;
                 if (hf_buf_append(b, p, n) >= 0)
