@@ -15,7 +15,7 @@
 #define SPLIT_MASK ((UINT64_C(1) << 20) - 1)
 /* restic slides nothing in before this many bytes of a chunk: they cannot be in the window. */
 #define SKIP_BYTES (HF_CHUNK_MIN - HF_CHUNK_WINDOW)
-/* Ranges shorter than twice this are rolled as one stream. */
+/* Ranges shorter than four times this are rolled as one stream. */
 #define SPLIT_MIN 4096u
 
 struct HfChunker {
@@ -121,42 +121,56 @@ static size_t scan_flat(const HfChunker *c, const uint8_t *p, size_t i, size_t e
 }
 
 /*
- * The same as scan_flat(), twice as fast on a long range. Each step's table lookup depends on
- * the step before, so one digest leaves the core waiting on its loads. But the digest after
- * byte k is the fingerprint of the 64 bytes before it, whatever came earlier, so the second
- * half of the range can start from a fingerprint of its own first window and be rolled in the
- * same loop as the first half. The first half's cut wins; the second's counts only if the first
- * half has none.
+ * The same as scan_flat(), several times as fast on a long range. Each step's table lookup
+ * depends on the step before, so one digest leaves the core waiting on its loads. But the
+ * digest after byte k is the fingerprint of the 64 bytes before it, whatever came earlier, so
+ * each quarter of the range past the first can start from a fingerprint of its own first
+ * window, and the four are rolled in one loop. The first quarter's cut wins, then the
+ * second's, and so on: when one of them cuts, the quarters before it are rolled to their ends
+ * first.
  */
-static size_t scan_flat2(const HfChunker *c, const uint8_t *p, size_t i, size_t end, uint64_t *dp)
-{
-        size_t half = (end - i) / 2, mid = i + half, a, b, r;
-        uint64_t d = *dp, e = 0;
+#define STREAMS 4
 
-        if (half < SPLIT_MIN)
+static size_t scan_streams(const HfChunker *c, const uint8_t *p, size_t i, size_t end, uint64_t *dp)
+{
+        size_t q = (end - i) / STREAMS, s[STREAMS], t = 0, r;
+        uint64_t d[STREAMS] = { *dp };
+        bool cut = false;
+
+        if (q < SPLIT_MIN)
                 return scan_flat(c, p, i, end, dp);
-        for (size_t k = mid - HF_CHUNK_WINDOW; k < mid; k++)
-                e = roll(c, e, 0, p[k]);
-        for (a = i, b = mid; a < mid; a++, b++) {
-                d = roll(c, d, p[a - HF_CHUNK_WINDOW], p[a]);
-                e = roll(c, e, p[b - HF_CHUNK_WINDOW], p[b]);
-                if (_unlikely_(((d & SPLIT_MASK) == 0) | ((e & SPLIT_MASK) == 0))) {
-                        if ((d & SPLIT_MASK) == 0) {
-                                *dp = d;
-                                return a + 1;
-                        }
-                        r = scan_flat(c, p, a + 1, mid, &d);
-                        if (r != SIZE_MAX) {
-                                *dp = d;
-                                return r;
-                        }
-                        *dp = e;
-                        return b + 1;
+        for (unsigned k = 0; k < STREAMS; k++)
+                s[k] = i + k * q;
+        for (unsigned k = 1; k < STREAMS; k++)
+                for (size_t j = s[k] - HF_CHUNK_WINDOW; j < s[k]; j++)
+                        d[k] = roll(c, d[k], 0, p[j]);
+        for (; t < q; t++) {
+                uint64_t none_cut = 1;
+#pragma GCC unroll 4
+                for (unsigned k = 0; k < STREAMS; k++) {
+                        size_t a = s[k] + t;
+                        d[k] = roll(c, d[k], p[a - HF_CHUNK_WINDOW], p[a]);
+                        none_cut &= (d[k] & SPLIT_MASK) != 0;
+                }
+                if (_unlikely_(!none_cut)) {
+                        cut = true;
+                        break;
                 }
         }
-        r = scan_flat(c, p, b, end, &e);
-        *dp = e;
-        return r;
+        /* Streams 0..STREAMS-2 rolled through s[k] + t; the last one goes on to end. */
+        for (unsigned k = 0; k < STREAMS; k++) {
+                size_t from = s[k] + t + (cut ? 1 : 0), to = k + 1 < STREAMS ? s[k + 1] : end;
+                if (cut && (d[k] & SPLIT_MASK) == 0) {
+                        *dp = d[k];
+                        return s[k] + t + 1;
+                }
+                r = scan_flat(c, p, MIN(from, to), to, &d[k]);
+                if (r != SIZE_MAX || k + 1 == STREAMS) {
+                        *dp = d[k];
+                        return r;
+                }
+        }
+        return SIZE_MAX; /* not reached */
 }
 
 size_t hf_chunker_scan(HfChunker *c, const uint8_t *p, size_t n, bool *ret_cut,
@@ -217,7 +231,7 @@ size_t hf_chunker_scan(HfChunker *c, const uint8_t *p, size_t n, bool *ret_cut,
                 }
         }
         if (i < end) {
-                size_t k = scan_flat2(c, p, i, end, &d);
+                size_t k = scan_streams(c, p, i, end, &d);
 
                 if (k != SIZE_MAX) {
                         i = k;

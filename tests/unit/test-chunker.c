@@ -481,6 +481,43 @@ static void test_streaming_independent_of_blocks(void **state)
         assert_same_chunks(ref, nref, got, n);
 }
 
+/*
+ * A long range is rolled as several streams at once, each starting from the fingerprint of
+ * its own first window (chunker.c, scan_streams). Blocks of 3000 bytes are too short for that,
+ * so they give the one-stream answer to compare with: on 48 MiB of pseudo-random bytes, every
+ * cut (about 30) falls at some point of some stream for the other block sizes.
+ */
+static void test_streams_match_one_stream(void **state)
+{
+        static const size_t one_stream = 3000;
+        static const size_t sizes[] = { 20000, 70001, MIB + 1, 4 * MIB, 48 * MIB };
+        const size_t n = 48 * MIB;
+        _cleanup_(hf_chunker_freep) HfChunker *c = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        _cleanup_free_ Chunk *ref = NULL, *got = NULL;
+        uint64_t seed = 0x2545f4914f6cdd1d;
+        size_t nref;
+
+        (void)state;
+        data = malloc(n);
+        ref = calloc(128, sizeof(Chunk));
+        got = calloc(128, sizeof(Chunk));
+        assert_non_null(data);
+        assert_non_null(ref);
+        assert_non_null(got);
+        for (size_t i = 0; i < n; i += 8) {
+                uint64_t r = xorshift64(&seed);
+                memcpy(data + i, &r, 8);
+        }
+        assert_int_equal(hf_chunker_new(TEST_POL, &c), 0);
+        nref = split(c, data, n, &one_stream, 1, ref, 128);
+        assert_in_range(nref, 20, 127);
+        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+                size_t k = split(c, data, n, &sizes[i], 1, got, 128);
+                assert_same_chunks(ref, nref, got, k);
+        }
+}
+
 static void test_short_files(void **state)
 {
         static const size_t sizes[] = { 1, 64, 1000, HF_CHUNK_MIN - 65, HF_CHUNK_MIN - 1 };
@@ -559,6 +596,7 @@ int main(void)
                 cmocka_unit_test(test_input_b_zeros),
                 cmocka_unit_test(test_input_c),
                 cmocka_unit_test(test_streaming_independent_of_blocks),
+                cmocka_unit_test(test_streams_match_one_stream),
                 cmocka_unit_test(test_short_files),
                 cmocka_unit_test(test_max_size),
         };
