@@ -722,42 +722,63 @@ static void *reader_main(void *arg)
         return NULL;
 }
 
+/* Stores a hashed chunk (unless r < 0) and hands it back to its file. */
+static void save_chunk(Reader *w, ChunkJob *cj, const HfId *id, int r)
+{
+        Backup *b = w->b;
+        FileCtx *f = cj->f;
+        bool complete;
+
+        if (r >= 0) {
+                r = hf_saver_save(b->saver, w->codec, HF_BLOB_DATA, id, cj->buf->data, cj->buf->len,
+                                  &w->scratch, NULL);
+                hf_buf_trim(&w->scratch, KEEP_BYTES);
+                if (r < 0)
+                        set_fatal(b, r);
+        }
+        pool_put(b, cj->buf);
+        pthread_mutex_lock(&f->lock);
+        if (r < 0)
+                f->error = -ECANCELED;
+        else
+                f->content[cj->idx] = *id;
+        f->n_done++;
+        complete = f->read_done && f->n_done == f->n_cut;
+        pthread_mutex_unlock(&f->lock);
+        free(cj);
+        if (complete)
+                file_finish(b, f, w->codec, &w->scratch);
+}
+
+/* Takes chunks two at a time when two are waiting: their SHA-256 chains run together. */
 static void *hasher_main(void *arg)
 {
         Reader *w = arg;
         Backup *b = w->b;
 
         for (;;) {
-                ChunkJob *cj = hf_queue_pop(b->chunks);
-                FileCtx *f;
-                bool complete;
-                HfId id;
+                ChunkJob *cj[2];
+                HfSha256Job jobs[2];
+                HfId ids[2];
+                size_t n = 0;
                 int r;
 
-                if (!cj)
+                cj[n] = hf_queue_pop(b->chunks);
+                if (!cj[n])
                         break;
-                f = cj->f;
+                n++;
+                cj[n] = hf_queue_trypop(b->chunks);
+                if (cj[n])
+                        n++;
                 r = get_fatal(b) ? -ECANCELED : 0;
-                if (r >= 0) {
-                        hf_sha256(cj->buf->data, cj->buf->len, &id);
-                        r = hf_saver_save(b->saver, w->codec, HF_BLOB_DATA, &id, cj->buf->data,
-                                          cj->buf->len, &w->scratch, NULL);
-                        hf_buf_trim(&w->scratch, KEEP_BYTES);
-                        if (r < 0)
-                                set_fatal(b, r);
-                }
-                pool_put(b, cj->buf);
-                pthread_mutex_lock(&f->lock);
-                if (r < 0)
-                        f->error = -ECANCELED;
-                else
-                        f->content[cj->idx] = id;
-                f->n_done++;
-                complete = f->read_done && f->n_done == f->n_cut;
-                pthread_mutex_unlock(&f->lock);
-                free(cj);
-                if (complete)
-                        file_finish(b, f, w->codec, &w->scratch);
+                for (size_t i = 0; i < n; i++)
+                        jobs[i] = (HfSha256Job){ .data = cj[i]->buf->data,
+                                                 .len = cj[i]->buf->len,
+                                                 .out = &ids[i] };
+                if (r >= 0)
+                        hf_sha256_many(jobs, n);
+                for (size_t i = 0; i < n; i++)
+                        save_chunk(w, cj[i], &ids[i], r);
         }
         return NULL;
 }
