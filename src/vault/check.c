@@ -98,8 +98,9 @@ typedef struct PendingBlob {
 
 /*
  * Blobs are hashed in batches (hf_sha256_many() hashes several at once): up to PENDING_MAX
- * plaintexts, or as many bytes as Worker.plain holds without growing (PENDING_BYTES until a
- * larger blob has made it larger).
+ * plaintexts, or PENDING_BYTES of them, or as many as the largest blob met so far. Not as many
+ * as Worker.plain could hold: it grows by doubling, and a batch as large as it is would put
+ * up to twice the largest blob in memory.
  */
 #define PENDING_MAX 64
 #define PENDING_BYTES (1u << 20)
@@ -114,6 +115,7 @@ typedef struct Worker {
         HfBuf plain; /* plaintexts waiting for their hash, or a decrypted header */
         PendingBlob pending[PENDING_MAX];
         size_t n_pending;
+        size_t batch_max; /* bytes of plain a batch may fill */
 } Worker;
 
 struct Check {
@@ -889,8 +891,9 @@ static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_e
         }
         need = b->uncompressed_length ? b->uncompressed_length
                                       : b->length - MIN(b->length, (uint32_t)HF_CRYPTO_OVERHEAD);
+        w->batch_max = MAX(w->batch_max, MAX((size_t)PENDING_BYTES, need + 1));
         if (w->n_pending == PENDING_MAX ||
-            (w->n_pending > 0 && w->plain.len + need + 1 > MAX(w->plain.cap, PENDING_BYTES)))
+            (w->n_pending > 0 && w->plain.len + need + 1 > w->batch_max))
                 flush_blobs(w, p);
         start = w->plain.len;
         /* In place: the bytes were already hashed for the pack's own check. */
