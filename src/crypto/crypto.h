@@ -80,7 +80,8 @@ void hf_sha256_final(HfSha256 *s, HfId *ret);
 
 /*
  * The SHA-256 of each of n independent messages into its out, several at once where the CPU
- * allows it (sha256-many.c): the same digests as hf_sha256(), faster when n is 2 or more.
+ * allows it (sha256-many.c): the same digests as hf_sha256(), faster when n is 2 or more and
+ * the CPU has SHA-NI or AVX-512.
  */
 typedef struct HfSha256Job {
         const void *data;

@@ -628,6 +628,18 @@ static void pf_add(Restore *rs, PfSpan *sp, const HfIndexEntry *e)
         *sp = (PfSpan){ .pack = e->pack, .start = e->offset, .end = end };
 }
 
+/* Adds the n blobs ids to the stretch sp, in their order. */
+static void pf_add_blobs(Restore *rs, PfSpan *sp, const HfId *ids, size_t n)
+{
+        const HfIndex *idx = hf_repo_index(rs->repo);
+
+        for (size_t i = 0; i < n; i++) {
+                const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA, &ids[i]);
+                if (e)
+                        pf_add(rs, sp, e);
+        }
+}
+
 /*
  * The planner queues files well ahead of the writers: it hints their blobs' bytes to be read
  * ahead, in stretches of a pack (consecutive files' blobs are usually neighbours), so a cold
@@ -635,29 +647,19 @@ static void pf_add(Restore *rs, PfSpan *sp, const HfIndexEntry *e)
  */
 static void prefetch_file(Restore *rs, const HfNode *n)
 {
-        const HfIndex *idx = hf_repo_index(rs->repo);
-
-        for (size_t i = 0; i < n->n_content; i++) {
-                const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA, &n->content[i]);
-                if (e)
-                        pf_add(rs, &rs->pf, e);
-        }
+        pf_add_blobs(rs, &rs->pf, n->content, n->n_content);
 }
 
 /* Hints range ri of a split file (when there is one) to be read ahead, in file order: its
  * blobs are usually in pack order too. */
 static void prefetch_range(Restore *rs, RSplit *s, size_t ri)
 {
-        const HfIndex *idx = hf_repo_index(rs->repo);
         PfSpan sp = { .pack = UINT32_MAX };
 
         if (ri >= s->n_ranges)
                 return;
-        for (size_t i = s->ranges[ri].begin; i < s->ranges[ri].end; i++) {
-                const HfIndexEntry *e = hf_index_lookup(idx, HF_BLOB_DATA, &s->f->node.content[i]);
-                if (e)
-                        pf_add(rs, &sp, e);
-        }
+        pf_add_blobs(rs, &sp, s->f->node.content + s->ranges[ri].begin,
+                     s->ranges[ri].end - s->ranges[ri].begin);
         pf_flush(rs, &sp);
 }
 
