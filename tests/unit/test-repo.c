@@ -318,8 +318,8 @@ static void test_local_prefetch(void **state)
         _cleanup_free_ uint8_t *data = malloc(len);
         char hex[HF_ID_HEX_LEN + 1], path[160];
         TempBackend tb;
-        uint8_t *m;
-        int fd;
+        uint8_t *m, *im;
+        int fd, ifd;
 
         (void)state;
         assert_non_null(data);
@@ -348,9 +348,25 @@ static void test_local_prefetch(void **state)
 
         /* Hints about what is not there are ignored. */
         hf_backend_prefetch(tb.b, HF_FILE_PACK, "00", 0, mib);
-        hf_backend_prefetch(tb.b, HF_FILE_INDEX, hex, 0, mib);
         assert_int_equal(resident_pages(m, 0, mib), 0);
 
+        /* Only packs are read ahead: not an index file of the same name. */
+        assert_int_equal(hf_backend_save(tb.b, HF_FILE_INDEX, hex, data, mib), 0);
+        (void)snprintf(path, sizeof(path), "%s/index/%s", tb.path, hex);
+        ifd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(ifd >= 0);
+        assert_int_equal(fdatasync(ifd), 0);
+        assert_int_equal(posix_fadvise(ifd, 0, 0, POSIX_FADV_DONTNEED), 0);
+        im = mmap(NULL, mib, PROT_READ, MAP_SHARED, ifd, 0);
+        assert_true(im != MAP_FAILED);
+        assert_int_equal(resident_pages(im, 0, mib), 0);
+        hf_backend_prefetch(tb.b, HF_FILE_INDEX, hex, 0, mib);
+        nanosleep(&(struct timespec){ .tv_nsec = 200 * 1000 * 1000 }, NULL);
+        assert_int_equal(resident_pages(im, 0, mib), 0);
+        assert_int_equal(resident_pages(m, 0, mib), 0);
+
+        assert_int_equal(munmap(im, mib), 0);
+        close(ifd);
         assert_int_equal(munmap(m, len), 0);
         close(fd);
         temp_backend_close(&tb);
