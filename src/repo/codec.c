@@ -321,6 +321,34 @@ int hf_codec_seal_file(HfCodec *c, int version, const void *json, size_t n, HfBu
         return 0;
 }
 
+/*
+ * The zstd content of a file. One frame that gives its size (restic's files and ours) is
+ * decompressed in one call straight into out; anything else (several frames, no size, or a
+ * size more than 128 times what is there, which only a crafted file claims) is streamed, which
+ * grows out only as far as the content really goes.
+ */
+static int unpack_file(HfCodec *c, const uint8_t *z, size_t n, size_t max, HfBuf *out)
+{
+        unsigned long long size = ZSTD_getFrameContentSize(z, n);
+        size_t start = out->len, k;
+        int r;
+
+        if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > max ||
+            size / 128 > n || ZSTD_findFrameCompressedSize(z, n) != n)
+                return hf_zstd_decompress_stream(z, n, max, out);
+        r = hf_buf_reserve(out, (size_t)size);
+        if (r < 0)
+                return r;
+        k = ZSTD_decompressDCtx(c->dctx, out->data + start, (size_t)size, z, n);
+        if (ZSTD_isError(k) || k != size) {
+                out->data[start] = 0; /* drop what a failed decode left */
+                return -EPROTO;
+        }
+        out->len = start + k;
+        out->data[out->len] = 0;
+        return 0;
+}
+
 int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_t max, HfBuf *out)
 {
         int r;
@@ -340,7 +368,7 @@ int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_
         case 0x02:
                 if (version < 2)
                         return -EPROTO;
-                return hf_zstd_decompress_stream(c->scratch.data + 1, c->scratch.len - 1, max, out);
+                return unpack_file(c, c->scratch.data + 1, c->scratch.len - 1, max, out);
         default:
                 return -EPROTO;
         }

@@ -1617,6 +1617,83 @@ static void test_codec_files(void **state)
 }
 
 /*
+ * A frame that gives its size is decoded in one call, anything else streamed: both must give
+ * the same document, append to what the buffer holds, and refuse a size that lies.
+ */
+static void test_codec_file_frames(void **state)
+{
+        _cleanup_(hf_codec_freep) HfCodec *c = NULL;
+        _cleanup_(hf_cipher_freep) HfCipher *cipher = NULL;
+        _cleanup_buf_ HfBuf enc = HF_BUF_INIT(1u << 20), out = HF_BUF_INIT(1u << 20);
+        static const char json[] = "{\"packs\":[{\"id\":\"x\",\"blobs\":[]}]}\n";
+        const size_t n = sizeof(json) - 1;
+        ZSTD_CCtx *z = ZSTD_createCCtx();
+        uint8_t zbuf[512];
+        size_t a, b;
+        HfKey key;
+
+        (void)state;
+        assert_non_null(z);
+        assert_int_equal(hf_key_generate(&key), 0);
+        assert_int_equal(hf_codec_new(&key, HF_COMPRESSION_AUTO, &c), 0);
+        assert_int_equal(hf_cipher_new(&key, &cipher), 0);
+        zbuf[0] = 0x02;
+
+        /* One frame with its size, appended after what the buffer already holds. */
+        a = ZSTD_compress(zbuf + 1, sizeof(zbuf) - 1, json, n, 3);
+        assert_false(ZSTD_isError(a));
+        assert_int_equal(ZSTD_getFrameContentSize(zbuf + 1, a), n);
+        encrypt_plain(cipher, zbuf, a + 1, &enc);
+        hf_buf_reset(&out);
+        assert_int_equal(hf_buf_append(&out, "ab", 2), 0);
+        assert_int_equal(hf_codec_open_file(c, 2, enc.data, enc.len, 1u << 20, &out), 0);
+        assert_int_equal(out.len, n + 2);
+        assert_memory_equal(out.data, "ab", 2);
+        assert_memory_equal(out.data + 2, json, n);
+        assert_int_equal(out.data[out.len], 0);
+
+        /* The size in the frame header (one byte here, after magic and descriptor) is checked:
+         * smaller or larger than the content, the file is malformed and out is unchanged. */
+        assert_int_equal(zbuf[1 + 5], n);
+        for (int d = -1; d <= 100; d += 101) {
+                zbuf[1 + 5] = (uint8_t)((int)n + d);
+                encrypt_plain(cipher, zbuf, a + 1, &enc);
+                hf_buf_reset(&out);
+                assert_int_equal(hf_buf_append(&out, "ab", 2), 0);
+                assert_int_equal(hf_codec_open_file(c, 2, enc.data, enc.len, 1u << 20, &out),
+                                 -EPROTO);
+                assert_int_equal(out.len, 2);
+                assert_string_equal((char *)out.data, "ab");
+        }
+        zbuf[1 + 5] = (uint8_t)n;
+        /* A claimed size over the ceiling is refused before anything is decoded. */
+        encrypt_plain(cipher, zbuf, a + 1, &enc);
+        hf_buf_reset(&out);
+        assert_int_equal(hf_codec_open_file(c, 2, enc.data, enc.len, n - 1, &out), -E2BIG);
+
+        /* Two frames in a row: streamed, both decoded. */
+        b = ZSTD_compress(zbuf + 1 + a, sizeof(zbuf) - 1 - a, json, n, 1);
+        assert_false(ZSTD_isError(b));
+        encrypt_plain(cipher, zbuf, a + b + 1, &enc);
+        hf_buf_reset(&out);
+        assert_int_equal(hf_codec_open_file(c, 2, enc.data, enc.len, 1u << 20, &out), 0);
+        assert_int_equal(out.len, 2 * n);
+        assert_memory_equal(out.data, json, n);
+        assert_memory_equal(out.data + n, json, n);
+
+        /* A frame that does not say its size: streamed. */
+        assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 0)));
+        a = ZSTD_compress2(z, zbuf + 1, sizeof(zbuf) - 1, json, n);
+        assert_false(ZSTD_isError(a));
+        assert_true(ZSTD_getFrameContentSize(zbuf + 1, a) == ZSTD_CONTENTSIZE_UNKNOWN);
+        encrypt_plain(cipher, zbuf, a + 1, &enc);
+        hf_buf_reset(&out);
+        assert_int_equal(hf_codec_open_file(c, 2, enc.data, enc.len, 1u << 20, &out), 0);
+        assert_buf_str(&out, json);
+        ZSTD_freeCCtx(z);
+}
+
+/*
  * Callers decode small files (locks: lock.c loads them into a 64 KiB buffer) into buffers
  * whose own ceiling is far below the decoder's limit. A 100-byte compressed lock must decode.
  */
@@ -1729,6 +1806,7 @@ int main(void)
                 cmocka_unit_test(test_codec_seal_open),
                 cmocka_unit_test(test_codec_open_foreign_frames),
                 cmocka_unit_test(test_codec_files),
+                cmocka_unit_test(test_codec_file_frames),
                 cmocka_unit_test(test_codec_file_into_small_buffer),
                 cmocka_unit_test(test_config),
         };
