@@ -2,6 +2,9 @@
 #include "json.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "util.h"
 
@@ -66,6 +69,35 @@ int hf_json_enter_array(HfJson *j)
         return enter(j, '[', "expected an array");
 }
 
+/* The first byte of [p, end) that a string scan must look at: a quote, a backslash or a
+ * control character; end when there is none. Sixteen bytes at a time where SSE2 is there. */
+static const char *plain_run(const char *p, const char *end)
+{
+#ifdef __SSE2__
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                      ctl = _mm_set1_epi8(0x1f);
+
+        while (end - p >= 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+                /* v <= 0x1f (unsigned) exactly when max(v, 0x1f) is 0x1f. */
+                __m128i m = _mm_or_si128(
+                        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                        _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+                unsigned mask = (unsigned)_mm_movemask_epi8(m);
+
+                if (mask)
+                        return p + __builtin_ctz(mask);
+                p += 16;
+        }
+#endif
+        for (; p < end; p++) {
+                unsigned char c = (unsigned char)*p;
+                if (c == '"' || c == '\\' || c < 0x20)
+                        break;
+        }
+        return p;
+}
+
 /* Scans a string starting at the opening quote; *ret_escaped says whether it has escapes. */
 static int scan_string(HfJson *j, const char **ret, size_t *ret_len, bool *ret_escaped)
 {
@@ -77,6 +109,7 @@ static int scan_string(HfJson *j, const char **ret, size_t *ret_len, bool *ret_e
                 return fail(j, "expected a string");
         s = ++j->p;
         for (;;) {
+                j->p = plain_run(j->p, j->end);
                 if (j->p >= j->end)
                         return fail(j, "unterminated string");
                 unsigned char c = (unsigned char)*j->p;

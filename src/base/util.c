@@ -20,8 +20,8 @@ void hf_hex_encode(const void *in, size_t n, char *out)
         out[2 * n] = 0;
 }
 
-/* Hex digit values, -1 for anything else (IDs are decoded by the hundred thousand). */
-static const int8_t unhex_table[256] = {
+/* Hex digit values plus one, 0 for anything else (IDs are decoded by the hundred thousand). */
+static const uint8_t unhex_table[256] = {
         ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
         ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
         ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12,
@@ -31,19 +31,24 @@ static const int8_t unhex_table[256] = {
 int hf_hex_digit(int c)
 {
         /* Stored off by one so that the zero-initialised rest means "not hex". */
-        return unhex_table[(uint8_t)c] - 1;
+        return (int)unhex_table[(uint8_t)c] - 1;
 }
 
 int hf_hex_decode(const char *s, size_t slen, uint8_t *out, size_t outmax, size_t *ret_n)
 {
+        unsigned bad = 0;
+
         if (slen % 2 || slen / 2 > outmax)
                 return -EINVAL;
+        /* No branch per digit: a bad one is noted and the whole input refused at the end. */
         for (size_t i = 0; i < slen / 2; i++) {
-                int hi = hf_hex_digit(s[2 * i]), lo = hf_hex_digit(s[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EINVAL;
-                out[i] = (uint8_t)(hi << 4 | lo);
+                unsigned hi = unhex_table[(uint8_t)s[2 * i]],
+                         lo = unhex_table[(uint8_t)s[2 * i + 1]];
+                bad |= (unsigned)(hi == 0) | (unsigned)(lo == 0);
+                out[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
         }
+        if (bad)
+                return -EINVAL;
         if (ret_n)
                 *ret_n = slen / 2;
         return 0;

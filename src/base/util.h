@@ -40,7 +40,8 @@ static inline uint64_t hf_id_hash(const HfId *id)
 void hf_hex_encode(const void *in, size_t n, char *out);
 /* The value of a hex digit (either case), -1 for any other byte. */
 int hf_hex_digit(int c);
-/* Decodes 2n hex characters into n bytes. -EINVAL on odd length or a non-hex character. */
+/* Decodes 2n hex characters into n bytes. -EINVAL on odd length or a non-hex character (out
+ * then holds garbage). */
 int hf_hex_decode(const char *s, size_t slen, uint8_t *out, size_t outmax, size_t *ret_n);
 
 /* Standard base64 with padding (RFC 4648 §4). */

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "../../src/base/buf.h"
+#include "../../src/base/json.h"
 #include "../../src/base/queue.h"
 #include "../../src/base/util.h"
 
@@ -150,6 +151,76 @@ static void test_hex(void **state)
         /* More bytes than fit. */
         assert_int_equal(hf_hex_decode("000102030405060708", 18, out, sizeof(out), &n), -EINVAL);
         assert_int_equal(n, 99);
+}
+
+/* Every byte value in every place of an ID's 64 digits: accepted exactly when it is hex. */
+static void test_hex_every_byte(void **state)
+{
+        char s[64];
+        uint8_t out[32];
+
+        (void)state;
+        for (int c = 0; c < 256; c++) {
+                bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                           (c >= 'A' && c <= 'F');
+                for (size_t k = 0; k < sizeof(s); k++) {
+                        memset(s, '7', sizeof(s));
+                        s[k] = (char)c;
+                        int r = hf_hex_decode(s, sizeof(s), out, sizeof(out), NULL);
+                        if (!hex) {
+                                assert_int_equal(r, -EINVAL);
+                                continue;
+                        }
+                        assert_int_equal(r, 0);
+                        int v = c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+                        assert_int_equal(out[k / 2], k % 2 ? 0x70 | v : v << 4 | 7);
+                        assert_int_equal(out[(k / 2 + 1) % 32], 0x77);
+                }
+        }
+}
+
+/*
+ * Strings of every length up to 40 with one byte of each kind at every place, in a buffer of
+ * exactly the text's size (so ASan sees any read past it): the scanner that looks at 16 bytes
+ * at a time must stop where the byte-by-byte rules say.
+ */
+static void test_json_string_scan(void **state)
+{
+        static const uint8_t kinds[] = { '"', '\\', 0x01, 0x1f, 0x20, 0x7f, 0x80, 0xff };
+
+        (void)state;
+        for (size_t len = 1; len <= 40; len++)
+                for (size_t k = 0; k < len; k++)
+                        for (size_t t = 0; t < sizeof(kinds); t++)
+                                for (int closed = 0; closed < 2; closed++) {
+                                        size_t n = len + 1 + (size_t)closed;
+                                        _cleanup_free_ char *text = malloc(n);
+                                        const char *got = NULL;
+                                        size_t got_len = 0;
+                                        HfJson j;
+                                        int r;
+
+                                        assert_non_null(text);
+                                        text[0] = '"';
+                                        memset(text + 1, 'a', len);
+                                        text[1 + k] = (char)kinds[t];
+                                        if (closed)
+                                                text[n - 1] = '"';
+                                        hf_json_init(&j, text, n);
+                                        r = hf_json_string_raw(&j, &got, &got_len);
+                                        if (kinds[t] == '"') {
+                                                assert_int_equal(r, 0);
+                                                assert_int_equal(got_len, k);
+                                                assert_ptr_equal(got, text + 1);
+                                        } else if (kinds[t] < 0x20 || kinds[t] == '\\' || !closed) {
+                                                /* a control byte, an escape (raw strings
+                                                 * have none), or no closing quote */
+                                                assert_int_equal(r, -EPROTO);
+                                        } else {
+                                                assert_int_equal(r, 0);
+                                                assert_int_equal(got_len, len);
+                                        }
+                                }
 }
 
 static void test_id_parse(void **state)
@@ -872,6 +943,8 @@ int main(void)
                 cmocka_unit_test(test_buf_unlimited),
                 cmocka_unit_test(test_buf_steal),
                 cmocka_unit_test(test_hex),
+                cmocka_unit_test(test_hex_every_byte),
+                cmocka_unit_test(test_json_string_scan),
                 cmocka_unit_test(test_id_parse),
                 cmocka_unit_test(test_base64_rfc4648),
                 cmocka_unit_test(test_base64_rejects),
