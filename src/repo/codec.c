@@ -175,9 +175,30 @@ HfBuf *hf_codec_raw(HfCodec *c)
         return &c->raw;
 }
 
+/*
+ * Decompresses the zstd frames z (n bytes) that hold exactly size bytes, appending them to out
+ * with the codec's context. -EPROTO (out as it was) when they do not decode to size bytes.
+ */
+static int decode_into(HfCodec *c, const void *z, size_t n, size_t size, HfBuf *out)
+{
+        size_t k;
+        int r = hf_buf_reserve(out, size);
+
+        if (r < 0)
+                return r;
+        k = ZSTD_decompressDCtx(c->dctx, out->data + out->len, size, z, n);
+        if (ZSTD_isError(k) || k != size) {
+                out->data[out->len] = 0; /* drop what a failed decode left */
+                return -EPROTO;
+        }
+        out->len += k;
+        out->data[out->len] = 0;
+        return 0;
+}
+
 int hf_codec_open_inplace(HfCodec *c, uint8_t *enc, size_t n, uint32_t ulen, HfBuf *out)
 {
-        size_t plain, k;
+        size_t plain;
         int r;
 
         if (n < HF_CRYPTO_OVERHEAD)
@@ -190,17 +211,7 @@ int hf_codec_open_inplace(HfCodec *c, uint8_t *enc, size_t n, uint32_t ulen, HfB
         plain = n - HF_CRYPTO_OVERHEAD;
         if (ulen == 0)
                 return hf_buf_append(out, enc, plain);
-        r = hf_buf_reserve(out, ulen);
-        if (r < 0)
-                return r;
-        k = ZSTD_decompressDCtx(c->dctx, out->data + out->len, ulen, enc, plain);
-        if (ZSTD_isError(k) || k != ulen) {
-                out->data[out->len] = 0; /* drop what a failed decode left */
-                return -EPROTO;
-        }
-        out->len += k;
-        out->data[out->len] = 0;
-        return 0;
+        return decode_into(c, enc, plain, ulen, out);
 }
 
 int hf_codec_decrypt(HfCodec *c, const void *enc, size_t n, HfBuf *out)
@@ -222,7 +233,6 @@ int hf_codec_decrypt(HfCodec *c, const void *enc, size_t n, HfBuf *out)
 
 int hf_codec_open(HfCodec *c, const void *enc, size_t n, uint32_t ulen, HfBuf *out)
 {
-        size_t k;
         int r;
 
         if (ulen == 0)
@@ -233,19 +243,8 @@ int hf_codec_open(HfCodec *c, const void *enc, size_t n, uint32_t ulen, HfBuf *o
         r = hf_codec_decrypt(c, enc, n, &c->scratch);
         if (r < 0)
                 return r;
-        r = hf_buf_reserve(out, ulen);
-        if (r < 0)
-                return r;
         /* Handles concatenated frames and frames without a content size. */
-        k = ZSTD_decompressDCtx(c->dctx, out->data + out->len, ulen, c->scratch.data,
-                                c->scratch.len);
-        if (ZSTD_isError(k) || k != ulen) {
-                out->data[out->len] = 0; /* drop what a failed decode left */
-                return -EPROTO;
-        }
-        out->len += k;
-        out->data[out->len] = 0;
-        return 0;
+        return decode_into(c, c->scratch.data, c->scratch.len, ulen, out);
 }
 
 int hf_zstd_decompress_stream(const void *src, size_t n, size_t max, HfBuf *out)
@@ -330,23 +329,11 @@ int hf_codec_seal_file(HfCodec *c, int version, const void *json, size_t n, HfBu
 static int unpack_file(HfCodec *c, const uint8_t *z, size_t n, size_t max, HfBuf *out)
 {
         unsigned long long size = ZSTD_getFrameContentSize(z, n);
-        size_t start = out->len, k;
-        int r;
 
         if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > max ||
             size / 128 > n || ZSTD_findFrameCompressedSize(z, n) != n)
                 return hf_zstd_decompress_stream(z, n, max, out);
-        r = hf_buf_reserve(out, (size_t)size);
-        if (r < 0)
-                return r;
-        k = ZSTD_decompressDCtx(c->dctx, out->data + start, (size_t)size, z, n);
-        if (ZSTD_isError(k) || k != size) {
-                out->data[start] = 0; /* drop what a failed decode left */
-                return -EPROTO;
-        }
-        out->len = start + k;
-        out->data[out->len] = 0;
-        return 0;
+        return decode_into(c, z, n, (size_t)size, out);
 }
 
 int hf_codec_open_file(HfCodec *c, int version, const void *enc, size_t n, size_t max, HfBuf *out)

@@ -311,6 +311,23 @@ static size_t resident_pages(const uint8_t *m, size_t off, size_t len)
         return count;
 }
 
+/* len bytes of the file at path, mapped after it was dropped from the page cache (checked: this
+ * needs a file system with a page cache, not tmpfs). */
+static uint8_t *map_uncached(const char *path, size_t len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        uint8_t *m;
+
+        assert_true(fd >= 0);
+        assert_int_equal(fdatasync(fd), 0);
+        assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+        m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+        assert_true(m != MAP_FAILED);
+        close(fd);
+        assert_int_equal(resident_pages(m, 0, len), 0);
+        return m;
+}
+
 /* A local vault's prefetch reads the asked bytes of a pack into the page cache, no others. */
 static void test_local_prefetch(void **state)
 {
@@ -319,7 +336,6 @@ static void test_local_prefetch(void **state)
         char hex[HF_ID_HEX_LEN + 1], path[160];
         TempBackend tb;
         uint8_t *m, *im;
-        int fd, ifd;
 
         (void)state;
         assert_non_null(data);
@@ -329,14 +345,7 @@ static void test_local_prefetch(void **state)
         hf_id_hex(&(HfId){ .b = { 0x5e, 0x11 } }, hex);
         save_pack(tb.b, hex, data, len);
         (void)snprintf(path, sizeof(path), "%s/data/%.2s/%s", tb.path, hex, hex);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        assert_true(fd >= 0);
-        assert_int_equal(fdatasync(fd), 0);
-        assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-        m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-        assert_true(m != MAP_FAILED);
-        /* This test needs a file system with a page cache (not tmpfs). */
-        assert_int_equal(resident_pages(m, 0, len), 0);
+        m = map_uncached(path, len);
 
         hf_backend_prefetch(tb.b, HF_FILE_PACK, hex, 2 * mib, 3 * mib);
         /* Read in the background: wait for it, up to 10 s. */
@@ -353,22 +362,14 @@ static void test_local_prefetch(void **state)
         /* Only packs are read ahead: not an index file of the same name. */
         assert_int_equal(hf_backend_save(tb.b, HF_FILE_INDEX, hex, data, mib), 0);
         (void)snprintf(path, sizeof(path), "%s/index/%s", tb.path, hex);
-        ifd = open(path, O_RDONLY | O_CLOEXEC);
-        assert_true(ifd >= 0);
-        assert_int_equal(fdatasync(ifd), 0);
-        assert_int_equal(posix_fadvise(ifd, 0, 0, POSIX_FADV_DONTNEED), 0);
-        im = mmap(NULL, mib, PROT_READ, MAP_SHARED, ifd, 0);
-        assert_true(im != MAP_FAILED);
-        assert_int_equal(resident_pages(im, 0, mib), 0);
+        im = map_uncached(path, mib);
         hf_backend_prefetch(tb.b, HF_FILE_INDEX, hex, 0, mib);
         nanosleep(&(struct timespec){ .tv_nsec = 200 * 1000 * 1000 }, NULL);
         assert_int_equal(resident_pages(im, 0, mib), 0);
         assert_int_equal(resident_pages(m, 0, mib), 0);
 
         assert_int_equal(munmap(im, mib), 0);
-        close(ifd);
         assert_int_equal(munmap(m, len), 0);
-        close(fd);
         temp_backend_close(&tb);
 }
 
@@ -1666,7 +1667,7 @@ static void test_codec_file_frames(void **state)
                 assert_string_equal((char *)out.data, "ab");
         }
         zbuf[1 + 5] = (uint8_t)n;
-        /* A claimed size over the ceiling is refused before anything is decoded. */
+        /* A claimed size over the ceiling is refused (the one-call path must check it too). */
         encrypt_plain(cipher, zbuf, a + 1, &enc);
         hf_buf_reset(&out);
         assert_int_equal(hf_codec_open_file(c, 2, enc.data, enc.len, n - 1, &out), -E2BIG);
