@@ -414,6 +414,18 @@ int hf_mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+bool hf_copy_str(char *dst, size_t n, const char *src)
+{
+        size_t k = strlen(src);
+        bool fits = k < n;
+
+        if (!fits)
+                k = n - 1;
+        memcpy(dst, src, k);
+        dst[k] = 0;
+        return fits;
+}
+
 int hf_parse_u64(const char *s, uint64_t *ret)
 {
         uint64_t v = 0;

@@ -85,6 +85,9 @@ int hf_copy_rw(int in, uint64_t off, uint64_t len, int out, uint64_t at,
 /* mkdir -p with mode for the created components. */
 int hf_mkdir_p(const char *path, mode_t mode);
 
+/* Copies src into dst (n > 0 bytes), cut to n - 1 bytes when longer; false when it was cut. */
+bool hf_copy_str(char *dst, size_t n, const char *src);
+
 /* Strict unsigned integer parsing: the whole string, decimal, no sign, no overflow. */
 int hf_parse_u64(const char *s, uint64_t *ret);
 /* Sizes like "16M", "1.5G", "4096" (binary units). */

@@ -278,7 +278,7 @@ static bool file_has(const char *path, const char *needle, char *line, size_t n)
                 if (strstr(buf, needle)) {
                         if (line) {
                                 buf[strcspn(buf, "\n")] = 0;
-                                (void)snprintf(line, n, "%s", buf);
+                                (void)hf_copy_str(line, n, buf);
                         }
                         return true;
                 }
@@ -541,7 +541,8 @@ static int64_t last_incident(const char *state)
         sqlite3_stmt *s = NULL;
         int64_t id = 0;
 
-        (void)snprintf(p, sizeof(p), "%s/sentinel.db", state);
+        if (snprintf(p, sizeof(p), "%s/sentinel.db", state) >= (int)sizeof(p))
+                return 0;
         if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
             sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(id), 0) FROM incidents", -1, &s, NULL) ==
                     SQLITE_OK &&
@@ -560,7 +561,8 @@ static int64_t new_incident(const char *state, int64_t after, AttackReport *ar)
         sqlite3_stmt *s = NULL;
         int64_t id = 0;
 
-        (void)snprintf(p, sizeof(p), "%s/sentinel.db", state);
+        if (snprintf(p, sizeof(p), "%s/sentinel.db", state) >= (int)sizeof(p))
+                return 0;
         if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
                 sqlite3_close(db);
                 return 0;

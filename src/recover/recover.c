@@ -1620,7 +1620,7 @@ static int step(Ctx *c)
 
 static void dir_of(const char *path, char *out, size_t n)
 {
-        (void)snprintf(out, n, "%s", path);
+        (void)hf_copy_str(out, n, path);
         char *s = strrchr(out, '/');
         if (s == out)
                 out[1] = 0;
@@ -2635,10 +2635,12 @@ static void make_dirs(Ctx *c)
                         log_error_errno(errno, "%s: cannot make the folder again: %m", d->path);
                         continue;
                 }
-                if (n) {
-                        (void)lchown(d->path, n->uid, n->gid);
-                        (void)chmod(d->path, n->mode & 07777);
-                }
+                if (n &&
+                    (lchown(d->path, n->uid, n->gid) < 0 || chmod(d->path, n->mode & 07777) < 0))
+                        log_warning_errno(errno,
+                                          "%s: folder made again, but its owner or mode "
+                                          "could not be set: %m",
+                                          d->path);
                 step(c);
                 c->res->folders_made++;
                 report(c, "mkdir", d->path, NULL, NULL, false, 0,
@@ -2746,9 +2748,14 @@ static int journal_open(Ctx *c)
         _cleanup_buf_ HfBuf text = HF_BUF_INIT(1ULL << 30);
         int r;
 
-        (void)snprintf(dir, sizeof(dir), "%s/recover", c->o->state_dir);
-        (void)snprintf(c->journal_path, sizeof(c->journal_path), "%s/%s.journal", dir, c->key);
         c->journal_fd = -1;
+        if (snprintf(dir, sizeof(dir), "%s/recover", c->o->state_dir) >= (int)sizeof(dir) ||
+            snprintf(c->journal_path, sizeof(c->journal_path), "%s/%s.journal", dir, c->key) >=
+                    (int)sizeof(c->journal_path))
+                return log_error_errno(-ENAMETOOLONG,
+                                       "%s: the state folder's path is too long for the recover "
+                                       "journal; use a shorter --state",
+                                       c->o->state_dir);
         {
                 _cleanup_close_ int fd = open(c->journal_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 if (fd >= 0 && hf_read_fd(fd, 1ULL << 30, &text) == 0 &&

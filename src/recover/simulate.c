@@ -253,7 +253,8 @@ static int loop_attach(const char *img, char *dev, size_t devn)
                 if (lfd < 0)
                         return -errno;
                 struct loop_config cfg = { .fd = (uint32_t)ffd };
-                (void)snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%s", img);
+                /* The kernel shows this name only; a long path is cut. */
+                (void)hf_copy_str((char *)cfg.info.lo_file_name, LO_NAME_SIZE, img);
                 if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
                         return 0;
                 if (errno != EBUSY)

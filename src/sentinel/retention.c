@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "../base/log.h"
+#include "../base/util.h"
 #include "retention.h"
 
 #define STORE ".holdfast"
@@ -320,7 +321,7 @@ int hf_shadow_prune(sqlite3 *db, const HfRetention *r, double now, HfPruneStats 
                 }
                 if (rt->used > rt->budget && !ret->over_budget) {
                         ret->over_budget = true;
-                        (void)snprintf(ret->over_root, sizeof(ret->over_root), "%s", rt->path);
+                        (void)hf_copy_str(ret->over_root, sizeof(ret->over_root), rt->path);
                         log_error("shadow store %s/" STORE " is over its budget (%llu of %llu "
                                   "bytes) with pre-images of open incidents only: recover or "
                                   "close them (holdfast recover --incident ID)",

@@ -154,6 +154,23 @@ static void test_hex(void **state)
 }
 
 /* Every byte value in every place of an ID's 64 digits: accepted exactly when it is hex. */
+static void test_copy_str(void **state)
+{
+        char d[5];
+
+        (void)state;
+        memset(d, 'x', sizeof(d));
+        assert_true(hf_copy_str(d, sizeof(d), "abcd"));
+        assert_string_equal(d, "abcd");
+        memset(d, 'x', sizeof(d));
+        assert_false(hf_copy_str(d, sizeof(d), "abcde"));
+        assert_string_equal(d, "abcd");
+        assert_true(hf_copy_str(d, sizeof(d), ""));
+        assert_string_equal(d, "");
+        assert_false(hf_copy_str(d, 1, "a"));
+        assert_string_equal(d, "");
+}
+
 static void test_hex_every_byte(void **state)
 {
         char s[64];
@@ -943,6 +960,7 @@ int main(void)
                 cmocka_unit_test(test_buf_unlimited),
                 cmocka_unit_test(test_buf_steal),
                 cmocka_unit_test(test_hex),
+                cmocka_unit_test(test_copy_str),
                 cmocka_unit_test(test_hex_every_byte),
                 cmocka_unit_test(test_json_string_scan),
                 cmocka_unit_test(test_id_parse),

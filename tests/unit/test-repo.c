@@ -919,9 +919,9 @@ static void build_tree(HfTree *t)
         memcpy(n->linktarget, "tgt\xff/x", 6);
         n->linktarget_len = 6;
 
-        n = add_node(t, "nbsp\xc2\xa0x", 7, HF_NODE_FIFO, HF_GOMODE_NAMEDPIPE | 0644);
+        add_node(t, "nbsp\xc2\xa0x", 7, HF_NODE_FIFO, HF_GOMODE_NAMEDPIPE | 0644);
 
-        n = add_node(t, "x\nnl", 4, HF_NODE_FILE, 0644);
+        add_node(t, "x\nnl", 4, HF_NODE_FILE, 0644);
 
         n = add_node(t, "xattr.txt", 9, HF_NODE_FILE, 0644);
         assert_int_equal(hf_node_add_xattr(n, "user.a", "val", 3), 0);
