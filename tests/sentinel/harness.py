@@ -139,7 +139,13 @@ def words(n, seed):
 
 def populate_docs(d, kind, seed=0):
     """User data: 3 folders x 10 documents (text, CSV, PDF-like, JSON); big files for the
-    intermittent emulators."""
+    intermittent emulators; 3 x 40 documents for newfile-delete.
+
+    newfile-delete meets no permission event (it writes new files and unlinks originals it
+    never opened), so nothing slows it: it got through 30 small files in 10-20 ms, about the
+    sentinel's time to its verdict (5.8-17 ms measured), and "contained" (stopped before it
+    was done) was a coin toss on a loaded machine. With 120 files it still counts how many
+    it touched before it was stopped."""
     if kind == "intermittent-mb":
         for i in range(8):
             sub = os.path.join(d, f"vm{i % 2}")
@@ -153,8 +159,8 @@ def populate_docs(d, kind, seed=0):
     for k in range(3):
         sub = os.path.join(d, f"folder{k}")
         os.makedirs(sub, exist_ok=True)
-        for i in range(10):
-            n = 6000 if big else 600 + 97 * i
+        for i in range(40 if kind == "newfile-delete" else 10):
+            n = 6000 if big else 600 + 97 * (i % 10)
             ext = ["txt", "csv", "pdf", "json", "md"][i % 5]
             body = words(n, seed * 100 + k * 10 + i)
             if ext == "pdf":
@@ -272,6 +278,7 @@ def attack_result(a, incidents):
     if inc and inc["contained"] is not None:
         start = t0 if t0 else inc["first_event"]
         res["time_to_contain"] = max(0.0, inc["contained"] - start)
+        res["time_to_detect"] = max(0.0, inc["detected"] - start) if inc.get("detected") else None
         res["files_touched"] = sum(1 for (t, _) in files if t <= inc["contained"])
     res["contained"] = bool(inc and inc["contained"] is not None and not res["finished"])
     return res
