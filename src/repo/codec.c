@@ -2,12 +2,28 @@
 #include "codec.h"
 
 #include <string.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_createCCtx_advanced, exported by libzstd since 1.3 */
 #include <zstd.h>
 
 #include "../base/log.h"
 
+/*
+ * zstd sizes its workspace to each input: after 128 calls with a workspace three times too
+ * large (small blobs) it frees it, and the next large blob gets a new one. Fresh memory is
+ * paged in by faults, and in a backup of dataset A three in five page faults were zstd
+ * zeroing such a new workspace. The compressor's allocations go through Spare instead, which
+ * keeps the block zstd last freed and hands it back for any request that fits.
+ */
+typedef struct Spare {
+        uint8_t *block; /* with its capacity in the first SPARE_HEAD bytes */
+        size_t fresh;   /* blocks taken from malloc */
+} Spare;
+
+#define SPARE_HEAD 64 /* a multiple of 16: blocks keep malloc's alignment */
+
 struct HfCodec {
         HfCipher *cipher;
+        Spare spare;
         ZSTD_CCtx *cctx;
         ZSTD_CCtx *probe; /* level 1, for the incompressibility probe */
         ZSTD_DCtx *dctx;
@@ -34,6 +50,48 @@ int hf_compression_from_string(const char *s, HfCompression *ret)
         else
                 return -EINVAL;
         return 0;
+}
+
+static size_t spare_capacity(const uint8_t *block)
+{
+        size_t cap;
+
+        memcpy(&cap, block, sizeof(cap));
+        return cap;
+}
+
+static void *spare_alloc(void *opaque, size_t size)
+{
+        Spare *sp = opaque;
+        uint8_t *b = sp->block;
+
+        if (b && spare_capacity(b) >= size) {
+                sp->block = NULL;
+                return b + SPARE_HEAD;
+        }
+        if (size > SIZE_MAX - SPARE_HEAD)
+                return NULL;
+        b = malloc(size + SPARE_HEAD);
+        if (!b)
+                return NULL;
+        sp->fresh++;
+        memcpy(b, &size, sizeof(size));
+        return b + SPARE_HEAD;
+}
+
+static void spare_free(void *opaque, void *address)
+{
+        Spare *sp = opaque;
+        uint8_t *b = address ? (uint8_t *)address - SPARE_HEAD : NULL;
+
+        if (!b)
+                return;
+        if (sp->block && spare_capacity(sp->block) >= spare_capacity(b)) {
+                free(b);
+                return;
+        }
+        free(sp->block);
+        sp->block = b;
 }
 
 #define AUTO_LEVEL 2
@@ -69,7 +127,8 @@ int hf_codec_new(const HfKey *key, HfCompression compression, HfCodec **ret)
         r = hf_cipher_new(key, &c->cipher);
         if (r < 0)
                 return r;
-        c->cctx = ZSTD_createCCtx();
+        c->cctx = ZSTD_createCCtx_advanced((ZSTD_customMem){
+                .customAlloc = spare_alloc, .customFree = spare_free, .opaque = &c->spare });
         c->probe = ZSTD_createCCtx();
         c->dctx = ZSTD_createDCtx();
         if (!c->cctx || !c->dctx || !c->probe)
@@ -93,6 +152,7 @@ HfCodec *hf_codec_free(HfCodec *c)
                 return NULL;
         hf_cipher_free(c->cipher);
         ZSTD_freeCCtx(c->cctx);
+        free(c->spare.block);
         ZSTD_freeCCtx(c->probe);
         ZSTD_freeDCtx(c->dctx);
         hf_buf_free(&c->scratch);
@@ -173,6 +233,11 @@ int hf_codec_seal(HfCodec *c, const void *plain, size_t n, bool compress, HfBuf 
 HfBuf *hf_codec_raw(HfCodec *c)
 {
         return &c->raw;
+}
+
+size_t hf_codec_fresh_allocs(const HfCodec *c)
+{
+        return c->spare.fresh;
 }
 
 /*

@@ -56,6 +56,8 @@ int hf_codec_open(HfCodec *c, const void *enc, size_t n, uint32_t ulen, HfBuf *o
 int hf_codec_open_inplace(HfCodec *c, uint8_t *enc, size_t n, uint32_t ulen, HfBuf *out);
 /* A buffer owned by the codec for raw (encrypted) reads, reused across calls. */
 HfBuf *hf_codec_raw(HfCodec *c);
+/* How many times the compressor's context took fresh memory (for the tests). */
+size_t hf_codec_fresh_allocs(const HfCodec *c);
 
 /* Decrypts only (no decompression) into out (appended). */
 int hf_codec_decrypt(HfCodec *c, const void *enc, size_t n, HfBuf *out);

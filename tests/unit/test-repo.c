@@ -1621,6 +1621,47 @@ static void test_codec_files(void **state)
  * A frame that gives its size is decoded in one call, anything else streamed: both must give
  * the same document, append to what the buffer holds, and refuse a size that lies.
  */
+/*
+ * zstd frees a workspace that has been much too large for 128 calls and takes a new one for
+ * the next large input; the codec's allocator hands the old block back instead. Round trips
+ * of large and small blobs in turns: after the first turn, no fresh memory.
+ */
+static void test_codec_reuses_workspace(void **state)
+{
+        _cleanup_(hf_codec_freep) HfCodec *c = NULL;
+        _cleanup_buf_ HfBuf enc = HF_BUF_INIT(4u << 20), out = HF_BUF_INIT(4u << 20);
+        const size_t big = 1u << 20;
+        uint8_t *plain = malloc(big);
+        size_t after_first = 0;
+        HfKey key;
+
+        (void)state;
+        assert_non_null(plain);
+        for (size_t i = 0; i < big; i++) /* compressible, not trivially */
+                plain[i] = (uint8_t)("holdfast vault "[(i + i / 1000) % 15] ^ ((i / 4096) & 3));
+        assert_int_equal(hf_key_generate(&key), 0);
+        assert_int_equal(hf_codec_new(&key, HF_COMPRESSION_AUTO, &c), 0);
+        for (int turn = 0; turn < 3; turn++) {
+                for (int k = 0; k < 301; k++) {
+                        size_t n = k % 300 == 0 ? big : 200 + (size_t)k;
+                        const uint8_t *p = plain + (k % 300 == 0 ? 0 : (size_t)k * 7);
+                        uint32_t ulen = 0;
+
+                        assert_int_equal(hf_codec_seal(c, p, n, true, &enc, &ulen), 0);
+                        assert_int_equal(ulen, n);
+                        hf_buf_reset(&out);
+                        assert_int_equal(hf_codec_open(c, enc.data, enc.len, ulen, &out), 0);
+                        assert_int_equal(out.len, n);
+                        assert_memory_equal(out.data, p, n);
+                }
+                if (turn == 0)
+                        after_first = hf_codec_fresh_allocs(c);
+        }
+        assert_true(after_first >= 1);
+        assert_int_equal(hf_codec_fresh_allocs(c), after_first);
+        free(plain);
+}
+
 static void test_codec_file_frames(void **state)
 {
         _cleanup_(hf_codec_freep) HfCodec *c = NULL;
@@ -1807,6 +1848,7 @@ int main(void)
                 cmocka_unit_test(test_codec_seal_open),
                 cmocka_unit_test(test_codec_open_foreign_frames),
                 cmocka_unit_test(test_codec_files),
+                cmocka_unit_test(test_codec_reuses_workspace),
                 cmocka_unit_test(test_codec_file_frames),
                 cmocka_unit_test(test_codec_file_into_small_buffer),
                 cmocka_unit_test(test_config),
