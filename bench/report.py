@@ -193,7 +193,8 @@ def main(argv):
       "less). CPU = user + sys seconds, peak RSS "
       "and times from `/usr/bin/time`. Vault size = `du -sb` of the vault after the operation "
       "(backups only; the nothing-changed and 1 % rows include the earlier snapshots). Cold = "
-      "`sync; echo 3 > /proc/sys/vm/drop_caches` right before the command. Restore times stop "
+      "`sync; echo 3 > /proc/sys/vm/drop_caches` right before the command; a warm restore "
+      "drops the caches too and then reads the tool's own vault back in (untimed). Restore times stop "
       "when the tool exits (the `sync` after it is not timed). Share of bound = dataset bytes "
       "/ wall time / the bound below.")
     w("")
