@@ -2635,12 +2635,17 @@ static void make_dirs(Ctx *c)
                         log_error_errno(errno, "%s: cannot make the folder again: %m", d->path);
                         continue;
                 }
-                if (n &&
-                    (lchown(d->path, n->uid, n->gid) < 0 || chmod(d->path, n->mode & 07777) < 0))
-                        log_warning_errno(errno,
-                                          "%s: folder made again, but its owner or mode "
-                                          "could not be set: %m",
-                                          d->path);
+                if (n) {
+                        /* Both are tried: a failed chown must not leave the mode unset too. */
+                        int e = lchown(d->path, n->uid, n->gid) < 0 ? errno : 0;
+                        if (chmod(d->path, n->mode & 07777) < 0)
+                                e = errno;
+                        if (e)
+                                log_warning_errno(e,
+                                                  "%s: folder made again, but its owner or "
+                                                  "mode could not be set: %m",
+                                                  d->path);
+                }
                 step(c);
                 c->res->folders_made++;
                 report(c, "mkdir", d->path, NULL, NULL, false, 0,

@@ -153,7 +153,7 @@ static void test_hex(void **state)
         assert_int_equal(n, 99);
 }
 
-/* Every byte value in every place of an ID's 64 digits: accepted exactly when it is hex. */
+/* A copy that fits, one cut to the buffer, and the smallest buffer. */
 static void test_copy_str(void **state)
 {
         char d[5];
@@ -171,6 +171,7 @@ static void test_copy_str(void **state)
         assert_string_equal(d, "");
 }
 
+/* Every byte value in every place of an ID's 64 digits: accepted exactly when it is hex. */
 static void test_hex_every_byte(void **state)
 {
         char s[64];

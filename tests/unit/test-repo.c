@@ -1618,10 +1618,6 @@ static void test_codec_files(void **state)
 }
 
 /*
- * A frame that gives its size is decoded in one call, anything else streamed: both must give
- * the same document, append to what the buffer holds, and refuse a size that lies.
- */
-/*
  * zstd frees a workspace that has been much too large for 128 calls and takes a new one for
  * the next large input; the codec's allocator hands the old block back instead. Round trips
  * of large and small blobs in turns: after the first turn, no fresh memory.
@@ -1662,6 +1658,10 @@ static void test_codec_reuses_workspace(void **state)
         free(plain);
 }
 
+/*
+ * A frame that gives its size is decoded in one call, anything else streamed: both must give
+ * the same document, append to what the buffer holds, and refuse a size that lies.
+ */
 static void test_codec_file_frames(void **state)
 {
         _cleanup_(hf_codec_freep) HfCodec *c = NULL;
