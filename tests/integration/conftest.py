@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """pytest fixtures for holdfast's integration tests (run by `meson test` with Debian's
 /usr/bin/python3 -m pytest; HOLDFAST names the binary under test, HF_SOURCE_ROOT the tree).
+Each module is its own meson test (`meson test -C build integration-s3`), two run at a time, so
+no fixture may be shared across modules; tests/meson.build lists the modules.
 
 Fixtures:
   holdfast_bin, restic_bin   paths of the two programs (session)
