@@ -15,8 +15,6 @@
 #define SPLIT_MASK ((UINT64_C(1) << 20) - 1)
 /* restic slides nothing in before this many bytes of a chunk: they cannot be in the window. */
 #define SKIP_BYTES (HF_CHUNK_MIN - HF_CHUNK_WINDOW)
-/* Ranges shorter than four times this are rolled as one stream. */
-#define SPLIT_MIN 4096u
 
 struct HfChunker {
         uint64_t out[256]; /* hash of byte b followed by 63 zero bytes: removes b leaving */
@@ -124,53 +122,139 @@ static size_t scan_flat(const HfChunker *c, const uint8_t *p, size_t i, size_t e
  * The same as scan_flat(), several times as fast on a long range. Each step's table lookup
  * depends on the step before, so one digest leaves the core waiting on its loads. But the
  * digest after byte k is the fingerprint of the 64 bytes before it, whatever came earlier, so
- * each quarter of the range past the first can start from a fingerprint of its own first
- * window, and the four are rolled in one loop. The first quarter's cut wins, then the
- * second's, and so on: when one of them cuts, the quarters before it are rolled to their ends
- * first.
+ * a range can be cut into STREAMS segments, each past the first starting from a fingerprint
+ * of its own first window, and the segments rolled in one loop. The first segment's cut wins,
+ * then the second's, and so on: when segment k cuts, only the segments before it can still
+ * cut earlier, and the loop goes on with those alone.
+ *
+ * A long range is rolled in blocks of STREAMS segments of SEG bytes: with the segment length
+ * a constant, every stream's bytes are one base register plus a fixed displacement away, and
+ * the eight digests stay in registers. What is left after the blocks is split into STREAMS
+ * segments of its own length, or rolled flat when they would be too short.
  */
-#define STREAMS 4
+#define STREAMS 8
+#define SEG (16u * 1024)
+/* Remainders shorter than STREAMS times this are rolled as one stream. */
+#define SEG_MIN 4096u
 
-static size_t scan_streams(const HfChunker *c, const uint8_t *p, size_t i, size_t end, uint64_t *dp)
+/*
+ * Rolls streams 0..M-1 (stream k: p[k * seg, (k + 1) * seg)) from byte *tp of each on, until
+ * one of them cuts or all reach their end. Returns a bit per stream that cut at the byte it
+ * stopped at (0: none); *tp is that byte.
+ */
+static inline __attribute__((always_inline)) unsigned
+roll_streams(const HfChunker *c, const uint8_t *p, size_t seg, uint64_t *d, unsigned M, size_t *tp)
 {
-        size_t q = (end - i) / STREAMS, s[STREAMS], t = 0, r;
-        uint64_t d[STREAMS] = { *dp };
-        bool cut = false;
+        uint64_t v[STREAMS];
+        size_t t = *tp;
+        unsigned cut = 0;
 
-        if (q < SPLIT_MIN)
-                return scan_flat(c, p, i, end, dp);
-        for (unsigned k = 0; k < STREAMS; k++)
-                s[k] = i + k * q;
-        for (unsigned k = 1; k < STREAMS; k++)
-                for (size_t j = s[k] - HF_CHUNK_WINDOW; j < s[k]; j++)
-                        d[k] = roll(c, d[k], 0, p[j]);
-        for (; t < q; t++) {
-                uint64_t none_cut = 1;
-#pragma GCC unroll 4
-                for (unsigned k = 0; k < STREAMS; k++) {
-                        size_t a = s[k] + t;
-                        d[k] = roll(c, d[k], p[a - HF_CHUNK_WINDOW], p[a]);
-                        none_cut &= (d[k] & SPLIT_MASK) != 0;
+        for (unsigned k = 0; k < M; k++)
+                v[k] = d[k];
+        for (; t < seg; t++) {
+                bool none = true;
+#pragma GCC unroll 8
+                for (unsigned k = 0; k < M; k++) {
+                        size_t a = k * seg + t;
+                        v[k] = roll(c, v[k], p[a - HF_CHUNK_WINDOW], p[a]);
+                        none = none && (v[k] & SPLIT_MASK) != 0;
                 }
-                if (_unlikely_(!none_cut)) {
-                        cut = true;
+                if (_unlikely_(!none)) {
+                        for (unsigned k = 0; k < M; k++)
+                                cut |= (unsigned)((v[k] & SPLIT_MASK) == 0) << k;
                         break;
                 }
         }
-        /* Streams 0..STREAMS-2 rolled through s[k] + t; the last one goes on to end. */
-        for (unsigned k = 0; k < STREAMS; k++) {
-                size_t from = s[k] + t + (cut ? 1 : 0), to = k + 1 < STREAMS ? s[k + 1] : end;
-                if (cut && (d[k] & SPLIT_MASK) == 0) {
-                        *dp = d[k];
-                        return s[k] + t + 1;
+        for (unsigned k = 0; k < M; k++)
+                d[k] = v[k];
+        *tp = t;
+        return cut;
+}
+
+/*
+ * Rolls STREAMS segments of seg bytes at p, *dp being the digest before p. Returns the index
+ * after the first cut, or SIZE_MAX; *dp is the digest there (or at the end of the last
+ * segment).
+ */
+static inline __attribute__((always_inline)) size_t
+scan_segments(const HfChunker *c, const uint8_t *p, size_t seg, uint64_t *dp)
+{
+        uint64_t d[STREAMS] = { *dp };
+        unsigned m = STREAMS;
+        size_t t = 0, at = SIZE_MAX;
+
+        for (unsigned k = 1; k < STREAMS; k++)
+                for (size_t j = k * seg - HF_CHUNK_WINDOW; j < k * seg; j++)
+                        d[k] = roll(c, d[k], 0, p[j]);
+        while (t < seg) {
+                unsigned cut;
+
+                /* One case per count, so that each loop is unrolled for it. */
+                switch (m) {
+                case 1:
+                        cut = roll_streams(c, p, seg, d, 1, &t);
+                        break;
+                case 2:
+                        cut = roll_streams(c, p, seg, d, 2, &t);
+                        break;
+                case 3:
+                        cut = roll_streams(c, p, seg, d, 3, &t);
+                        break;
+                case 4:
+                        cut = roll_streams(c, p, seg, d, 4, &t);
+                        break;
+                case 5:
+                        cut = roll_streams(c, p, seg, d, 5, &t);
+                        break;
+                case 6:
+                        cut = roll_streams(c, p, seg, d, 6, &t);
+                        break;
+                case 7:
+                        cut = roll_streams(c, p, seg, d, 7, &t);
+                        break;
+                case 8:
+                        cut = roll_streams(c, p, seg, d, 8, &t);
+                        break;
+                default:
+                        __builtin_unreachable();
                 }
-                r = scan_flat(c, p, MIN(from, to), to, &d[k]);
-                if (r != SIZE_MAX || k + 1 == STREAMS) {
-                        *dp = d[k];
-                        return r;
-                }
+                if (!cut)
+                        break;
+                /* The earliest segment that cut at t; the ones before it go on from t + 1. */
+                m = (unsigned)__builtin_ctz(cut);
+                *dp = d[m];
+                at = m * seg + t + 1;
+                t++;
+                if (m == 0)
+                        break;
         }
-        return SIZE_MAX; /* not reached */
+        if (at == SIZE_MAX)
+                *dp = d[STREAMS - 1];
+        return at;
+}
+
+static size_t scan_block(const HfChunker *c, const uint8_t *p, uint64_t *dp)
+{
+        return scan_segments(c, p, SEG, dp);
+}
+
+static size_t scan_streams(const HfChunker *c, const uint8_t *p, size_t i, size_t end, uint64_t *dp)
+{
+        size_t seg, k;
+
+        for (; end - i >= (size_t)STREAMS * SEG; i += (size_t)STREAMS * SEG) {
+                k = scan_block(c, p + i, dp);
+                if (k != SIZE_MAX)
+                        return i + k;
+        }
+        seg = (end - i) / STREAMS;
+        if (seg >= SEG_MIN) {
+                k = scan_segments(c, p + i, seg, dp);
+                if (k != SIZE_MAX)
+                        return i + k;
+                i += STREAMS * seg;
+        }
+        return scan_flat(c, p, i, end, dp);
 }
 
 size_t hf_chunker_scan(HfChunker *c, const uint8_t *p, size_t n, bool *ret_cut,

@@ -484,14 +484,17 @@ static void test_streaming_independent_of_blocks(void **state)
 /*
  * A long range is rolled as several streams at once, each starting from the fingerprint of
  * its own first window (chunker.c, scan_streams). Blocks of 3000 bytes are too short for that,
- * so they give the one-stream answer to compare with: on 48 MiB of pseudo-random bytes, every
- * cut (about 30) falls at some point of some stream for the other block sizes.
+ * so they give the one-stream answer to compare with. On 48 MiB of pseudo-random bytes every
+ * cut (about 30) falls at some point of some stream for the other block sizes. The same bytes
+ * with 64 zero bytes put in at 1500 random places (64 zeros hash to 0, a cut) have several
+ * candidate cuts in most ranges, in streams that find them in any order: the earliest in the
+ * data must win.
  */
 static void test_streams_match_one_stream(void **state)
 {
         static const size_t one_stream = 3000;
-        static const size_t sizes[] = { 20000, 70001, MIB + 1, 4 * MIB, 48 * MIB };
-        const size_t n = 48 * MIB;
+        static const size_t sizes[] = { 20000, 70001, 200000, MIB + 1, 4 * MIB, 48 * MIB };
+        const size_t n = 48 * MIB, max = 256;
         _cleanup_(hf_chunker_freep) HfChunker *c = NULL;
         _cleanup_free_ uint8_t *data = NULL;
         _cleanup_free_ Chunk *ref = NULL, *got = NULL;
@@ -500,8 +503,8 @@ static void test_streams_match_one_stream(void **state)
 
         (void)state;
         data = malloc(n);
-        ref = calloc(128, sizeof(Chunk));
-        got = calloc(128, sizeof(Chunk));
+        ref = calloc(max, sizeof(Chunk));
+        got = calloc(max, sizeof(Chunk));
         assert_non_null(data);
         assert_non_null(ref);
         assert_non_null(got);
@@ -510,11 +513,19 @@ static void test_streams_match_one_stream(void **state)
                 memcpy(data + i, &r, 8);
         }
         assert_int_equal(hf_chunker_new(TEST_POL, &c), 0);
-        nref = split(c, data, n, &one_stream, 1, ref, 128);
-        assert_in_range(nref, 20, 127);
-        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
-                size_t k = split(c, data, n, &sizes[i], 1, got, 128);
-                assert_same_chunks(ref, nref, got, k);
+        for (int pass = 0; pass < 2; pass++) {
+                if (pass == 1)
+                        for (size_t i = 0; i < 1500; i++)
+                                memset(data + xorshift64(&seed) % (n - 64), 0, 64);
+                nref = split(c, data, n, &one_stream, 1, ref, max);
+                if (pass == 0)
+                        assert_in_range(nref, 20, 127);
+                else
+                        assert_in_range(nref, 80, max - 1);
+                for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+                        size_t k = split(c, data, n, &sizes[i], 1, got, max);
+                        assert_same_chunks(ref, nref, got, k);
+                }
         }
 }
 
