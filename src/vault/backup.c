@@ -476,6 +476,7 @@ static void read_file(Reader *w, FileCtx *f)
         _cleanup_close_ int fd = -1;
         HfBuf *buf = NULL;
         struct stat st2;
+        uint64_t total = 0;
         int r;
 
         if (job->opened) {
@@ -498,7 +499,9 @@ static void read_file(Reader *w, FileCtx *f)
                 f->error = -ENOENT;
                 return;
         }
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        /* Only a file that takes more than one read has a read pattern to tell. */
+        if (f->st.st_size > (off_t)READ_BLOCK)
+                (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         hf_chunker_reset(w->chunker);
         r = pool_get(b, &buf);
         if (r < 0)
@@ -526,6 +529,7 @@ static void read_file(Reader *w, FileCtx *f)
                 }
                 scanned = buf->len;
                 buf->len += (size_t)k;
+                total += (uint64_t)k;
                 hf_progress_add_bytes(b->progress, (uint64_t)k);
                 atomic_fetch_add(&b->bytes_processed, (uint64_t)k);
                 /* Cut as many chunks as the new bytes complete. */
@@ -551,6 +555,11 @@ static void read_file(Reader *w, FileCtx *f)
                                 goto fatal;
                         scanned = 0;
                 }
+                /* A short read that brings the file to the size fstat gave is its end (one
+                 * read call less for most files); a file that grew meanwhile is caught by the
+                 * fstat below, like one that changes after the last read. */
+                if ((size_t)k < room && total == (uint64_t)f->st.st_size)
+                        break;
         }
         if (buf->len > 0 && f->n_cut == 0) {
                 /* A file of one chunk (most files) is stored right here: handing it to a
