@@ -51,9 +51,9 @@ static inline size_t slot_of(const HfId *id, uint8_t type, size_t mask)
         return (size_t)((hf_id_hash(id) ^ (uint64_t)type * 0x9e3779b97f4a7c15ULL) & mask);
 }
 
-static int grow_blobs(HfIndex *idx)
+/* Rehashes into a table of nmask + 1 slots (a power of two that holds every entry). */
+static int rehash(HfIndex *idx, size_t nmask)
 {
-        size_t nmask = idx->mask * 2 + 1;
         HfIndexEntry *ns = calloc(nmask + 1, sizeof(HfIndexEntry));
 
         if (!ns)
@@ -71,6 +71,24 @@ static int grow_blobs(HfIndex *idx)
         idx->slots = ns;
         idx->mask = nmask;
         return 0;
+}
+
+static int grow_blobs(HfIndex *idx)
+{
+        return rehash(idx, idx->mask * 2 + 1);
+}
+
+int hf_index_reserve(HfIndex *idx, size_t n)
+{
+        size_t nmask = idx->mask;
+
+        /* The same load limit as hf_index_add: at most three quarters full. */
+        while (n > (nmask + 1) / 4 * 3) {
+                if (nmask > SIZE_MAX / 4)
+                        return -ENOMEM;
+                nmask = nmask * 2 + 1;
+        }
+        return nmask == idx->mask ? 0 : rehash(idx, nmask);
 }
 
 static HfIndexEntry *find_slot(const HfIndex *idx, uint8_t type, const HfId *id)
@@ -438,6 +456,10 @@ int hf_index_parse(HfIndex *idx, const void *json, size_t n, HfBuf *err)
                 }
                 return -EPROTO;
         }
+        /* One table of the final size, not a doubling per power of two on the way. */
+        r = hf_index_reserve(idx, idx->count + nv);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < nv; i++) {
                 uint32_t pos;
                 r = hf_index_add_pack(idx, &pack_ids[v[i].pack], &pos);

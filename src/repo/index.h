@@ -50,6 +50,9 @@ size_t hf_index_n_packs(const HfIndex *idx);
  * kept, as any copy of a blob is as good as another). -EINVAL for length 0.
  */
 int hf_index_add(HfIndex *idx, const HfIndexEntry *e);
+/* Makes room for n entries in all (n counts those already in), so that adding up to that many
+ * does not grow the table step by step. */
+int hf_index_reserve(HfIndex *idx, size_t n);
 /* Replaces the location of an existing entry (a pending blob that landed in a pack). */
 int hf_index_update(HfIndex *idx, const HfIndexEntry *e);
 /* Removes (id, type); -ENOENT when absent. */

@@ -470,6 +470,13 @@ static int merge_index(Check *c, const HfIndex *tmp, uint32_t file)
 
         if (!map)
                 return -ENOMEM;
+        /* Room for all of the file's entries at once, in the index and in the claims. */
+        r = hf_index_reserve(c->index, hf_index_count(c->index) + hf_index_count(tmp));
+        if (r >= 0)
+                r = hf_reserve((void **)&c->claims, &c->cap_claims,
+                               c->n_claims + hf_index_count(tmp), sizeof(HfIndexEntry));
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < n; i++) {
                 r = hf_index_add_pack(c->index, hf_index_pack_id(tmp, (uint32_t)i), &map[i]);
                 if (r >= 0)

@@ -556,6 +556,41 @@ static void test_index_random(void **state)
 }
 
 /*
+ * hf_index_reserve makes the table big enough at once: entries already in stay reachable, and
+ * adding up to the reserved count moves nothing (a lookup's pointer stays valid, which it
+ * would not across a growth). A smaller reservation changes nothing.
+ */
+static void test_index_reserve(void **state)
+{
+        _cleanup_(hf_index_freep) HfIndex *idx = NULL;
+        _cleanup_free_ HfIndexEntry *v = calloc(N_RANDOM, sizeof(HfIndexEntry));
+        const HfIndexEntry *first;
+        uint64_t seed = 0x7654321;
+
+        (void)state;
+        assert_non_null(v);
+        assert_int_equal(hf_index_new(&idx), 0);
+        for (uint32_t i = 0; i < N_RANDOM; i++)
+                v[i] = entry_for(&seed, i);
+        for (uint32_t i = 0; i < 3000; i++)
+                assert_int_equal(hf_index_add(idx, &v[i]), 1);
+        assert_int_equal(hf_index_reserve(idx, N_RANDOM), 0);
+        first = hf_index_lookup(idx, (HfBlobType)v[0].type, &v[0].id);
+        assert_non_null(first);
+        assert_entry_eq(first, &v[0]);
+        assert_int_equal(hf_index_reserve(idx, 10), 0);
+        for (uint32_t i = 3000; i < N_RANDOM; i++)
+                assert_int_equal(hf_index_add(idx, &v[i]), 1);
+        assert_ptr_equal(hf_index_lookup(idx, (HfBlobType)v[0].type, &v[0].id), first);
+        assert_int_equal(hf_index_count(idx), N_RANDOM);
+        for (uint32_t i = 0; i < N_RANDOM; i++) {
+                const HfIndexEntry *e = hf_index_lookup(idx, (HfBlobType)v[i].type, &v[i].id);
+                assert_non_null(e);
+                assert_entry_eq(e, &v[i]);
+        }
+}
+
+/*
  * IDs that share a home slot make one long probe chain (and wrap around the table's end);
  * removing from its middle, its start and its end must leave the others reachable.
  */
@@ -1830,6 +1865,7 @@ int main(void)
                 cmocka_unit_test(test_pack_read_header_backend),
                 cmocka_unit_test(test_local_prefetch),
                 cmocka_unit_test(test_index_random),
+                cmocka_unit_test(test_index_reserve),
                 cmocka_unit_test(test_index_backward_shift),
                 cmocka_unit_test(test_index_packs),
                 cmocka_unit_test(test_index_parse_restic),
