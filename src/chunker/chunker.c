@@ -124,8 +124,8 @@ static size_t scan_flat(const HfChunker *c, const uint8_t *p, size_t i, size_t e
  * digest after byte k is the fingerprint of the 64 bytes before it, whatever came earlier, so
  * a range can be cut into STREAMS segments, each past the first starting from a fingerprint
  * of its own first window, and the segments rolled in one loop. The first segment's cut wins,
- * then the second's, and so on: when segment k cuts, only the segments before it can still
- * cut earlier, and the loop goes on with those alone.
+ * then the second's, and so on: once segment k has cut, only a later-found cut of a segment
+ * before it can still be earlier.
  *
  * A long range is rolled in blocks of STREAMS segments of SEG bytes: with the segment length
  * a constant, every stream's bytes are one base register plus a fixed displacement away, and
@@ -138,34 +138,34 @@ static size_t scan_flat(const HfChunker *c, const uint8_t *p, size_t i, size_t e
 #define SEG_MIN 4096u
 
 /*
- * Rolls streams 0..M-1 (stream k: p[k * seg, (k + 1) * seg)) from byte *tp of each on, until
- * one of them cuts or all reach their end. Returns a bit per stream that cut at the byte it
- * stopped at (0: none); *tp is that byte.
+ * Rolls the STREAMS streams (stream k: p[k * seg, (k + 1) * seg)) from byte *tp of each on,
+ * until one of them cuts or all reach their end. Returns a bit per stream that cut at the byte
+ * it stopped at (0: none); *tp is that byte.
  */
 static inline __attribute__((always_inline)) unsigned
-roll_streams(const HfChunker *c, const uint8_t *p, size_t seg, uint64_t *d, unsigned M, size_t *tp)
+roll_streams(const HfChunker *c, const uint8_t *p, size_t seg, uint64_t *d, size_t *tp)
 {
         uint64_t v[STREAMS];
         size_t t = *tp;
         unsigned cut = 0;
 
-        for (unsigned k = 0; k < M; k++)
+        for (unsigned k = 0; k < STREAMS; k++)
                 v[k] = d[k];
         for (; t < seg; t++) {
                 bool none = true;
 #pragma GCC unroll 8
-                for (unsigned k = 0; k < M; k++) {
+                for (unsigned k = 0; k < STREAMS; k++) {
                         size_t a = k * seg + t;
                         v[k] = roll(c, v[k], p[a - HF_CHUNK_WINDOW], p[a]);
                         none = none && (v[k] & SPLIT_MASK) != 0;
                 }
                 if (_unlikely_(!none)) {
-                        for (unsigned k = 0; k < M; k++)
+                        for (unsigned k = 0; k < STREAMS; k++)
                                 cut |= (unsigned)((v[k] & SPLIT_MASK) == 0) << k;
                         break;
                 }
         }
-        for (unsigned k = 0; k < M; k++)
+        for (unsigned k = 0; k < STREAMS; k++)
                 d[k] = v[k];
         *tp = t;
         return cut;
@@ -180,53 +180,25 @@ static inline __attribute__((always_inline)) size_t
 scan_segments(const HfChunker *c, const uint8_t *p, size_t seg, uint64_t *dp)
 {
         uint64_t d[STREAMS] = { *dp };
-        unsigned m = STREAMS;
+        unsigned before = (1u << STREAMS) - 1; /* streams whose cut would be the earliest */
         size_t t = 0, at = SIZE_MAX;
 
         for (unsigned k = 1; k < STREAMS; k++)
                 for (size_t j = k * seg - HF_CHUNK_WINDOW; j < k * seg; j++)
                         d[k] = roll(c, d[k], 0, p[j]);
-        while (t < seg) {
-                unsigned cut;
-
-                /* One case per count, so that each loop is unrolled for it. */
-                switch (m) {
-                case 1:
-                        cut = roll_streams(c, p, seg, d, 1, &t);
-                        break;
-                case 2:
-                        cut = roll_streams(c, p, seg, d, 2, &t);
-                        break;
-                case 3:
-                        cut = roll_streams(c, p, seg, d, 3, &t);
-                        break;
-                case 4:
-                        cut = roll_streams(c, p, seg, d, 4, &t);
-                        break;
-                case 5:
-                        cut = roll_streams(c, p, seg, d, 5, &t);
-                        break;
-                case 6:
-                        cut = roll_streams(c, p, seg, d, 6, &t);
-                        break;
-                case 7:
-                        cut = roll_streams(c, p, seg, d, 7, &t);
-                        break;
-                case 8:
-                        cut = roll_streams(c, p, seg, d, 8, &t);
-                        break;
-                default:
-                        __builtin_unreachable();
+        /*
+         * All streams roll on to the end (the ones past a cut for nothing: at most one block
+         * per chunk), but only a cut of a stream before the earliest so far counts.
+         */
+        while (t < seg && before) {
+                unsigned cut = roll_streams(c, p, seg, d, &t) & before;
+                if (cut) {
+                        unsigned k = (unsigned)__builtin_ctz(cut);
+                        *dp = d[k];
+                        at = k * seg + t + 1;
+                        before = (1u << k) - 1;
                 }
-                if (!cut)
-                        break;
-                /* The earliest segment that cut at t; the ones before it go on from t + 1. */
-                m = (unsigned)__builtin_ctz(cut);
-                *dp = d[m];
-                at = m * seg + t + 1;
                 t++;
-                if (m == 0)
-                        break;
         }
         if (at == SIZE_MAX)
                 *dp = d[STREAMS - 1];

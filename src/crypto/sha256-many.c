@@ -14,10 +14,9 @@
  * vector is slower than SHA-NI. Since one SHA-NI chain mostly waits on its own round
  * instructions, chains run two at a time, their blocks interleaved, a chain that ends making
  * room for the next (1.14-1.35x the bytes per second of one chain on an Intel Xeon, ~1.5x on
- * an AMD EPYC). Without AVX-512, or
- * for fewer than LANES_MIN messages, the messages run as such pairs of chains on SHA-NI; without
- * SHA-NI either, each goes to hf_sha256() (OpenSSL), and what is left of a vector is finished
- * in portable C.
+ * an AMD EPYC). Without AVX-512, or for fewer than LANES_MIN messages, the messages run as such
+ * pairs of chains on SHA-NI; without SHA-NI either, each goes to hf_sha256() (OpenSSL), and what
+ * is left of a vector is finished in portable C.
  */
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -11,8 +11,9 @@
  * zstd sizes its workspace to each input: after 128 calls with a workspace three times too
  * large (small blobs) it frees it, and the next large blob gets a new one. Fresh memory is
  * paged in by faults, and in a backup of dataset A three in four page faults were zstd's: its
- * memset of a fresh workspace and its first writes into one. The compressor's allocations go through Spare instead, which
- * keeps the block zstd last freed and hands it back for any request that fits.
+ * memset of a fresh workspace and its first writes into one. The compressor's allocations go
+ * through Spare instead, which keeps the block zstd last freed and hands it back for any
+ * request that fits.
  */
 typedef struct Spare {
         uint8_t *block; /* with its capacity in the first SPARE_HEAD bytes */

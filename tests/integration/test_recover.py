@@ -128,13 +128,15 @@ class Campaign:
             self.holdfast(*args).ok()
             if a == "intermittent-4k":
                 # test_attack_recovered wants files of 16 KiB and more among the few this attack
-                # touches before its verdict; the sample's sizes are random (2-50 KiB), and in one
-                # make check the few touched were all smaller, on xfs and on ext4. Every sample file gets to 16 KiB at least.
+                # touches before its verdict; the sample's sizes are random (2-50 KiB), and in
+                # one make check the few touched were all smaller, on xfs and on ext4. Every
+                # sample file is grown to 16 KiB at least.
                 for p in sorted(self.box(a).rglob("*")):
-                    if p.is_file() and not p.is_symlink() and p.name != ".holdfast-sandbox" \
-                            and p.stat().st_size < 16384:
-                        with open(p, "ab") as f:
-                            f.write(b"\nfiller\n" * (16384 // 9 + 1))
+                    if p.is_file() and not p.is_symlink() and p.name != ".holdfast-sandbox":
+                        short = 16384 - p.stat().st_size
+                        if short > 0:
+                            with open(p, "ab") as f:
+                                f.write((b"\nfiller\n" * (short // 8 + 1))[:short])
             # The legitimate service's file: in an attacked folder, not in the token.
             legit = self.box(a) / LEGIT
             legit.write_text("ledger opened\n")
