@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "util.h"
+
 void hf_buf_init(HfBuf *b, size_t max)
 {
         *b = HF_BUF_INIT(max);
@@ -41,6 +43,8 @@ int hf_buf_reserve(HfBuf *b, size_t n)
         p = realloc(b->data, ncap);
         if (!p)
                 return -ENOMEM;
+        if (b->hint_huge)
+                hf_mem_hint_huge(p, ncap);
         if (!b->data)
                 p[0] = 0; /* the data is always a C string, even before the first append */
         b->data = p;

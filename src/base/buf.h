@@ -16,6 +16,7 @@ typedef struct HfBuf {
         size_t len;
         size_t cap;
         size_t max;
+        bool hint_huge; /* large allocations get hf_mem_hint_huge() (filled at once, soon) */
 } HfBuf;
 
 #define HF_BUF_INIT(m) ((HfBuf){ .data = NULL, .len = 0, .cap = 0, .max = (m) })

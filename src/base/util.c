@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "log.h"
@@ -545,6 +546,17 @@ double hf_now_mono(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void hf_mem_hint_huge(void *p, size_t n)
+{
+        const uintptr_t huge = 2u << 20;
+        uintptr_t start = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+        uintptr_t end = ((uintptr_t)p + n) & ~(huge - 1);
+
+        if (!p || n < HF_HUGE_HINT_MIN || end <= start)
+                return;
+        (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
 }
 
 int hf_ncpus(void)

@@ -17,6 +17,29 @@ struct HfIndex {
         size_t pack_mask;
 };
 
+/*
+ * A zeroed table of n slots. Filling a table touches all of its pages at once, so a large one
+ * is aligned to 2 MiB and faulted in huge pages where the kernel has them (a 4 KiB page fault
+ * costs ~14 us on the virtual machines we measure; a vault of 150,000 blobs has tables of
+ * 8-16 MiB).
+ */
+static HfIndexEntry *table_new(size_t n)
+{
+        size_t bytes;
+        void *p;
+
+        if (n > SIZE_MAX / sizeof(HfIndexEntry))
+                return NULL;
+        bytes = n * sizeof(HfIndexEntry);
+        if (bytes < HF_HUGE_HINT_MIN)
+                return calloc(n, sizeof(HfIndexEntry));
+        if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
+                return NULL;
+        hf_mem_hint_huge(p, bytes);
+        memset(p, 0, bytes);
+        return p;
+}
+
 int hf_index_new(HfIndex **ret)
 {
         HfIndex *idx = calloc(1, sizeof(*idx));
@@ -24,7 +47,7 @@ int hf_index_new(HfIndex **ret)
         if (!idx)
                 return -ENOMEM;
         idx->mask = 1023;
-        idx->slots = calloc(idx->mask + 1, sizeof(HfIndexEntry));
+        idx->slots = table_new(idx->mask + 1);
         idx->pack_mask = 255;
         idx->pack_slots = calloc(idx->pack_mask + 1, sizeof(uint32_t));
         if (!idx->slots || !idx->pack_slots) {
@@ -54,7 +77,7 @@ static inline size_t slot_of(const HfId *id, uint8_t type, size_t mask)
 /* Rehashes into a table of nmask + 1 slots (a power of two that holds every entry). */
 static int rehash(HfIndex *idx, size_t nmask)
 {
-        HfIndexEntry *ns = calloc(nmask + 1, sizeof(HfIndexEntry));
+        HfIndexEntry *ns = table_new(nmask + 1);
 
         if (!ns)
                 return -ENOMEM;
@@ -157,6 +180,12 @@ const HfIndexEntry *hf_index_lookup(const HfIndex *idx, HfBlobType type, const H
 {
         HfIndexEntry *e = find_slot(idx, (uint8_t)type, id);
         return e->length ? e : NULL;
+}
+
+const void *hf_index_table(const HfIndex *idx, size_t *ret_bytes)
+{
+        *ret_bytes = (idx->mask + 1) * sizeof(HfIndexEntry);
+        return idx->slots;
 }
 
 size_t hf_index_count(const HfIndex *idx)

@@ -60,6 +60,8 @@ int hf_index_remove(HfIndex *idx, HfBlobType type, const HfId *id);
 /* NULL when absent. The pointer is valid until the next insertion. */
 const HfIndexEntry *hf_index_lookup(const HfIndex *idx, HfBlobType type, const HfId *id);
 size_t hf_index_count(const HfIndex *idx);
+/* For tests: the blob table's memory. */
+const void *hf_index_table(const HfIndex *idx, size_t *ret_bytes);
 
 /* Calls fn for every entry; a negative return stops and is returned. */
 int hf_index_foreach(const HfIndex *idx, int (*fn)(void *ud, const HfIndexEntry *e), void *ud);

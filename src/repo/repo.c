@@ -645,11 +645,16 @@ int hf_repo_load_index(HfRepo *r, unsigned *ret_errors)
         k = hf_repo_list_ids(r, HF_FILE_INDEX, &ids, &n);
         if (k < 0)
                 return log_error_errno(k, "%s/index: cannot list: %m", r->backend->location);
+        /* One buffer for every file: decoded index files run to megabytes, and memory used
+         * once is not faulted in again. */
+        _cleanup_buf_ HfBuf json = HF_BUF_INIT(FILE_MAX);
+        json.hint_huge = true;
         for (size_t i = 0; i < n; i++) {
-                _cleanup_buf_ HfBuf json = HF_BUF_INIT(FILE_MAX), err = HF_BUF_INIT(512);
+                _cleanup_buf_ HfBuf err = HF_BUF_INIT(512);
                 char hex[HF_ID_HEX_LEN + 1];
 
                 hf_id_hex(&ids[i], hex);
+                hf_buf_reset(&json);
                 k = hf_repo_load_file(r, HF_FILE_INDEX, &ids[i], &json, false);
                 if (k < 0) {
                         errors++;

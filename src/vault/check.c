@@ -477,6 +477,7 @@ static int merge_index(Check *c, const HfIndex *tmp, uint32_t file)
                                c->n_claims + hf_index_count(tmp), sizeof(HfIndexEntry));
         if (r < 0)
                 return r;
+        hf_mem_hint_huge(c->claims, c->cap_claims * sizeof(HfIndexEntry));
         for (size_t i = 0; i < n; i++) {
                 r = hf_index_add_pack(c->index, hf_index_pack_id(tmp, (uint32_t)i), &map[i]);
                 if (r >= 0)
@@ -498,11 +499,15 @@ static int load_indexes(Check *c)
         if (c->n_index_ids > 1)
                 qsort(c->index_ids, c->n_index_ids, sizeof(HfId), cmp_id);
 
+        /* One buffer for every file, as in hf_repo_load_index(). */
+        _cleanup_buf_ HfBuf json = HF_BUF_INIT(UNPACKED_MAX);
+        json.hint_huge = true;
         for (size_t i = 0; i < c->n_index_ids; i++) {
-                _cleanup_buf_ HfBuf json = HF_BUF_INIT(UNPACKED_MAX), err = HF_BUF_INIT(512);
+                _cleanup_buf_ HfBuf err = HF_BUF_INIT(512);
                 _cleanup_(hf_index_freep) HfIndex *tmp = NULL;
                 char hex[HF_ID_HEX_LEN + 1], file[16 + HF_ID_HEX_LEN];
 
+                hf_buf_reset(&json);
                 hf_id_hex(&c->index_ids[i], hex);
                 (void)snprintf(file, sizeof(file), "index/%s", hex);
                 r = load_unpacked(c, HF_FILE_INDEX, &c->index_ids[i], file, &json);

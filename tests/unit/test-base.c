@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -18,6 +19,7 @@
 #include "../../src/base/json.h"
 #include "../../src/base/queue.h"
 #include "../../src/base/util.h"
+#include "smaps.h"
 
 /* ---- HfBuf ---- */
 
@@ -96,6 +98,59 @@ static void test_buf_unlimited(void **state)
         assert_int_equal(hf_buf_reserve(&b, SIZE_MAX), -E2BIG);
         assert_int_equal(hf_buf_reserve(&b, SIZE_MAX - b.len), -E2BIG);
         assert_int_equal(b.len, 10003);
+}
+
+/*
+ * hf_mem_hint_huge advises exactly the 2 MiB-aligned part of the range: the pages before and
+ * after it, and a range smaller than HF_HUGE_HINT_MIN, stay as they were.
+ */
+static void test_mem_hint_huge(void **state)
+{
+        const size_t huge = 2u << 20, len = 16u << 20;
+        uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        uint8_t *a;
+
+        (void)state;
+        assert_true(m != MAP_FAILED);
+        if (!smaps_have_thp()) {
+                munmap(m, len);
+                skip();
+        }
+        /* a: the first 2 MiB boundary with a page before it inside the mapping. */
+        a = (uint8_t *)(((uintptr_t)m + 4096 + huge - 1) & ~(uintptr_t)(huge - 1));
+        assert_int_equal(smaps_huge_advised(a), 0);
+        hf_mem_hint_huge(a - 4096, 4096 + 2 * huge + 100);
+        assert_int_equal(smaps_huge_advised(a), 1);
+        assert_int_equal(smaps_huge_advised(a + 2 * huge - 1), 1);
+        assert_int_equal(smaps_huge_advised(a - 4096), 0);
+        assert_int_equal(smaps_huge_advised(a + 2 * huge), 0);
+        /* Too small to be worth it, though 2 MiB-aligned. */
+        hf_mem_hint_huge(a + 4 * huge, HF_HUGE_HINT_MIN - 1);
+        assert_int_equal(smaps_huge_advised(a + 4 * huge), 0);
+        hf_mem_hint_huge(NULL, len);
+        munmap(m, len);
+}
+
+/* A buffer marked hint_huge gets its large allocation advised; an ordinary one does not. */
+static void test_buf_hint_huge(void **state)
+{
+        const uintptr_t huge = 2u << 20;
+        _cleanup_buf_ HfBuf plain = HF_BUF_INIT(SIZE_MAX), hinted = HF_BUF_INIT(SIZE_MAX);
+
+        (void)state;
+        if (!smaps_have_thp())
+                skip();
+        hinted.hint_huge = true;
+        assert_int_equal(hf_buf_reserve(&plain, 6u << 20), 0);
+        assert_int_equal(hf_buf_reserve(&hinted, 6u << 20), 0);
+        assert_int_equal(
+                smaps_huge_advised((void *)(((uintptr_t)hinted.data + huge) & ~(huge - 1))), 1);
+        assert_int_equal(smaps_huge_advised((void *)(((uintptr_t)plain.data + huge) & ~(huge - 1))),
+                         0);
+        /* Growing keeps it: the grown allocation is advised again. */
+        assert_int_equal(hf_buf_reserve(&hinted, 20u << 20), 0);
+        assert_int_equal(
+                smaps_huge_advised((void *)(((uintptr_t)hinted.data + 9 * huge) & ~(huge - 1))), 1);
 }
 
 static void test_buf_steal(void **state)
@@ -960,6 +1015,8 @@ int main(void)
                 cmocka_unit_test(test_buf_grow_printf),
                 cmocka_unit_test(test_buf_unlimited),
                 cmocka_unit_test(test_buf_steal),
+                cmocka_unit_test(test_mem_hint_huge),
+                cmocka_unit_test(test_buf_hint_huge),
                 cmocka_unit_test(test_hex),
                 cmocka_unit_test(test_copy_str),
                 cmocka_unit_test(test_hex_every_byte),

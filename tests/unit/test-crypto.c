@@ -5,10 +5,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <string.h>
 
 #include "../../src/crypto/crypto.h"
+#include "smaps.h"
 
 static void unhex(const char *s, uint8_t *out, size_t n)
 {
@@ -694,6 +696,32 @@ static void test_random_bytes(void **state)
         assert_int_equal(hf_random_bytes(NULL, 0), 0);
 }
 
+/*
+ * With hf_crypto_setup_memory() called first (main() does, as holdfast's does), OpenSSL's large
+ * allocations, scrypt's scratch among them, are advised huge pages; small ones are not.
+ */
+static void test_openssl_memory_hint(void **state)
+{
+        const uintptr_t huge = 2u << 20;
+        uint8_t *big = OPENSSL_malloc(8u << 20), *small = OPENSSL_malloc(64u << 10);
+
+        (void)state;
+        assert_non_null(big);
+        assert_non_null(small);
+        if (smaps_have_thp()) {
+                assert_int_equal(
+                        smaps_huge_advised((void *)(((uintptr_t)big + huge) & ~(huge - 1))), 1);
+                assert_int_equal(smaps_huge_advised(small), 0);
+        }
+        big = OPENSSL_realloc(big, 24u << 20);
+        assert_non_null(big);
+        if (smaps_have_thp())
+                assert_int_equal(
+                        smaps_huge_advised((void *)(((uintptr_t)big + 9 * huge) & ~(huge - 1))), 1);
+        OPENSSL_free(big);
+        OPENSSL_free(small);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -715,6 +743,9 @@ int main(void)
                 cmocka_unit_test(test_sha256_many),
                 cmocka_unit_test(test_memcmp_ct),
                 cmocka_unit_test(test_random_bytes),
+                cmocka_unit_test(test_openssl_memory_hint),
         };
+
+        hf_crypto_setup_memory();
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@
 #include "../../src/repo/repo.h"
 #include "../../src/repo/snapshot.h"
 #include "../../src/repo/tree.h"
+#include "smaps.h"
 
 /* Cheap scrypt for tests: a real key file, without half a second per call. */
 static const HfKdfParams cheap_kdf = { .N = 1024, .r = 8, .p = 1 };
@@ -588,6 +589,33 @@ static void test_index_reserve(void **state)
                 assert_non_null(e);
                 assert_entry_eq(e, &v[i]);
         }
+}
+
+/*
+ * A large blob table starts on a 2 MiB boundary and is advised huge pages (it is filled at
+ * once when rehashed); a small one is left to malloc.
+ */
+static void test_index_table_huge(void **state)
+{
+        _cleanup_(hf_index_freep) HfIndex *idx = NULL;
+        const void *t;
+        size_t bytes;
+
+        (void)state;
+        assert_int_equal(hf_index_new(&idx), 0);
+        t = hf_index_table(idx, &bytes);
+        assert_true(bytes < HF_HUGE_HINT_MIN);
+        if (smaps_have_thp())
+                assert_int_equal(smaps_huge_advised(t), 0);
+        assert_int_equal(hf_index_reserve(idx, 200000), 0);
+        t = hf_index_table(idx, &bytes);
+        assert_true(bytes >= HF_HUGE_HINT_MIN);
+        assert_int_equal((uintptr_t)t % (2u << 20), 0);
+        if (smaps_have_thp())
+                assert_int_equal(smaps_huge_advised(t), 1);
+        /* Zeroed: every slot empty, so lookups find nothing. */
+        for (size_t i = 0; i < bytes; i += 4096)
+                assert_int_equal(((const uint8_t *)t)[i], 0);
 }
 
 /*
@@ -1866,6 +1894,7 @@ int main(void)
                 cmocka_unit_test(test_local_prefetch),
                 cmocka_unit_test(test_index_random),
                 cmocka_unit_test(test_index_reserve),
+                cmocka_unit_test(test_index_table_huge),
                 cmocka_unit_test(test_index_backward_shift),
                 cmocka_unit_test(test_index_packs),
                 cmocka_unit_test(test_index_parse_restic),
