@@ -698,7 +698,8 @@ static void test_random_bytes(void **state)
 
 /*
  * With hf_crypto_setup_memory() called first (main() does, as holdfast's does), OpenSSL's large
- * allocations, scrypt's scratch among them, are advised huge pages; small ones are not.
+ * allocations, scrypt's scratch among them, are 2 MiB-aligned and advised huge pages; small
+ * ones are not.
  */
 static void test_openssl_memory_hint(void **state)
 {
@@ -708,6 +709,8 @@ static void test_openssl_memory_hint(void **state)
         (void)state;
         assert_non_null(big);
         assert_non_null(small);
+        /* Aligned, so that none of it is left to 4 KiB pages. */
+        assert_int_equal((uintptr_t)big % (2u << 20), 0);
         if (smaps_have_thp()) {
                 assert_int_equal(
                         smaps_huge_advised((void *)(((uintptr_t)big + huge) & ~(huge - 1))), 1);
