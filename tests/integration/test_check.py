@@ -445,6 +445,30 @@ def test_malformed_index_file(holdfast, v2):
     assert len(c.errors) == 1, c.res.describe()
 
 
+def test_many_index_files_some_bad(holdfast, v2):
+    """Fifteen index files, three bad in different ways: each bad one is reported once, in
+    file order, and every good one's blobs are counted."""
+    pid, entries = v2.save_pack([("data", b"listed twice")])
+    good = [v2.save_index({pid: entries})]
+    for k in range(10):
+        p, e = v2.save_pack([("data", b"extra blob %d" % k)])
+        good.append(v2.save_index({p: e}))
+    flipped = v2.save_index({pid: entries})
+    flip(v2.repo / "index" / flipped, 30)
+    malformed = v2.save("index", b'{"packs":[{"id":"not-an-id","blobs":[]}]}')
+    garbage = os.urandom(200)
+    undecryptable = hashlib.sha256(garbage).hexdigest()
+    (v2.repo / "index" / undecryptable).write_bytes(garbage)
+    c = check(holdfast, v2.repo, rc=3)
+    bad = {flipped: "do not hash to its name", malformed: "malformed index",
+           undecryptable: "does not decrypt"}
+    assert [e["file"] for e in c.errors] == [f"index/{i}" for i in sorted(bad)], \
+        c.res.describe()
+    for iid, why in bad.items():
+        c.expect(file=f"index/{iid}", blob="", text=why)
+    assert c.summary["blobs"] == len(v2.blobs()) + 11, c.res.describe()
+
+
 def test_damaged_snapshot_file(holdfast, restic, vault):
     sid = vault.snapshot()["id"]
     flip(vault.repo / "snapshots" / sid, 20)
