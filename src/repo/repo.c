@@ -419,6 +419,7 @@ int hf_repo_save_file(HfRepo *r, HfFileType t, const void *json, size_t n, HfId 
         HfId id;
         int k;
 
+        enc.hint_huge = true; /* index files run to megabytes */
         pthread_mutex_lock(&r->codec_lock);
         k = with_codec(r, &c);
         if (k >= 0)
@@ -446,6 +447,7 @@ int hf_repo_load_file(HfRepo *r, HfFileType t, const HfId *id, HfBuf *out, bool 
         HfId got;
         int k;
 
+        enc.hint_huge = true; /* index files run to megabytes */
         hf_id_hex(id, hex);
         k = hf_backend_load(r->backend, t, hex, 0, 0, &enc);
         if (k < 0) {

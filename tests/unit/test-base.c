@@ -136,6 +136,7 @@ static void test_buf_hint_huge(void **state)
 {
         const uintptr_t huge = 2u << 20;
         _cleanup_buf_ HfBuf plain = HF_BUF_INIT(SIZE_MAX), hinted = HF_BUF_INIT(SIZE_MAX);
+        char xs[100];
 
         (void)state;
         if (!smaps_have_thp())
@@ -147,8 +148,14 @@ static void test_buf_hint_huge(void **state)
                 smaps_huge_advised((void *)(((uintptr_t)hinted.data + huge) & ~(huge - 1))), 1);
         assert_int_equal(smaps_huge_advised((void *)(((uintptr_t)plain.data + huge) & ~(huge - 1))),
                          0);
-        /* Growing keeps it: the grown allocation is advised again. */
+        /* Growing keeps it: the data move to a new 2 MiB-aligned block, advised again. */
+        memset(xs, 'x', sizeof(xs));
+        assert_int_equal(hf_buf_append(&hinted, xs, sizeof(xs)), 0);
         assert_int_equal(hf_buf_reserve(&hinted, 20u << 20), 0);
+        assert_int_equal((uintptr_t)hinted.data % (2u << 20), 0);
+        for (size_t i = 0; i < 100; i++)
+                assert_int_equal(hinted.data[i], 'x');
+        assert_int_equal(hinted.data[100], 0);
         assert_int_equal(
                 smaps_huge_advised((void *)(((uintptr_t)hinted.data + 9 * huge) & ~(huge - 1))), 1);
 }
