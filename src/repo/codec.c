@@ -363,8 +363,6 @@ int hf_codec_seal_file(HfCodec *c, int version, const void *json, size_t n, HfBu
 
         if (version >= 2) {
                 size_t bound = ZSTD_compressBound(n) + 1, k;
-                /* An index file's compressed copy can run to megabytes. */
-                c->scratch.hint_huge = true;
                 hf_buf_reset(&c->scratch);
                 r = hf_buf_reserve(&c->scratch, bound);
                 if (r < 0)

@@ -419,7 +419,6 @@ int hf_repo_save_file(HfRepo *r, HfFileType t, const void *json, size_t n, HfId 
         HfId id;
         int k;
 
-        enc.hint_huge = true; /* index files run to megabytes */
         pthread_mutex_lock(&r->codec_lock);
         k = with_codec(r, &c);
         if (k >= 0)

@@ -102,7 +102,6 @@ static int write_index_locked(HfSaver *s)
 
         if (s->n_unindexed == 0)
                 return 0;
-        json.hint_huge = true; /* megabytes for 50,000 blobs, written at once */
         r = hf_index_format(s->index, s->unindexed, s->n_unindexed, &json);
         if (r < 0)
                 return r;
