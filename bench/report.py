@@ -18,7 +18,7 @@ OPS = [
     ("a_1pct", "backup A, 1 % of files changed", "A", None),
     ("a_restore_cold", "restore A (cold cache)", "A", "restore"),
     ("a_restore_warm", "restore A (warm cache)", "A", "restore"),
-    ("a_check", "check --read-data A", "A", "check"),
+    ("a_check", "check --read-data A (warm cache)", "A", "check"),
     ("b_first", "backup B, first", "B", "backup"),
     ("b_restore", "restore B", "B", "restore"),
 ]
@@ -194,7 +194,7 @@ def main(argv):
       "and times from `/usr/bin/time`. Vault size = `du -sb` of the vault after the operation "
       "(backups only; the nothing-changed and 1 % rows include the earlier snapshots). Cold = "
       "`sync; echo 3 > /proc/sys/vm/drop_caches` right before the command; a warm restore "
-      "drops the caches too and then reads the tool's own vault back in (untimed). Restore times stop "
+      "or check drops the caches too and then reads the tool's own vault back in (untimed). Restore times stop "
       "when the tool exits (the `sync` after it is not timed). Share of bound = dataset bytes "
       "/ wall time / the bound below.")
     w("")
