@@ -354,6 +354,7 @@ typedef struct FileCtx {
         size_t n_cut;   /* chunks handed to hashers */
         size_t n_done;  /* chunks stored */
         bool read_done; /* the reader will cut no more */
+        uint64_t size;  /* bytes read: the node's size, as restic records it */
         int error;      /* 0, or why the file is not in the snapshot */
         Links *links;   /* hard-link group this file reads for, or NULL */
 } FileCtx;
@@ -371,6 +372,7 @@ struct Links {
         bool done, failed;
         HfId *content;
         size_t n_content;
+        uint64_t size; /* of the content */
         struct LinkWaiter {
                 DirJob *dir;
                 size_t idx;
@@ -561,6 +563,9 @@ static void read_file(Reader *w, FileCtx *f)
                 if ((size_t)k < room && total == (uint64_t)f->st.st_size)
                         break;
         }
+        /* What was read is what the snapshot holds, whatever fstat said before (a file that
+         * grew, or a /proc file whose size reads 0). */
+        f->size = total;
         if (buf->len > 0 && f->n_cut == 0) {
                 /* A file of one chunk (most files) is stored right here: handing it to a
                  * hasher would cost two thread switches for nothing. */
@@ -624,6 +629,7 @@ static void file_finish(Backup *b, FileCtx *f, HfCodec *codec, HfBuf *scratch)
         } else {
                 /* The node describes the file we read, not the one we listed. */
                 fill_stat(NULL, n, &f->st);
+                n->size = f->size;
                 free(n->content);
                 n->content = TAKE_PTR(f->content);
                 n->n_content = f->n_cut;
@@ -637,6 +643,7 @@ static void file_finish(Backup *b, FileCtx *f, HfCodec *codec, HfBuf *scratch)
                 pthread_mutex_lock(&b->links_lock);
                 l->done = true;
                 l->failed = f->error != 0;
+                l->size = n->size;
                 if (!l->failed && n->n_content) {
                         l->content = malloc(n->n_content * sizeof(HfId));
                         if (l->content) {
@@ -660,6 +667,7 @@ static void file_finish(Backup *b, FileCtx *f, HfCodec *codec, HfBuf *scratch)
                                         memcpy(wn->content, l->content,
                                                l->n_content * sizeof(HfId));
                                 wn->n_content = wn->content ? l->n_content : 0;
+                                wn->size = l->size;
                                 atomic_fetch_add(ws[i].is_new ? &b->files_new : &b->files_changed,
                                                  1);
                         }
@@ -1005,6 +1013,7 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                                                 memcpy(n->content, group->content,
                                                        group->n_content * sizeof(HfId));
                                         n->n_content = n->content ? group->n_content : 0;
+                                        n->size = group->size;
                                         pthread_mutex_unlock(&b->links_lock);
                                         atomic_fetch_add(old && old->type == HF_NODE_FILE
                                                                  ? &b->files_changed

@@ -1073,6 +1073,25 @@ def test_restore_large_files_in_ranges(holdfast, restic, tmp_path, target_dir):
             assert m and (int(m.group(1)), int(m.group(2))) == (3, 0), res.describe()
 
 
+def test_file_longer_than_its_stat_size(holdfast, restic, tmp_path, target_dir):
+    """A file that reads longer than fstat said (one that grows while read; here /proc/version,
+    whose size reads 0): the snapshot holds every byte read, and its node's size is what was
+    read, as restic records it, so restore writes it whole and finds nothing amiss."""
+    want = Path("/proc/version").read_bytes()
+    assert want and os.stat("/proc/version").st_size == 0
+    vault = tmp_path / "vault"
+    init(holdfast, vault)
+    summary, errors = backup(holdfast, vault, "/proc/version")
+    assert summary["files_new"] == 1 and not errors, summary
+    (node,) = [n for n in restic("ls", "--json", "latest", repo=vault,
+                                 password=holdfast.password).ok().jsonl()
+               if n.get("path") == "/proc/version"]
+    assert node["size"] == len(want), node
+    res = holdfast("restore", "latest", "--target", target_dir, repo=vault).ok()
+    assert (target_dir / "proc" / "version").read_bytes() == want
+    assert "snapshot says" not in res.err, res.describe()
+
+
 def test_restore_small_files_with_a_blob_of_the_wrong_content(holdfast, restic, tmp_path,
                                                               target_dir):
     """Small files are restored in batches (up to 64 files or 4 MiB) whose blobs are hashed
