@@ -33,14 +33,12 @@ void hf_buf_reset(HfBuf *b)
  */
 static uint8_t *buf_grow(HfBuf *b, size_t ncap)
 {
-        void *p;
+        uint8_t *p;
 
         if (!b->hint_huge || ncap < HF_HUGE_HINT_MIN)
                 return realloc(b->data, ncap);
-        if (posix_memalign(&p, (size_t)2 << 20, ncap) != 0)
-                return NULL;
-        hf_mem_hint_huge(p, ncap);
-        if (b->data) {
+        p = hf_alloc_huge(ncap);
+        if (p && b->data) {
                 memcpy(p, b->data, b->len + 1);
                 free(b->data);
         }

@@ -559,6 +559,16 @@ void hf_mem_hint_huge(void *p, size_t n)
         (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
 }
 
+void *hf_alloc_huge(size_t n)
+{
+        void *p;
+
+        if (posix_memalign(&p, (size_t)2 << 20, n) != 0)
+                return NULL;
+        hf_mem_hint_huge(p, n);
+        return p;
+}
+
 int hf_ncpus(void)
 {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -109,6 +109,9 @@ int hf_ncpus(void);
  */
 #define HF_HUGE_HINT_MIN (4u << 20)
 void hf_mem_hint_huge(void *p, size_t n);
+/* n bytes (not zeroed) on a 2 MiB boundary, hinted as above, so that all of them can be huge
+ * pages, not only an aligned middle; free() them. NULL when out of memory. */
+void *hf_alloc_huge(size_t n);
 
 /* True when s (length n) is valid UTF-8 with no surrogates and no overlong forms. */
 bool hf_utf8_valid(const char *s, size_t n);

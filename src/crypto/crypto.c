@@ -461,17 +461,9 @@ int hf_random_bytes(void *p, size_t n)
 
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
-        void *p = NULL;
-
         (void)file;
         (void)line;
-        if (n < HF_HUGE_HINT_MIN)
-                return malloc(n);
-        /* Aligned, so that all of it can be huge pages, not only its aligned middle. */
-        if (posix_memalign(&p, (size_t)2 << 20, n) != 0)
-                return NULL;
-        hf_mem_hint_huge(p, n);
-        return p;
+        return n < HF_HUGE_HINT_MIN ? malloc(n) : hf_alloc_huge(n);
 }
 
 static void *ossl_realloc(void *old, size_t n, const char *file, int line)

@@ -33,10 +33,9 @@ static HfIndexEntry *table_new(size_t n)
         bytes = n * sizeof(HfIndexEntry);
         if (bytes < HF_HUGE_HINT_MIN)
                 return calloc(n, sizeof(HfIndexEntry));
-        if (posix_memalign(&p, (size_t)2 << 20, bytes) != 0)
-                return NULL;
-        hf_mem_hint_huge(p, bytes);
-        memset(p, 0, bytes);
+        p = hf_alloc_huge(bytes);
+        if (p)
+                memset(p, 0, bytes);
         return p;
 }
 

@@ -477,7 +477,6 @@ static int merge_index(Check *c, const HfIndex *tmp, uint32_t file)
                                c->n_claims + hf_index_count(tmp), sizeof(HfIndexEntry));
         if (r < 0)
                 return r;
-        hf_mem_hint_huge(c->claims, c->cap_claims * sizeof(HfIndexEntry));
         for (size_t i = 0; i < n; i++) {
                 r = hf_index_add_pack(c->index, hf_index_pack_id(tmp, (uint32_t)i), &map[i]);
                 if (r >= 0)
