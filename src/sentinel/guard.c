@@ -121,9 +121,10 @@ typedef struct Job {
         double time;
         pid_t group;
         double since;
-        bool range;     /* keep [off, off + len) only */
-        bool undecided; /* the system call is not known yet: the worker reads it */
-        bool cont;      /* continues the group's run of ranges */
+        bool range;       /* keep [off, off + len) only */
+        bool undecided;   /* the system call is not known yet: the worker reads it */
+        bool open_unseen; /* a write-open whose flags are not known yet: the worker reads them */
+        bool cont;        /* continues the group's run of ranges */
         uint64_t off, len;
 } Job;
 
@@ -961,10 +962,69 @@ static bool capture_range(HfGuard *g, Job *j)
         return true;
 }
 
+static void pin(HfGuard *g, Fs *fs, int fd, const struct stat *st, pid_t pid)
+{
+        char name[96];
+
+        if (fs->pins_fd < 0 || pinned_before(g, st->st_dev, st->st_ino))
+                return;
+        (void)snprintf(name, sizeof(name), "%llu-%lld-%llu", (unsigned long long)st->st_ino,
+                       (long long)(hf_now_real() * 1e9),
+                       (unsigned long long)atomic_fetch_add(&g->seq, 1));
+        /* Linking an open file by its fd needs CAP_DAC_READ_SEARCH, which we have. */
+        if (linkat(fd, "", fs->pins_fd, name, AT_EMPTY_PATH) < 0) {
+                log_debug_errno(errno, "pin of inode %llu failed: %m",
+                                (unsigned long long)st->st_ino);
+                return;
+        }
+        /* Recorded like a pre-image (method "link"): it shares the inode, so it holds the
+         * content as of the unlink or rename-over, and the writes before them are covered by
+         * the pre-images of the same inode. */
+        HfGuardMsg *m = calloc(1, sizeof(*m));
+        if (!m)
+                return;
+        HfPreimage *p = &m->pi;
+        m->type = HF_GMSG_PREIMAGE;
+        p->time = hf_now_real();
+        p->pid = pid;
+        p->group = 0;
+        (void)snprintf(p->reason, sizeof(p->reason), "pin");
+        (void)snprintf(p->method, sizeof(p->method), "link");
+        p->dev = st->st_dev;
+        p->ino = st->st_ino;
+        p->size = (uint64_t)st->st_size;
+        p->mode = st->st_mode;
+        p->uid = st->st_uid;
+        p->gid = st->st_gid;
+        p->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+        (void)snprintf(p->store_root, sizeof(p->store_root), "%s", fs->root);
+        (void)snprintf(p->store_path, sizeof(p->store_path), "pins/%s", name);
+        fd_path(fd, p->path, sizeof(p->path));
+        (void)hf_fd_fid(fd, p->fid, sizeof(p->fid));
+        push_msg(g, m);
+}
+
 /*
- * A job whose caller had not scheduled out when the reader looked: its system call, read with
- * the patience a worker can afford. A read is allowed with nothing kept (false); a write is
- * kept as the reader would have decided (true: go on with j).
+ * A write-open (no O_TRUNC) on 6.14+: the write itself will raise PRE_ACCESS. When another
+ * group (or nobody) owns the inode, removes the ignore mark (a read-ignore, or the previous
+ * writer's capture ignore) so this group's first write is pre-imaged; and pins the inode
+ * against unlink/rename-over. The caller answers the event.
+ */
+static void open_for_write(HfGuard *g, Fs *fs, int fd, const struct stat *st, pid_t group,
+                           pid_t tgid)
+{
+        if (inode_rearm(g, inode_key(st->st_dev, st->st_ino), group, false))
+                (void)fanotify_mark(g->fan, FAN_MARK_REMOVE | FAN_MARK_IGNORE, FAN_PRE_ACCESS, fd,
+                                    NULL);
+        if (g->c->pins)
+                pin(g, fs, fd, st, tgid);
+}
+
+/*
+ * A job whose caller had not scheduled out when the reader looked: its system call (or, for an
+ * open, its flags), read with the patience a worker can afford. A read, or a write-open without
+ * O_TRUNC, is allowed with nothing kept (false); a write is kept as the reader would have
+ * decided, an O_TRUNC open (or one still unknown) by a whole pre-image (true: go on with j).
  */
 static bool decide(HfGuard *g, Job *j)
 {
@@ -972,6 +1032,23 @@ static bool decide(HfGuard *g, Job *j)
         long nr;
         bool cont;
 
+        if (j->open_unseen) {
+                /* A write-open without O_TRUNC keeps nothing: its writes raise PRE_ACCESS. */
+                long fl = open_flags(j->tid, true);
+                if (fl >= 0 && !(fl & O_TRUNC)) {
+                        if (open_writes(fl))
+                                open_for_write(g, j->fs, j->fd, &j->st, j->group, j->tgid);
+                        if (!j->cont)
+                                hf_guard_judged(g, j->group);
+                        respond(g, j->fd, true);
+                        return false;
+                }
+                if (fl < 0)
+                        log_notice("guard: the open flags of pid %d were not readable in time; "
+                                   "a whole pre-image of inode %llu is kept",
+                                   (int)j->tid, (unsigned long long)j->st.st_ino);
+                return true;
+        }
         if (read_syscall(j->tid, &nr, a, true) < 0) {
                 /* still unknown: a whole pre-image (the tests look for this line) */
                 log_notice("guard: the system call of pid %d was not readable in time; a whole "
@@ -1001,7 +1078,7 @@ static void capture(HfGuard *g, Job *j)
         char name[96];
         int r;
 
-        if (j->undecided && !decide(g, j))
+        if ((j->undecided || j->open_unseen) && !decide(g, j))
                 return;
         if (j->range) {
                 if (capture_range(g, j))
@@ -1084,48 +1161,6 @@ static void *worker_main(void *arg)
                 free(j);
         }
         return NULL;
-}
-
-static void pin(HfGuard *g, Fs *fs, int fd, const struct stat *st, pid_t pid)
-{
-        char name[96];
-
-        if (fs->pins_fd < 0 || pinned_before(g, st->st_dev, st->st_ino))
-                return;
-        (void)snprintf(name, sizeof(name), "%llu-%lld-%llu", (unsigned long long)st->st_ino,
-                       (long long)(hf_now_real() * 1e9),
-                       (unsigned long long)atomic_fetch_add(&g->seq, 1));
-        /* Linking an open file by its fd needs CAP_DAC_READ_SEARCH, which we have. */
-        if (linkat(fd, "", fs->pins_fd, name, AT_EMPTY_PATH) < 0) {
-                log_debug_errno(errno, "pin of inode %llu failed: %m",
-                                (unsigned long long)st->st_ino);
-                return;
-        }
-        /* Recorded like a pre-image (method "link"): it shares the inode, so it holds the
-         * content as of the unlink or rename-over, and the writes before them are covered by
-         * the pre-images of the same inode. */
-        HfGuardMsg *m = calloc(1, sizeof(*m));
-        if (!m)
-                return;
-        HfPreimage *p = &m->pi;
-        m->type = HF_GMSG_PREIMAGE;
-        p->time = hf_now_real();
-        p->pid = pid;
-        p->group = 0;
-        (void)snprintf(p->reason, sizeof(p->reason), "pin");
-        (void)snprintf(p->method, sizeof(p->method), "link");
-        p->dev = st->st_dev;
-        p->ino = st->st_ino;
-        p->size = (uint64_t)st->st_size;
-        p->mode = st->st_mode;
-        p->uid = st->st_uid;
-        p->gid = st->st_gid;
-        p->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-        (void)snprintf(p->store_root, sizeof(p->store_root), "%s", fs->root);
-        (void)snprintf(p->store_path, sizeof(p->store_path), "pins/%s", name);
-        fd_path(fd, p->path, sizeof(p->path));
-        (void)hf_fd_fid(fd, p->fid, sizeof(p->fid));
-        push_msg(g, m);
 }
 
 /* The sentinel's own state and config, should they lie inside a protected tree. */
@@ -1250,8 +1285,10 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
                  * process is the writer and this open may be a read. */
                 long fl = open_flags(tid, false);
                 if (fl < 0) {
+                        /* Unknown opener (io_uring, or not scheduled out yet): assume the
+                         * worst; in pre-content mode a worker asks again, with patience. */
                         unseen = true;
-                        write = true; /* unknown opener (io_uring): assume the worst */
+                        write = true;
                         trunc = true;
                 } else {
                         write = open_writes(fl);
@@ -1326,17 +1363,7 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
                 return answer(g, m->fd, true);
         }
         if (open_write && pre) {
-                /*
-                 * A write-open on 6.14+: the write itself will raise PRE_ACCESS. When another
-                 * group (or nobody) owns the inode, remove the ignore mark (a read-ignore, or
-                 * the previous writer's capture ignore) so this group's first write is
-                 * pre-imaged; and pin the inode against unlink/rename-over.
-                 */
-                if (inode_rearm(g, key, group, false))
-                        (void)fanotify_mark(g->fan, FAN_MARK_REMOVE | FAN_MARK_IGNORE,
-                                            FAN_PRE_ACCESS, m->fd, NULL);
-                if (g->c->pins)
-                        pin(g, fs, m->fd, &st, tgid);
+                open_for_write(g, fs, m->fd, &st, group, tgid);
                 return answer(g, m->fd, true);
         }
         /*
@@ -1376,6 +1403,7 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
                     .since = hf_now_mono(),
                     .range = step == STEP_RANGE,
                     .undecided = undecided,
+                    .open_unseen = (m->mask & FAN_OPEN_PERM) && pre && unseen,
                     .cont = cont,
                     .off = r_off,
                     .len = r_len };

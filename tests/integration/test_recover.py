@@ -684,14 +684,20 @@ with open(c, "ab") as f:                      # and an append
 """
 
 
-@pytest.mark.parametrize("fs", ["ext4", "xfs"])
-def test_range_preimages(holdfast_bin, tmp_path, fs):
+@pytest.mark.parametrize("fs,unseen", [("ext4", False), ("xfs", False), ("ext4", True)],
+                         ids=["ext4", "xfs", "ext4-unseen"])
+def test_range_preimages(holdfast_bin, tmp_path, fs, unseen):
     """Small overwrites are kept as ranges of the bytes overwritten (not whole copies), a
     truncation ends the run with a whole pre-image, and recover puts every file back exactly;
-    retention punches released ranges out and removes a log none is left in."""
+    retention punches released ranges out and removes a log none is left in. Unseen: the
+    guard's short look at the caller always misses (as on a loaded machine, where a make check
+    under ASan once kept a whole copy at such a write-open); its workers look again with
+    patience, and the writes are still kept as ranges."""
     if os.geteuid() != 0:
         pytest.skip("needs root (loop mounts, fanotify); CI runs as root")
     c = Campaign(fs, tmp_path, holdfast_bin)
+    if unseen:
+        c.env["HOLDFAST_GUARD_TEST_UNSEEN_OPENER"] = "1"
     try:
         c.mount()
         c.prepare(["ranges"])
