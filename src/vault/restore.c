@@ -312,37 +312,41 @@ static int make_room(int dfd, const char *name, bool want_dir)
         return unlinkat(dfd, name, 0) < 0 ? -errno : 0;
 }
 
-static int create_other(Restore *rs, int dfd, const HfNode *n, const char *snap_path)
+/* Makes the symlink, fifo or device node n at dfd/name (target: the symlink's). */
+static int make_other(int dfd, const HfNode *n, const char *target)
 {
         int r;
 
-        r = make_room(dfd, n->name, false);
-        if (r < 0)
-                goto fail;
-        switch (n->type) {
-        case HF_NODE_SYMLINK: {
-                _cleanup_free_ char *t = strndup(n->linktarget ? n->linktarget : "",
-                                                 n->linktarget_len);
+        if (n->type == HF_NODE_SYMLINK)
+                r = symlinkat(target, dfd, n->name);
+        else if (n->type == HF_NODE_FIFO)
+                r = mknodat(dfd, n->name, S_IFIFO | 0600, 0);
+        else
+                r = mknodat(dfd, n->name, (n->type == HF_NODE_DEV ? S_IFBLK : S_IFCHR) | 0600,
+                            (dev_t)n->device);
+        return r < 0 ? -errno : 0;
+}
+
+static int create_other(Restore *rs, int dfd, const HfNode *n, const char *snap_path)
+{
+        _cleanup_free_ char *t = NULL;
+        int r;
+
+        if (n->type != HF_NODE_SYMLINK && n->type != HF_NODE_FIFO && n->type != HF_NODE_DEV &&
+            n->type != HF_NODE_CHARDEV)
+                return 0; /* sockets and irregular files: restic does not restore these either */
+        if (n->type == HF_NODE_SYMLINK) {
+                t = strndup(n->linktarget ? n->linktarget : "", n->linktarget_len);
                 if (!t)
                         return -ENOMEM;
-                if (symlinkat(t, dfd, n->name) < 0)
-                        r = -errno;
-                break;
         }
-        case HF_NODE_FIFO:
-                if (mknodat(dfd, n->name, S_IFIFO | 0600, 0) < 0)
-                        r = -errno;
-                break;
-        case HF_NODE_DEV:
-        case HF_NODE_CHARDEV:
-                if (mknodat(dfd, n->name, (n->type == HF_NODE_DEV ? S_IFBLK : S_IFCHR) | 0600,
-                            (dev_t)n->device) < 0)
-                        r = -errno;
-                break;
-        case HF_NODE_SOCKET:
-        case HF_NODE_IRREGULAR:
-        default:
-                return 0; /* restic does not restore these either */
+        /* Made first, and only when the name is taken is what holds it looked at (a fresh
+         * restore pays no stat per item). */
+        r = make_other(dfd, n, t);
+        if (r == -EEXIST) {
+                r = make_room(dfd, n->name, false);
+                if (r >= 0)
+                        r = make_other(dfd, n, t);
         }
         if (r < 0)
                 goto fail;
@@ -459,9 +463,13 @@ static int ensure_dir(Restore *rs, PlanDir *d)
                 d->failed = true;
                 return r;
         }
-        r = make_room(d->parent->fd, d->name, true);
-        if (r == 0 && mkdirat(d->parent->fd, d->name, 0700) < 0)
-                r = -errno;
+        /* Made first; only an existing name is looked at (kept when a folder). */
+        r = mkdirat(d->parent->fd, d->name, 0700) < 0 ? -errno : 0;
+        if (r == -EEXIST) {
+                r = make_room(d->parent->fd, d->name, true);
+                if (r == 0 && mkdirat(d->parent->fd, d->name, 0700) < 0)
+                        r = -errno;
+        }
         if (r >= 0) {
                 d->fd = openat(d->parent->fd, d->name,
                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -929,6 +929,38 @@ def test_restore_into_non_empty_target_and_delete(holdfast, restore_vault, targe
     h.assert_trees_equal(src, t, ignore=["full-extra"])
 
 
+def test_restore_over_other_kinds(holdfast, tmp_path, target_dir):
+    """Names the target already holds with another kind of item: a file or a symlink where
+    the snapshot has a folder, a file or another symlink where it has a symlink, a file where
+    it has a fifo, are replaced; a folder where it has a symlink is kept and reported."""
+    src, vault = tmp_path / "src", tmp_path / "vault"
+    write(src / "d/f.txt", "in d\n")
+    write(src / "e/g.txt", "in e\n")
+    for name in ("l1", "l2", "l3"):
+        os.symlink(f"target-of-{name}", src / name)
+    os.mkfifo(src / "fifo")
+    init(holdfast, vault)
+    backup(holdfast, vault, src)
+    t = target_dir / "src"
+    write(t / "d", "a file where a folder goes\n")
+    t.joinpath("elsewhere").mkdir()
+    os.symlink("elsewhere", t / "e")
+    write(t / "l1", "a file where a symlink goes\n")
+    os.symlink("somewhere-else", t / "l2")
+    (t / "l3").mkdir()
+    write(t / "fifo", "a file where a fifo goes\n")
+    res = holdfast("restore", "latest", "--target", target_dir, repo=vault)
+    assert res.rc == 3, res.describe()
+    assert (t / "d").is_dir() and (t / "d/f.txt").read_text() == "in d\n"
+    assert not (t / "e").is_symlink() and (t / "e/g.txt").read_text() == "in e\n"
+    assert not (t / "elsewhere/g.txt").exists()
+    assert os.readlink(t / "l1") == "target-of-l1"
+    assert os.readlink(t / "l2") == "target-of-l2"
+    assert stat.S_ISFIFO(os.lstat(t / "fifo").st_mode)
+    assert (t / "l3").is_dir() and not (t / "l3").is_symlink()
+    assert "/src/l3" in res.err and "cannot create" in res.err, res.describe()
+
+
 def test_restore_sparse_file(holdfast, tmp_path, target_dir):
     src, vault = tmp_path / "src", tmp_path / "vault"
     size = 64 * h.MIB
