@@ -8,6 +8,7 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include "../base/log.h"
 
@@ -81,12 +82,61 @@ void hf_key_wipe(HfKey *k)
                 OPENSSL_cleanse(k, sizeof(*k));
 }
 
+/*
+ * IVs are taken from a page of random bytes, not from one RAND_bytes() call per object: a call
+ * costs about 2 us (a getpid() for OpenSSL's fork check among it), paid for every blob of a
+ * backup. The page is MADV_WIPEONFORK: a forked child finds it zeroed, so `left` reads 0 and the
+ * child draws its own bytes; parent and child never take the same IV. Without that advice (a
+ * kernel before 4.14) there is no pool and every IV is drawn on its own.
+ */
+#define IV_POOL_PAGE 4096u
+typedef struct IvPool {
+        uint32_t left;                    /* unused bytes at the end of bytes[] */
+        uint8_t bytes[IV_POOL_PAGE - 64]; /* a multiple of HF_CRYPTO_IV_LEN */
+} IvPool;
+
 struct HfCipher {
         EVP_CIPHER_CTX *ctr; /* AES-256-CTR, keyed once; only the IV changes per object */
         EVP_CIPHER_CTX *ecb; /* AES-128 with mac_k, turns the nonce into Poly1305's s */
         EVP_MAC_CTX *mac;    /* Poly1305, rekeyed with r || s per object */
         uint8_t r[16];       /* Poly1305 r, already clamped */
+        IvPool *pool;        /* NULL: no pool, an IV is drawn per object */
 };
+
+_Static_assert(sizeof(IvPool) <= IV_POOL_PAGE &&
+                       sizeof(((IvPool *)NULL)->bytes) % HF_CRYPTO_IV_LEN == 0,
+               "an IV pool is one page of whole IVs");
+
+static IvPool *iv_pool_new(void)
+{
+        void *p = mmap(NULL, IV_POOL_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                       0);
+
+        if (p == MAP_FAILED)
+                return NULL;
+        if (madvise(p, IV_POOL_PAGE, MADV_WIPEONFORK) < 0) {
+                (void)munmap(p, IV_POOL_PAGE);
+                return NULL;
+        }
+        return p; /* zeroed: empty */
+}
+
+static int next_iv(HfCipher *c, uint8_t iv[HF_CRYPTO_IV_LEN])
+{
+        IvPool *p = c->pool;
+
+        if (!p)
+                return hf_random_bytes(iv, HF_CRYPTO_IV_LEN);
+        if (p->left < HF_CRYPTO_IV_LEN || p->left > sizeof(p->bytes)) {
+                int r = hf_random_bytes(p->bytes, sizeof(p->bytes));
+                if (r < 0)
+                        return r;
+                p->left = sizeof(p->bytes);
+        }
+        memcpy(iv, p->bytes + sizeof(p->bytes) - p->left, HF_CRYPTO_IV_LEN);
+        p->left -= HF_CRYPTO_IV_LEN;
+        return 0;
+}
 
 static void poly1305_clamp(uint8_t r[16])
 {
@@ -107,6 +157,8 @@ HfCipher *hf_cipher_free(HfCipher *c)
         EVP_CIPHER_CTX_free(c->ctr);
         EVP_CIPHER_CTX_free(c->ecb);
         EVP_MAC_CTX_free(c->mac);
+        if (c->pool)
+                (void)munmap(c->pool, IV_POOL_PAGE);
         OPENSSL_cleanse(c, sizeof(*c));
         free(c);
         return NULL;
@@ -138,6 +190,7 @@ static int cipher_new_raw(const uint8_t *encrypt, const uint8_t mac_k[16], const
         memcpy(c->r, mac_r, sizeof(c->r));
         /* OpenSSL clamps too; doing it here keeps the result independent of the provider. */
         poly1305_clamp(c->r);
+        c->pool = iv_pool_new();
         *ret = TAKE_PTR(c);
         return 0;
 }
@@ -252,7 +305,7 @@ int hf_cipher_encrypt(HfCipher *c, const void *in, size_t n, void *out)
 
         /* A zero IV has probability 2^-128, but restic refuses it, so never write one. */
         do {
-                r = hf_random_bytes(iv, sizeof(iv));
+                r = next_iv(c, iv);
                 if (r < 0)
                         return r;
         } while (all_zero(iv, sizeof(iv)));

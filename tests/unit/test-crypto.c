@@ -7,7 +7,10 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../../src/crypto/crypto.h"
 #include "smaps.h"
@@ -696,6 +699,57 @@ static void test_random_bytes(void **state)
         assert_int_equal(hf_random_bytes(NULL, 0), 0);
 }
 
+static int iv_cmp(const void *a, const void *b)
+{
+        return memcmp(a, b, HF_CRYPTO_IV_LEN);
+}
+
+/* IVs come from a per-cipher pool of random bytes: all distinct over several refills, never
+ * zero, and a forked child does not take the IV its parent takes next (the pool page is wiped
+ * in the child). */
+static void test_iv_pool(void **state)
+{
+        enum {
+                N = 1000
+        }; /* 16 KB of IVs: four refills of the pool */
+        _cleanup_(hf_cipher_freep) HfCipher *c = NULL;
+        static uint8_t ivs[N][HF_CRYPTO_IV_LEN];
+        static const uint8_t zero[HF_CRYPTO_IV_LEN];
+        uint8_t obj[HF_CRYPTO_OVERHEAD + 1], mine[HF_CRYPTO_IV_LEN], theirs[HF_CRYPTO_IV_LEN];
+        int fds[2], status;
+        HfKey k;
+
+        (void)state;
+        assert_int_equal(hf_key_generate(&k), 0);
+        assert_int_equal(hf_cipher_new(&k, &c), 0);
+        for (size_t i = 0; i < N; i++) {
+                assert_int_equal(hf_cipher_encrypt(c, "x", 1, obj), 0);
+                memcpy(ivs[i], obj, HF_CRYPTO_IV_LEN);
+                assert_memory_not_equal(ivs[i], zero, HF_CRYPTO_IV_LEN);
+        }
+        qsort(ivs, N, HF_CRYPTO_IV_LEN, iv_cmp);
+        for (size_t i = 1; i < N; i++)
+                assert_memory_not_equal(ivs[i - 1], ivs[i], HF_CRYPTO_IV_LEN);
+
+        assert_int_equal(pipe(fds), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int ok = hf_cipher_encrypt(c, "x", 1, obj) == 0 &&
+                         write(fds[1], obj, HF_CRYPTO_IV_LEN) == HF_CRYPTO_IV_LEN;
+                _exit(ok ? 0 : 1);
+        }
+        assert_int_equal(hf_cipher_encrypt(c, "x", 1, obj), 0);
+        memcpy(mine, obj, sizeof(mine));
+        assert_int_equal(read(fds[0], theirs, sizeof(theirs)), (ssize_t)sizeof(theirs));
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_memory_not_equal(mine, theirs, sizeof(mine));
+        close(fds[0]);
+        close(fds[1]);
+        hf_key_wipe(&k);
+}
+
 /*
  * With hf_crypto_setup_memory() called first (main() does, as holdfast's does), OpenSSL's large
  * allocations, scrypt's scratch among them, are 2 MiB-aligned and advised huge pages; small
@@ -746,6 +800,7 @@ int main(void)
                 cmocka_unit_test(test_sha256_many),
                 cmocka_unit_test(test_memcmp_ct),
                 cmocka_unit_test(test_random_bytes),
+                cmocka_unit_test(test_iv_pool),
                 cmocka_unit_test(test_openssl_memory_hint),
         };
 
