@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "log.h"
 
@@ -255,6 +256,14 @@ int hf_pread_all(int fd, void *p, size_t n, uint64_t off)
                 off += (uint64_t)k;
         }
         return 0;
+}
+
+bool hf_page_cached(int fd, uint64_t off)
+{
+        uint8_t b;
+        struct iovec v = { .iov_base = &b, .iov_len = 1 };
+
+        return preadv2(fd, &v, 1, (off_t)off, RWF_NOWAIT) == 1;
 }
 
 int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off)

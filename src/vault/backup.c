@@ -65,6 +65,7 @@ typedef struct FileJob {
         struct FileJob *next; /* jobs travel to the readers in batches */
         bool opened;          /* fd holds the file opened ahead (or -errno) */
         int fd;
+        bool xattrs; /* the reader lists the xattrs, through the file's fd */
 } FileJob;
 
 typedef struct Backup {
@@ -235,11 +236,13 @@ static void fill_stat(Backup *b, HfNode *n, const struct stat *st)
         }
 }
 
-/* Reads the extended attributes of path (not following symlinks), in the kernel's order. */
-static int fill_xattrs(HfNode *n, const char *path)
+/* Reads the extended attributes of the open file fd, or (fd < 0) of path (not following
+ * symlinks), in the kernel's order. */
+static int fill_xattrs(HfNode *n, const char *path, int fd)
 {
         char list[XATTR_LIST_MAX_BYTES];
-        ssize_t len = llistxattr(path, list, sizeof(list));
+        ssize_t len = fd >= 0 ? flistxattr(fd, list, sizeof(list))
+                              : llistxattr(path, list, sizeof(list));
 
         if (len < 0)
                 return errno == ENOTSUP || errno == ENOSYS ? 0 : -errno;
@@ -247,7 +250,8 @@ static int fill_xattrs(HfNode *n, const char *path)
                 const char *name = list + off;
                 size_t nl = strlen(name);
                 uint8_t value[XATTR_VALUE_MAX_BYTES];
-                ssize_t vl = lgetxattr(path, name, value, sizeof(value));
+                ssize_t vl = fd >= 0 ? fgetxattr(fd, name, value, sizeof(value))
+                                     : lgetxattr(path, name, value, sizeof(value));
 
                 off += (ssize_t)nl + 1;
                 if (vl < 0)
@@ -257,6 +261,16 @@ static int fill_xattrs(HfNode *n, const char *path)
                         return r;
         }
         return 0;
+}
+
+/* Lists path's xattrs into n; a problem other than a vanished file is reported. */
+static void xattrs_now(Backup *b, HfNode *n, const char *path)
+{
+        int r = fill_xattrs(n, path, -1);
+
+        if (r < 0 && r != -ENOENT)
+                hf_report_error(&b->opts->out, "archival", path, r,
+                                "cannot read extended attributes: %m");
 }
 
 /* ---- finishing folders ------------------------------------------------------------------ */
@@ -452,13 +466,25 @@ static int open_file(int dfd, const char *name)
  * Opens every file of a fresh batch and asks the kernel to read them ahead, so that on a cold
  * page cache the disk works on the batch's later files while this reader cuts the first ones
  * (two readers alone keep only two reads in flight). A file's fd is used when its turn comes.
+ * When the batch's last file ends in the page cache, the batch is taken as cached (files read
+ * together leave the cache together) and nothing is asked: one probe instead of a call per
+ * file on a warm cache.
  */
 static void open_ahead(FileJob *batch)
 {
+        FileJob *last = NULL;
+
         for (FileJob *j = batch; j; j = j->next) {
                 const HfNode *n = &j->dir->tree.nodes[j->idx];
                 j->fd = open_file(j->dfd, n->name);
                 j->opened = true;
+                if (j->fd >= 0 && n->size > 0)
+                        last = j;
+        }
+        if (!last || hf_page_cached(last->fd, last->dir->tree.nodes[last->idx].size - 1))
+                return;
+        for (FileJob *j = batch; j; j = j->next) {
+                const HfNode *n = &j->dir->tree.nodes[j->idx];
                 if (j->fd >= 0 && n->size > 0)
                         (void)posix_fadvise(j->fd, 0, (off_t)MIN(n->size, (uint64_t)READ_AHEAD_MAX),
                                             POSIX_FADV_WILLNEED);
@@ -500,6 +526,12 @@ static void read_file(Reader *w, FileCtx *f)
                                 "changed type while being backed up (skipped)");
                 f->error = -ENOENT;
                 return;
+        }
+        if (job->xattrs) {
+                r = fill_xattrs(n, NULL, fd);
+                if (r < 0)
+                        hf_report_error(&b->opts->out, "archival", f->path, r,
+                                        "cannot read extended attributes: %m");
         }
         /* Only a file that takes more than one read has a read pattern to tell. */
         if (f->st.st_size > (off_t)READ_BLOCK)
@@ -965,6 +997,9 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
         if (!path)
                 return -ENOMEM;
         fill_stat(b, n, st);
+        /* A file to read has its xattrs listed by its reader, through the open file: a path
+         * here is resolved from the root at every call. */
+        bool xattrs_later = false;
         if (old && !b->opts->force && old->type == n->type && old->inode == n->inode &&
             old->ctime.sec == st->st_ctim.tv_sec && old->ctime.nsec == st->st_ctim.tv_nsec) {
                 /* Changing an xattr changes ctime: an unchanged ctime means the same xattrs
@@ -975,12 +1010,10 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                                               old->xattrs[k].len);
                 if (r < 0)
                         return r;
-        } else {
-                r = fill_xattrs(n, path);
-                if (r < 0 && r != -ENOENT)
-                        hf_report_error(&b->opts->out, "archival", path, r,
-                                        "cannot read extended attributes: %m");
-        }
+        } else if (n->type == HF_NODE_FILE)
+                xattrs_later = true; /* a changed ctime: unchanged() is false, it is read */
+        else
+                xattrs_now(b, n, path);
         switch (n->type) {
         case HF_NODE_FILE: {
                 if (old && unchanged(b, old, st)) {
@@ -1015,6 +1048,8 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                                         n->n_content = n->content ? group->n_content : 0;
                                         n->size = group->size;
                                         pthread_mutex_unlock(&b->links_lock);
+                                        if (xattrs_later)
+                                                xattrs_now(b, n, path);
                                         atomic_fetch_add(old && old->type == HF_NODE_FILE
                                                                  ? &b->files_changed
                                                                  : &b->files_new,
@@ -1038,6 +1073,8 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                                         };
                                         atomic_fetch_add(&d->pending, 1);
                                         pthread_mutex_unlock(&b->links_lock);
+                                        if (xattrs_later)
+                                                xattrs_now(b, n, path);
                                         return 0;
                                 }
                                 group = NULL; /* the first name failed: read this one */
@@ -1053,6 +1090,7 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                 job->idx = i;
                 job->links = group;
                 job->is_new = !old || old->type != HF_NODE_FILE;
+                job->xattrs = xattrs_later;
                 job->dfd = dfd;
                 job->dirpath = (char *)dirpath;
                 if (own) {
@@ -1439,7 +1477,7 @@ static int handle_tnode(Backup *b, DirJob *d, size_t i, TNode *t, const HfNode *
                 return 0;
         }
         fill_stat(b, n, &st);
-        r = fill_xattrs(n, t->abspath);
+        r = fill_xattrs(n, t->abspath, -1);
         if (r < 0 && r != -ENOENT)
                 hf_report_error(&b->opts->out, "archival", t->abspath, r,
                                 "cannot read extended attributes: %m");

@@ -8,11 +8,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/magic.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 
 #include "../../src/base/buf.h"
@@ -638,6 +640,31 @@ static int tmpdir_teardown(void **state)
         return r;
 }
 
+/* hf_page_cached: false for a byte dropped from the page cache (not on tmpfs, where the cache
+ * is the storage) and past the end, true once read. */
+static void test_page_cached(void **state)
+{
+        const char *dir = *state;
+        _cleanup_free_ char *path = NULL;
+        static uint8_t data[64 * 1024];
+        struct statfs sf;
+
+        assert_true(asprintf(&path, "%s/cached", dir) > 0);
+        memset(data, 0x5a, sizeof(data));
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(hf_write_all(fd, data, sizeof(data)), 0);
+        assert_int_equal(fsync(fd), 0);
+        assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+        assert_int_equal(fstatfs(fd, &sf), 0);
+        if (sf.f_type != TMPFS_MAGIC)
+                assert_false(hf_page_cached(fd, sizeof(data) - 1));
+        assert_int_equal(hf_pread_all(fd, data, sizeof(data), 0), 0);
+        assert_true(hf_page_cached(fd, 0));
+        assert_true(hf_page_cached(fd, sizeof(data) - 1));
+        assert_false(hf_page_cached(fd, sizeof(data)));
+}
+
 static void test_write_file_atomic(void **state)
 {
         const char *dir = *state;
@@ -1039,6 +1066,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_read_fd_ceiling, tmpdir_setup,
                                                 tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_pread_mkdir, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_page_cached, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_format),
                 cmocka_unit_test(test_queue_mpmc),
                 cmocka_unit_test(test_queue_resume_at),
