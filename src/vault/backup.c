@@ -548,6 +548,14 @@ static void read_file(Reader *w, FileCtx *f)
                 if (r < 0)
                         goto fatal;
                 room = MIN((size_t)READ_BLOCK, buf->cap - buf->len - 1);
+                /* Up to the size fstat gave, as GNU tar does: a file appended to faster than
+                 * it is read would otherwise never end. A size of 0 (/proc, sysfs) is read to
+                 * the end. */
+                if (f->st.st_size > 0) {
+                        if (total >= (uint64_t)f->st.st_size)
+                                break;
+                        room = (size_t)MIN((uint64_t)room, (uint64_t)f->st.st_size - total);
+                }
                 k = read(fd, buf->data + buf->len, room);
                 if (k < 0) {
                         if (errno == EINTR)
@@ -589,14 +597,10 @@ static void read_file(Reader *w, FileCtx *f)
                                 goto fatal;
                         scanned = 0;
                 }
-                /* A short read that brings the file to the size fstat gave is its end (one
-                 * read call less for most files); a file that grew meanwhile is caught by the
-                 * fstat below, like one that changes after the last read. */
-                if ((size_t)k < room && total == (uint64_t)f->st.st_size)
-                        break;
         }
         /* What was read is what the snapshot holds, whatever fstat said before (a file that
-         * grew, or a /proc file whose size reads 0). */
+         * shrank, or a /proc file whose size reads 0); a file that changed meanwhile is caught
+         * by the fstat below. */
         f->size = total;
         if (buf->len > 0 && f->n_cut == 0) {
                 /* A file of one chunk (most files) is stored right here: handing it to a

@@ -10,6 +10,7 @@ the harness skips only when not root; CI runs as root so they run there.
 """
 import collections
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -23,6 +24,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -1121,6 +1123,63 @@ def test_file_longer_than_its_stat_size(holdfast, restic, tmp_path, target_dir):
     assert node["size"] == len(want), node
     res = holdfast("restore", "latest", "--target", target_dir, repo=vault).ok()
     assert (target_dir / "proc" / "version").read_bytes() == want
+    assert "snapshot says" not in res.err, res.describe()
+
+
+def test_file_growing_while_read(holdfast, restic, tmp_path, target_dir):
+    """A log appended to, faster than it can be read, from the backup's first read of it on:
+    the backup reads up to the size the file had when opened (read to its end, such a file would
+    be chased for as long as it grows), reports the change, and the snapshot holds exactly those
+    bytes, a prefix of the file, as its node's size says (restic's ls agrees); restore writes it
+    whole without a size warning."""
+    src, vault = tmp_path / "src", tmp_path / "vault"
+    log = src / "grow.log"
+    block = 64 * 1024
+    start = 32 * 1024 * 1024 // block  # 32 MiB at first: many reads, many chunks
+
+    def piece(i):
+        return (f"{i:012d}\n".encode() * (block // 13 + 1))[:block]
+
+    write(log, b"".join(piece(i) for i in range(start)))
+    init(holdfast, vault)
+    libc = ctypes.CDLL(None, use_errno=True)
+    ino = libc.inotify_init1(os.O_CLOEXEC)
+    assert ino >= 0 and libc.inotify_add_watch(ino, bytes(log), 0x1) >= 0  # IN_ACCESS
+    stop = threading.Event()
+
+    def grow():
+        # From the first read of the file on, unthrottled, up to 256 MiB more.
+        os.read(ino, 4096)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+        try:
+            for i in range(start, start + 4096):
+                if stop.is_set():
+                    break
+                os.write(fd, piece(i))
+        finally:
+            os.close(fd)
+    t = threading.Thread(target=grow)
+    t.start()
+    try:
+        summary, errors = backup(holdfast, vault, src)
+    finally:
+        stop.set()
+        if t.is_alive():
+            with open(log, "rb") as f:  # wakes the writer should no read have come
+                f.read(1)
+        t.join()
+        os.close(ino)
+    assert summary["files_new"] == 1, summary
+    assert any("changed while being read" in json.dumps(e) for e in errors), errors
+    final = log.read_bytes()
+    (node,) = [n for n in restic("ls", "--json", "latest", repo=vault,
+                                 password=holdfast.password).ok().jsonl()
+               if n.get("path") == "/src/grow.log"]
+    res = holdfast("restore", "latest", "--target", target_dir, repo=vault).ok()
+    got = (target_dir / "src" / "grow.log").read_bytes()
+    assert node["size"] == len(got) == start * block < len(final), \
+        (node["size"], len(got), len(final))
+    assert final[:len(got)] == got, "the snapshot is not a prefix of the file"
     assert "snapshot says" not in res.err, res.describe()
 
 
