@@ -16,6 +16,7 @@
 #include "../base/util.h"
 #include "../chunker/chunker.h"
 #include "../sentinel/retention.h"
+#include "../sentinel/sentinel.h"
 #include "recover-internal.h"
 
 #define STORE ".holdfast"
@@ -107,7 +108,9 @@ int hf_recover_prune(const HfPruneOptions *o)
         HfPruneStats st;
         int r;
 
-        (void)snprintf(dbp, sizeof(dbp), "%s/sentinel.db", o->state_dir);
+        r = hf_db_path(o->state_dir, dbp, sizeof(dbp));
+        if (r < 0)
+                return r;
         if (access(dbp, F_OK) < 0) {
                 log_error("no sentinel database at %s", dbp);
                 return -ENOENT;

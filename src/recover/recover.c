@@ -40,6 +40,7 @@
 #include "../base/gojson.h"
 #include "../base/log.h"
 #include "../base/util.h"
+#include "../sentinel/sentinel.h"
 #include "recover-internal.h"
 
 #define STORE_DIR ".holdfast"
@@ -2850,7 +2851,10 @@ static void ctx_done(Ctx *c)
 
 static int open_db(Ctx *c)
 {
-        (void)snprintf(c->db_path, sizeof(c->db_path), "%s/sentinel.db", c->o->state_dir);
+        int r = hf_db_path(c->o->state_dir, c->db_path, sizeof(c->db_path));
+
+        if (r < 0)
+                return r;
         if (access(c->db_path, F_OK) < 0) {
                 log_error("no sentinel database at %s (is --state right? the sentinel creates it "
                           "on start)",

@@ -93,6 +93,19 @@ HfDb *hf_db_close(HfDb *db)
         return NULL;
 }
 
+int hf_db_path(const char *state_dir, char *buf, size_t n)
+{
+        int k = snprintf(buf, n, "%s/sentinel.db", state_dir);
+
+        if (k < 0 || (size_t)k >= MIN(n, (size_t)HF_DB_PATH_MAX))
+                return log_error_errno(-ENAMETOOLONG,
+                                       "%s: the state folder's path is too long for its database "
+                                       "(SQLite opens files by paths of at most %d bytes); use a "
+                                       "shorter --state",
+                                       state_dir, HF_DB_PATH_MAX - 1);
+        return 0;
+}
+
 int hf_db_open(const char *state_dir, bool create, HfDb **ret)
 {
         _cleanup_(hf_db_closep) HfDb *db = calloc(1, sizeof(*db));
@@ -101,7 +114,9 @@ int hf_db_open(const char *state_dir, bool create, HfDb **ret)
 
         if (!db)
                 return -ENOMEM;
-        (void)snprintf(path, sizeof(path), "%s/sentinel.db", state_dir);
+        r = hf_db_path(state_dir, path, sizeof(path));
+        if (r < 0)
+                return r;
         if (!create && access(path, F_OK) < 0)
                 return -ENOENT;
         r = sqlite3_open_v2(

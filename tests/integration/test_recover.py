@@ -339,6 +339,28 @@ def test_attack_recovered(campaign, attack):
             f"{attack} on {campaign.fs}: big files not kept as ranges\n{desc}"
 
 
+def test_state_path_too_long_for_the_database(campaign, tmp_path):
+    """A --state whose sentinel.db path passes SQLite's 511 bytes (the database copied there):
+    recover and incidents say so in one sentence naming the folder and what to do, exit 1, and
+    nothing is touched."""
+    attack, r = next((a, x) for a, x in campaign.results.items() if x["incident"] is not None)
+    state = Path(tmp_path)
+    while len(str(state)) < 600:
+        state = state / ("s" * 100)
+    state.mkdir(parents=True)
+    for f in campaign.state.glob("sentinel.db*"):
+        shutil.copy(f, state / f.name)
+    before = tree_hashes(campaign.box(attack))
+    want = (f"{state}: the state folder's path is too long for its database (SQLite opens "
+            "files by paths of at most 511 bytes); use a shorter --state")
+    for args in (["-r", campaign.vault, "recover", "--incident", r["incident"]["id"]],
+                 ["incidents"]):
+        res = campaign.holdfast(*args, "--state", state)
+        assert res.rc == 1, res.describe()
+        assert want in res.err and "unable to open" not in res.err, res.describe()
+    assert tree_hashes(campaign.box(attack)) == before
+
+
 def test_recover_is_idempotent(campaign):
     """A second run over every incident changes nothing and finds everything in place."""
     for attack, r in campaign.results.items():
