@@ -100,7 +100,8 @@ struct HfCipher {
         EVP_CIPHER_CTX *ecb; /* AES-128 with mac_k, turns the nonce into Poly1305's s */
         EVP_MAC_CTX *mac;    /* Poly1305, rekeyed with r || s per object */
         uint8_t r[16];       /* Poly1305 r, already clamped */
-        IvPool *pool;        /* NULL: no pool, an IV is drawn per object */
+        IvPool *pool;        /* made at the first encryption; NULL: an IV drawn per object */
+        bool pool_tried;
 };
 
 _Static_assert(sizeof(IvPool) <= IV_POOL_PAGE &&
@@ -123,8 +124,14 @@ static IvPool *iv_pool_new(void)
 
 static int next_iv(HfCipher *c, uint8_t iv[HF_CRYPTO_IV_LEN])
 {
-        IvPool *p = c->pool;
+        IvPool *p;
 
+        /* Only ciphers that encrypt get a pool (most only decrypt). */
+        if (!c->pool_tried) {
+                c->pool = iv_pool_new();
+                c->pool_tried = true;
+        }
+        p = c->pool;
         if (!p)
                 return hf_random_bytes(iv, HF_CRYPTO_IV_LEN);
         if (p->left < HF_CRYPTO_IV_LEN || p->left > sizeof(p->bytes)) {
@@ -190,7 +197,6 @@ static int cipher_new_raw(const uint8_t *encrypt, const uint8_t mac_k[16], const
         memcpy(c->r, mac_r, sizeof(c->r));
         /* OpenSSL clamps too; doing it here keeps the result independent of the provider. */
         poly1305_clamp(c->r);
-        c->pool = iv_pool_new();
         *ret = TAKE_PTR(c);
         return 0;
 }

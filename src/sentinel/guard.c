@@ -121,10 +121,10 @@ typedef struct Job {
         double time;
         pid_t group;
         double since;
-        bool range;       /* keep [off, off + len) only */
-        bool undecided;   /* the system call is not known yet: the worker reads it */
-        bool open_unseen; /* a write-open whose flags are not known yet: the worker reads them */
-        bool cont;        /* continues the group's run of ranges */
+        bool range;     /* keep [off, off + len) only */
+        bool open;      /* a FAN_OPEN_PERM event (else PRE_ACCESS) */
+        bool undecided; /* the system call (an open's flags) not known yet: the worker reads it */
+        bool cont;      /* continues the group's run of ranges */
         uint64_t off, len;
 } Job;
 
@@ -1029,38 +1029,33 @@ static void open_for_write(HfGuard *g, Fs *fs, int fd, const struct stat *st, pi
 static bool decide(HfGuard *g, Job *j)
 {
         unsigned long a[6] = { 0 };
-        long nr;
+        long nr = -1, fl = -1;
         bool cont;
+        Step step;
 
-        if (j->open_unseen) {
-                /* A write-open without O_TRUNC keeps nothing: its writes raise PRE_ACCESS. */
-                long fl = open_flags(j->tid, true);
-                if (fl >= 0 && !(fl & O_TRUNC)) {
-                        if (open_writes(fl))
-                                open_for_write(g, j->fs, j->fd, &j->st, j->group, j->tgid);
-                        if (!j->cont)
-                                hf_guard_judged(g, j->group);
-                        respond(g, j->fd, true);
-                        return false;
-                }
-                if (fl < 0)
-                        log_notice("guard: the open flags of pid %d were not readable in time; "
-                                   "a whole pre-image of inode %llu is kept",
-                                   (int)j->tid, (unsigned long long)j->st.st_ino);
-                return true;
-        }
-        if (read_syscall(j->tid, &nr, a, true) < 0) {
+        if (j->open ? (fl = open_flags(j->tid, true)) < 0
+                    : read_syscall(j->tid, &nr, a, true) < 0) {
                 /* still unknown: a whole pre-image (the tests look for this line) */
-                log_notice("guard: the system call of pid %d was not readable in time; a whole "
-                           "pre-image of inode %llu is kept",
-                           (int)j->tid, (unsigned long long)j->st.st_ino);
+                log_notice("guard: the %s of pid %d did not show in time; a whole pre-image of "
+                           "inode %llu is kept",
+                           j->open ? "open flags" : "system call", (int)j->tid,
+                           (unsigned long long)j->st.st_ino);
                 return true;
         }
-        Step step = syscall_writes(j->tid, &j->st, nr, a)
-                            ? range_step(g, inode_key(j->st.st_dev, j->st.st_ino), j->group,
-                                         plain_write(j->tid, nr, a), j->len,
-                                         (uint64_t)j->st.st_size, &cont)
-                            : STEP_ALLOW; /* a read */
+        if (j->open) {
+                /* O_TRUNC: a whole pre-image. Without it nothing is kept here: the writes
+                 * raise PRE_ACCESS. */
+                if (fl & O_TRUNC)
+                        return true;
+                if (open_writes(fl))
+                        open_for_write(g, j->fs, j->fd, &j->st, j->group, j->tgid);
+                step = STEP_ALLOW;
+        } else
+                step = syscall_writes(j->tid, &j->st, nr, a)
+                               ? range_step(g, inode_key(j->st.st_dev, j->st.st_ino), j->group,
+                                            plain_write(j->tid, nr, a), j->len,
+                                            (uint64_t)j->st.st_size, &cont)
+                               : STEP_ALLOW; /* a read */
         if (step == STEP_COVERED || step == STEP_ALLOW) {
                 if (!j->cont)
                         hf_guard_judged(g, j->group); /* charged for nothing to judge */
@@ -1078,7 +1073,7 @@ static void capture(HfGuard *g, Job *j)
         char name[96];
         int r;
 
-        if ((j->undecided || j->open_unseen) && !decide(g, j))
+        if (j->undecided && !decide(g, j))
                 return;
         if (j->range) {
                 if (capture_range(g, j))
@@ -1375,8 +1370,9 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         uint64_t r_off = 0, r_len = 0, size = (uint64_t)st.st_size;
         bool has_range = pre && (m->mask & FAN_PRE_ACCESS) && fs->ranges &&
                          event_range(ev, m->event_len, size, &r_off, &r_len);
-        /* The caller was not yet in its system call: a worker asks again, with patience. */
-        bool undecided = has_range && nr == -2;
+        /* The caller was not yet in its system call (or, opening, not seen at all): in
+         * pre-content mode a worker asks again, with patience. */
+        bool undecided = (has_range && nr == -2) || ((m->mask & FAN_OPEN_PERM) && pre && unseen);
         int kind = !has_range ? 0 : undecided ? -1 : plain_write(tid, nr, args);
         bool cont;
         Step step = range_step(g, key, group, kind, r_len, size, &cont);
@@ -1402,8 +1398,8 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
                     .group = group,
                     .since = hf_now_mono(),
                     .range = step == STEP_RANGE,
+                    .open = (m->mask & FAN_OPEN_PERM) != 0,
                     .undecided = undecided,
-                    .open_unseen = (m->mask & FAN_OPEN_PERM) && pre && unseen,
                     .cont = cont,
                     .off = r_off,
                     .len = r_len };

@@ -75,12 +75,13 @@ int hf_action_parse(const char *s, HfAction *ret);
 /* Runs in the foreground until SIGINT/SIGTERM. Root only. */
 int hf_sentinel_run(const HfSentinelConfig *c);
 
-/* `holdfast incidents` / `incident show`: -ENOENT for an unknown incident or no database. */
 /* SQLite's Unix layer opens files by paths of at most this many bytes. */
 #define HF_DB_PATH_MAX 512
 /* state_dir/sentinel.db into buf (n bytes); -ENAMETOOLONG, said in one sentence, when SQLite
  * could not open it by that path. */
 int hf_db_path(const char *state_dir, char *buf, size_t n);
+
+/* `holdfast incidents` / `incident show`: -ENOENT for an unknown incident or no database. */
 int hf_incidents_list(const char *state_dir, bool json, FILE *out);
 int hf_incident_show(const char *state_dir, int64_t id, bool json, FILE *out);
 

@@ -263,10 +263,11 @@ static int fill_xattrs(HfNode *n, const char *path, int fd)
         return 0;
 }
 
-/* Lists path's xattrs into n; a problem other than a vanished file is reported. */
-static void xattrs_now(Backup *b, HfNode *n, const char *path)
+/* Lists the xattrs of fd (or, fd < 0, of path) into n; a problem other than a vanished file
+ * is reported, under path. */
+static void list_xattrs(Backup *b, HfNode *n, const char *path, int fd)
 {
-        int r = fill_xattrs(n, path, -1);
+        int r = fill_xattrs(n, path, fd);
 
         if (r < 0 && r != -ENOENT)
                 hf_report_error(&b->opts->out, "archival", path, r,
@@ -527,12 +528,8 @@ static void read_file(Reader *w, FileCtx *f)
                 f->error = -ENOENT;
                 return;
         }
-        if (job->xattrs) {
-                r = fill_xattrs(n, NULL, fd);
-                if (r < 0)
-                        hf_report_error(&b->opts->out, "archival", f->path, r,
-                                        "cannot read extended attributes: %m");
-        }
+        if (job->xattrs)
+                list_xattrs(b, n, f->path, fd);
         /* Only a file that takes more than one read has a read pattern to tell. */
         if (f->st.st_size > (off_t)READ_BLOCK)
                 (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -1017,7 +1014,7 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
         } else if (n->type == HF_NODE_FILE)
                 xattrs_later = true; /* a changed ctime: unchanged() is false, it is read */
         else
-                xattrs_now(b, n, path);
+                list_xattrs(b, n, path, -1);
         switch (n->type) {
         case HF_NODE_FILE: {
                 if (old && unchanged(b, old, st)) {
@@ -1053,7 +1050,7 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                                         n->size = group->size;
                                         pthread_mutex_unlock(&b->links_lock);
                                         if (xattrs_later)
-                                                xattrs_now(b, n, path);
+                                                list_xattrs(b, n, path, -1);
                                         atomic_fetch_add(old && old->type == HF_NODE_FILE
                                                                  ? &b->files_changed
                                                                  : &b->files_new,
@@ -1078,7 +1075,7 @@ static int handle_entry(Backup *b, DirJob *d, size_t i, const struct stat *st, c
                                         atomic_fetch_add(&d->pending, 1);
                                         pthread_mutex_unlock(&b->links_lock);
                                         if (xattrs_later)
-                                                xattrs_now(b, n, path);
+                                                list_xattrs(b, n, path, -1);
                                         return 0;
                                 }
                                 group = NULL; /* the first name failed: read this one */
@@ -1481,10 +1478,7 @@ static int handle_tnode(Backup *b, DirJob *d, size_t i, TNode *t, const HfNode *
                 return 0;
         }
         fill_stat(b, n, &st);
-        r = fill_xattrs(n, t->abspath, -1);
-        if (r < 0 && r != -ENOENT)
-                hf_report_error(&b->opts->out, "archival", t->abspath, r,
-                                "cannot read extended attributes: %m");
+        list_xattrs(b, n, t->abspath, -1);
         HfTree old_tree = { 0 };
         DirJob *c = dir_new(d, i, strdup(t->abspath), -1);
         if (!c || !c->path)

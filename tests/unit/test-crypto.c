@@ -711,7 +711,7 @@ static void test_iv_pool(void **state)
 {
         enum {
                 N = 1000
-        }; /* 16 KB of IVs: four refills of the pool */
+        }; /* 16 KB of IVs: the pool (4032 bytes) filled four times */
         _cleanup_(hf_cipher_freep) HfCipher *c = NULL;
         static uint8_t ivs[N][HF_CRYPTO_IV_LEN];
         static const uint8_t zero[HF_CRYPTO_IV_LEN];
