@@ -25,12 +25,9 @@ typedef struct Entry {
         HfProcInfo info;
         double seen;
         bool used;
-        bool tree;    /* trusted, and descendants inherit it */
-        uint8_t cfg;  /* trust by the config alone: 0 no, 1 yes, 2 with descendants */
-        unsigned gen; /* trust_gen the verdict was computed under */
+        bool tree;   /* trusted, and descendants inherit it */
+        uint8_t cfg; /* trust by the config: 0 no, 1 yes, 2 with descendants */
 } Entry;
-
-#define GRANTS 64
 
 typedef struct ExeHash {
         uint64_t dev, ino;
@@ -48,12 +45,6 @@ struct HfProcs {
         } tids[TID_SIZE];
         ExeHash exe[EXE_CACHE];
         pid_t self;
-        struct {
-                pid_t pid;
-                uint64_t start; /* so a reused pid is never trusted */
-        } grants[GRANTS];
-        size_t n_grants;
-        unsigned trust_gen; /* bumped on every grant or revocation: verdicts are recomputed */
 };
 
 double hf_now_real(void)
@@ -317,30 +308,10 @@ static int trusted_locked(HfProcs *p, const HfProcInfo *info, int depth)
         return 0;
 }
 
-/* Trusted for now by a grant of the control socket: the process or an ancestor. Only the
- * cache is walked (a granted process was looked up when it was granted). */
-static bool granted_locked(HfProcs *p, const HfProcInfo *info)
+static void settle(Entry *e)
 {
-        if (p->n_grants == 0)
-                return false;
-        for (int depth = 0; info && depth < 32; depth++) {
-                for (size_t i = 0; i < p->n_grants; i++)
-                        if (p->grants[i].pid == info->pid && p->grants[i].start == info->start)
-                                return true;
-                if (info->ppid <= 1)
-                        break;
-                Entry *pe = find(p, info->ppid);
-                info = pe ? &pe->info : NULL;
-        }
-        return false;
-}
-
-static void settle(HfProcs *p, Entry *e)
-{
-        bool g = granted_locked(p, &e->info);
-        e->info.trusted = e->cfg > 0 || g;
-        e->tree = e->cfg == 2 || g;
-        e->gen = p->trust_gen;
+        e->info.trusted = e->cfg > 0;
+        e->tree = e->cfg == 2;
 }
 
 static Entry *get_locked(HfProcs *p, pid_t pid, int depth)
@@ -359,13 +330,8 @@ static Entry *get_locked(HfProcs *p, pid_t pid, int depth)
                         else
                                 e->seen = now;
                 }
-                if (e) {
-                        /* A grant came or went since this verdict: recomputed, also for
-                         * processes that exited (their queued events are judged by it). */
-                        if (e->gen != p->trust_gen)
-                                settle(p, e);
+                if (e)
                         return e;
-                }
         }
         HfProcInfo info;
         if (load(pid, &info) < 0)
@@ -385,7 +351,7 @@ static Entry *get_locked(HfProcs *p, pid_t pid, int depth)
                         return NULL;
                 e->cfg = (uint8_t)t;
         }
-        settle(p, e);
+        settle(e);
         return e;
 }
 
@@ -401,39 +367,6 @@ int hf_procs_get(HfProcs *p, pid_t pid, HfProcInfo *ret)
                 r = -ESRCH;
         pthread_mutex_unlock(&p->lock);
         return r;
-}
-
-int hf_procs_grant(HfProcs *p, pid_t pid)
-{
-        uint64_t start = 0;
-        int r = hf_proc_stat(pid, NULL, NULL, &start);
-
-        if (r < 0)
-                return r;
-        pthread_mutex_lock(&p->lock);
-        if (p->n_grants >= GRANTS)
-                r = -E2BIG;
-        else {
-                p->grants[p->n_grants].pid = pid;
-                p->grants[p->n_grants].start = start;
-                p->n_grants++;
-                p->trust_gen++;
-                (void)get_locked(p, pid, 0); /* in the cache, for its descendants */
-        }
-        pthread_mutex_unlock(&p->lock);
-        return r;
-}
-
-void hf_procs_revoke(HfProcs *p, pid_t pid)
-{
-        pthread_mutex_lock(&p->lock);
-        for (size_t i = 0; i < p->n_grants; i++)
-                if (p->grants[i].pid == pid) {
-                        p->grants[i] = p->grants[--p->n_grants];
-                        p->trust_gen++;
-                        break;
-                }
-        pthread_mutex_unlock(&p->lock);
 }
 
 pid_t hf_procs_tgid(HfProcs *p, pid_t tid)

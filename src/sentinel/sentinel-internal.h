@@ -59,10 +59,6 @@ HfProcs *hf_procs_free(HfProcs *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfProcs *, hf_procs_free);
 /* Info of process pid (a tgid), from the cache or /proc. -ESRCH when gone and never seen. */
 int hf_procs_get(HfProcs *p, pid_t pid, HfProcInfo *ret);
-/* Trusts pid and its descendants until hf_procs_revoke() (the control socket's "trust"
- * request: holdfast recover running beside a sentinel that does not trust it by config). */
-int hf_procs_grant(HfProcs *p, pid_t pid);
-void hf_procs_revoke(HfProcs *p, pid_t pid);
 /* The thread group of a thread id (fast path: tid == tgid). 0 when gone. */
 pid_t hf_procs_tgid(HfProcs *p, pid_t tid);
 /* Reads /proc/PID/stat: ppid, sid, start time. */

@@ -189,11 +189,6 @@ typedef struct Sentinel {
         uint64_t group_serial;
         char cg_root[256]; /* the cgroup v2 mount, "" when there is none */
         double last_prune, last_release;
-        struct {
-                int fd; /* the client's connection: trusted while it stays open */
-                pid_t pid;
-        } trust[16];
-        size_t n_trust;
 } Sentinel;
 
 static uint64_t hash_str(const char *s)
@@ -1511,7 +1506,7 @@ static void housekeeping(Sentinel *s, bool force)
 
 /* ---- allow-disk control socket ---- */
 
-/* Writes an audit incident (allow-disk, trust): closed at once, the process recorded. */
+/* Writes an audit incident (allow-disk): closed at once, the process recorded. */
 static void audit(Sentinel *s, const char *kind, const char *reason, const HfProcInfo *info)
 {
         double now = hf_now_real();
@@ -1537,61 +1532,6 @@ static void audit(Sentinel *s, const char *kind, const char *reason, const HfPro
         alert(s, "notice", NULL, kind, reason, 0);
 }
 
-/*
- * "trust": the calling process and its descendants are trusted (no pre-images, no score)
- * while its connection stays open; the client keeps it open for its lifetime (holdfast
- * recover puts files back beside a sentinel whose config does not trust it). Recorded as an
- * audit incident of kind "trust".
- */
-static void control_trust(Sentinel *s, int fd, const struct ucred *cr)
-{
-        HfProcInfo info;
-        char reason[1200];
-
-        if (s->n_trust >= ELEMENTSOF(s->trust)) {
-                (void)!write(fd, "denied: too many trusted clients\n", 33);
-                close(fd);
-                return;
-        }
-        if (hf_procs_get(s->procs, cr->pid, &info) < 0 || hf_procs_grant(s->procs, cr->pid) < 0) {
-                (void)!write(fd, "denied: cannot trust the process\n", 33);
-                close(fd);
-                return;
-        }
-        s->trust[s->n_trust].fd = fd;
-        s->trust[s->n_trust].pid = cr->pid;
-        s->n_trust++;
-        (void)snprintf(reason, sizeof(reason),
-                       "trusted on request while it runs: %s (pid %d, uid %u, %s)",
-                       info.cmdline[0] ? info.cmdline : "?", (int)cr->pid, cr->uid,
-                       info.exe[0] ? info.exe : "?");
-        audit(s, "trust", reason, &info);
-        (void)!write(fd, "ok\n", 3);
-}
-
-/* A trusted client went away: what it did before is still queued and judged as trusted
- * (the stream is drained first), then the grant ends. */
-static void trust_check(Sentinel *s)
-{
-        for (size_t i = 0; i < s->n_trust;) {
-                struct pollfd p = { .fd = s->trust[i].fd, .events = POLLIN };
-                char buf[64];
-                if (poll(&p, 1, 0) <= 0 ||
-                    ((p.revents & POLLIN) && !(p.revents & (POLLHUP | POLLERR)) &&
-                     read(s->trust[i].fd, buf, sizeof(buf)) > 0)) {
-                        i++;
-                        continue;
-                }
-                drain_guard(s);
-                (void)hf_watch_dispatch(s->watch, on_event, s);
-                drain_guard(s);
-                hf_procs_revoke(s->procs, s->trust[i].pid);
-                log_notice("audit: trust of pid %d ended", (int)s->trust[i].pid);
-                close(s->trust[i].fd);
-                s->trust[i] = s->trust[--s->n_trust];
-        }
-}
-
 static void control_accept(Sentinel *s)
 {
         _cleanup_close_ int fd = accept4(s->control_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -1607,12 +1547,8 @@ static void control_accept(Sentinel *s)
         }
         struct pollfd p = { .fd = fd, .events = POLLIN };
         if (poll(&p, 1, 1000) <= 0 || read(fd, req, sizeof(req) - 1) <= 0 ||
-            (strncmp(req, "allow-disk\n", 11) != 0 && strncmp(req, "trust\n", 6) != 0)) {
+            strncmp(req, "allow-disk\n", 11) != 0) {
                 (void)!write(fd, "denied: bad request\n", 20);
-                return;
-        }
-        if (strncmp(req, "trust\n", 6) == 0) {
-                control_trust(s, TAKE_FD(fd), &cr);
                 return;
         }
         if (!s->raw) {
@@ -1639,15 +1575,39 @@ static void control_accept(Sentinel *s)
         (void)!write(fd, "ok\n", 3);
 }
 
+/*
+ * The address of the control socket in state_dir. sun_path holds 107 bytes; a longer state
+ * path is reached through an O_PATH descriptor of the folder (/proc/self/fd/N/control.sock),
+ * which *ret_dirfd holds until bind() or connect() is done (-1 when the path fits).
+ */
+static int control_addr(const char *state_dir, struct sockaddr_un *sa, int *ret_dirfd)
+{
+        int n;
+
+        *ret_dirfd = -1;
+        *sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+        n = snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/control.sock", state_dir);
+        if (n >= 0 && (size_t)n < sizeof(sa->sun_path))
+                return 0;
+        *ret_dirfd = open(state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (*ret_dirfd < 0)
+                return -errno;
+        (void)snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/control.sock",
+                       *ret_dirfd);
+        return 0;
+}
+
 static int control_open(Sentinel *s)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa;
+        _cleanup_close_ int dfd = -1;
+        int r;
 
         (void)snprintf(s->control_path, sizeof(s->control_path), "%s/control.sock",
                        s->c->state_dir);
-        if (strlen(s->control_path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, s->control_path, strlen(s->control_path) + 1);
+        r = control_addr(s->c->state_dir, &sa, &dfd);
+        if (r < 0)
+                return r;
         (void)unlink(s->control_path);
         s->control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (s->control_fd < 0)
@@ -1659,47 +1619,19 @@ static int control_open(Sentinel *s)
         return 0;
 }
 
-int hf_sentinel_trust_self(const char *state_dir)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char path[HF_PATH_MAX], reply[128] = "";
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        (void)snprintf(path, sizeof(path), "%s/control.sock", state_dir);
-        if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
-                return -EINVAL;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return -ENOENT; /* no sentinel runs with this state: nothing to ask */
-        if (write(fd, "trust\n", 6) != 6)
-                return -EIO;
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, 10000) <= 0)
-                return -ETIMEDOUT;
-        ssize_t n = read(fd, reply, sizeof(reply) - 1);
-        if (n <= 0)
-                return -EIO;
-        reply[n] = 0;
-        reply[strcspn(reply, "\n")] = 0;
-        if (strncmp(reply, "ok", 2) != 0) {
-                log_warning("the sentinel refused to trust this process: %s", reply);
-                return -EPERM;
-        }
-        return TAKE_FD(fd);
-}
-
 int hf_allow_disk_exec(const char *state_dir, char **argv)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char path[HF_PATH_MAX], reply[128] = "";
+        struct sockaddr_un sa;
+        char reply[128] = "";
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        _cleanup_close_ int dfd = -1;
 
-        (void)snprintf(path, sizeof(path), "%s/control.sock", state_dir);
-        if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
-                return -EINVAL;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                log_notice("no sentinel answers at %s: running %s without asking", path, argv[0]);
+        if (fd < 0)
+                return log_error_errno(errno, "cannot make a socket: %m");
+        if (control_addr(state_dir, &sa, &dfd) < 0 ||
+            connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                log_notice("no sentinel answers at %s/control.sock: running %s without asking",
+                           state_dir, argv[0]);
         } else {
                 if (write(fd, "allow-disk\n", 11) != 11)
                         return -EIO;
@@ -1970,7 +1902,6 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                 drain_guard(s);
                 if (k > 0 && (p[2].revents & POLLIN))
                         control_accept(s);
-                trust_check(s);
                 check_dirty(s);
                 check_decoy_deletes(s);
                 if (s->rescan && hf_now_mono() - s->last_rescan > 5) {
@@ -2006,8 +1937,6 @@ out:
                 close(s->control_fd);
                 (void)unlink(s->control_path);
         }
-        for (size_t i = 0; i < s->n_trust; i++)
-                close(s->trust[i].fd);
         hf_rawdisk_free(s->raw);
         hf_guard_free(s->guard);
         hf_watch_free(s->watch);

@@ -85,14 +85,6 @@ int hf_db_path(const char *state_dir, char *buf, size_t n);
 int hf_incidents_list(const char *state_dir, bool json, FILE *out);
 int hf_incident_show(const char *state_dir, int64_t id, bool json, FILE *out);
 
-/*
- * Asks the sentinel running with state_dir to trust the calling process and its descendants
- * (no pre-images of its writes, no score for its changes) for as long as the returned fd
- * stays open; recorded there as an audit incident ("trust"). Root only. -ENOENT when no
- * sentinel answers, -EPERM when it refused, another negative errno on failure.
- */
-int hf_sentinel_trust_self(const char *state_dir);
-
 /* `holdfast allow-disk -- CMD...`: asks the running sentinel, then execs CMD. */
 int hf_allow_disk_exec(const char *state_dir, char **argv);
 

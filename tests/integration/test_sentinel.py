@@ -8,6 +8,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -196,6 +197,35 @@ def test_allow_disk(holdfast, holdfast_bin, base):
         assert open(dev, "rb").read(4096) == b"\0" * 4096
     finally:
         harness.admin(["losetup", "-d", dev])
+
+
+def test_control_socket_long_state_path(holdfast, holdfast_bin, base):
+    """A state folder whose control.sock path does not fit a socket address (107 bytes) still
+    gets its control socket: allow-disk is answered and recorded. The socket takes allow-disk
+    and nothing else: a request to trust the caller (which would end pre-images for it) is
+    refused."""
+    tree = harness.scratch(base, "tree")
+    s = start(holdfast_bin, base, [tree], "long-" + "s" * 100, raw=True)
+    try:
+        assert len(os.path.join(s.state, "control.sock")) > 107
+        r = holdfast("allow-disk", "--state", s.state, "--", "true")
+        assert r.rc == 0, r.describe()
+        assert "no sentinel answers" not in r.err, r.err
+        assert "raw-disk writes allowed" in r.err, r.err
+        dfd = os.open(s.state, os.O_PATH | os.O_DIRECTORY)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                c.settimeout(10)
+                c.connect(f"/proc/self/fd/{dfd}/control.sock")
+                c.sendall(b"trust\n")
+                assert c.recv(128) == b"denied: bad request\n"
+        finally:
+            os.close(dfd)
+        time.sleep(0.3)
+    finally:
+        log = s.stop()
+    assert "control socket" not in log, log
+    assert [i["kind"] for i in s.incidents()] == ["allow-disk"]
 
 
 def test_reader_of_its_own_files_not_mistaken_for_a_writer(holdfast, holdfast_bin, base):
