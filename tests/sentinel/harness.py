@@ -162,7 +162,7 @@ def populate_docs(d, kind, seed=0):
         for i in range(40 if kind == "newfile-delete" else 10):
             n = 6000 if big else 600 + 97 * (i % 10)
             ext = ["txt", "csv", "pdf", "json", "md"][i % 5]
-            body = words(n, seed * 100 + k * 10 + i)
+            body = words(n, seed * 1000 + k * 100 + i)
             if ext == "pdf":
                 body = "%PDF-1.4\n" + body
             elif ext == "json":
