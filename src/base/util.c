@@ -651,3 +651,73 @@ int hf_reserve(void **v, size_t *cap, size_t n, size_t size)
         *cap = want;
         return 0;
 }
+
+/* A field of /proc/self/mounts in place: the kernel writes space, tab, newline and backslash
+ * in mount points as \ooo. */
+static void unescape_mount_field(char *s)
+{
+        char *w = s;
+
+        for (const char *r = s; *r;) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+                    r[3] >= '0' && r[3] <= '7') {
+                        *w++ = (char)(((r[1] - '0') << 6) | ((r[2] - '0') << 3) | (r[3] - '0'));
+                        r += 4;
+                } else
+                        *w++ = *r++;
+        }
+        *w = 0;
+}
+
+int hf_mount_root(const char *path, char *out, size_t n)
+{
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *line = NULL, *probe = strdup(path), *best = strdup("/");
+        size_t cap = 0, bestlen = 1;
+        struct stat sp, sm;
+
+        if (!probe || !best)
+                return -ENOMEM;
+        /* The nearest existing ancestor decides the filesystem. */
+        while (stat(probe, &sp) < 0) {
+                char *s = strrchr(probe, '/');
+                if (!s || s == probe) {
+                        if (stat("/", &sp) < 0)
+                                return -errno;
+                        free(probe);
+                        probe = strdup("/");
+                        if (!probe)
+                                return -ENOMEM;
+                        break;
+                }
+                *s = 0;
+        }
+        f = fopen("/proc/self/mounts", "re");
+        if (!f)
+                return -errno;
+        while (getline(&line, &cap, f) > 0) {
+                char *mnt = strchr(line, ' '), *end;
+                if (!mnt)
+                        continue;
+                mnt++;
+                end = strchr(mnt, ' ');
+                if (!end)
+                        continue;
+                *end = 0;
+                unescape_mount_field(mnt);
+                size_t l = strlen(mnt);
+                if (l < bestlen || strncmp(probe, mnt, l) != 0 ||
+                    (probe[l] != '/' && probe[l] != 0 && strcmp(mnt, "/") != 0))
+                        continue;
+                if (stat(mnt, &sm) < 0 || sm.st_dev != sp.st_dev)
+                        continue;
+                free(best);
+                best = strdup(mnt);
+                if (!best)
+                        return -ENOMEM;
+                bestlen = l;
+        }
+        if ((size_t)snprintf(out, n, "%s", best) >= n)
+                return -ENAMETOOLONG;
+        return 0;
+}

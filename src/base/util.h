@@ -59,6 +59,9 @@ int hf_pread_all(int fd, void *p, size_t n, uint64_t off);
 /* Is the byte at off of fd in the page cache? Asked with a one-byte RWF_NOWAIT read, which
  * never waits for the disk; false also where that is not supported (Linux before 4.14). */
 bool hf_page_cached(int fd, uint64_t off);
+/* The mount point of the filesystem holding path, or its nearest existing ancestor: the
+ * longest mount point of /proc/self/mounts (its escapes undone) above it on the same device. */
+int hf_mount_root(const char *path, char *out, size_t n);
 /* pwrite() of all n bytes at off, retrying short writes and EINTR. */
 int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off);
 /* Room for element n (0-based) of an array of size-byte elements at *v, of capacity *cap:

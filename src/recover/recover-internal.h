@@ -14,9 +14,6 @@
 /* SHA-256 of everything readable from fd (from offset 0) as lowercase hex; size in *ret_size. */
 int hf_recover_sha_fd(int fd, char hex[65], uint64_t *ret_size);
 
-/* The mount point of the filesystem holding path (or its nearest existing ancestor). */
-int hf_recover_mount_root(const char *path, char *out, size_t n);
-
 /* ---- vault.c: files of the latest snapshot before a time ---- */
 
 typedef struct HfVaultSrc HfVaultSrc;

@@ -250,44 +250,6 @@ static int sha_path(const char *path, char hex[65], uint64_t *size)
         return hf_recover_sha_fd(fd, hex, size);
 }
 
-int hf_recover_mount_root(const char *path, char *out, size_t n)
-{
-        _cleanup_fclose_ FILE *f = fopen("/proc/self/mounts", "re");
-        char line[8192], best[HF_RECOVER_PATH_MAX] = "/", probe[HF_RECOVER_PATH_MAX];
-        size_t bestlen = 1;
-        struct stat sp, sm;
-
-        /* The nearest existing ancestor decides the filesystem. */
-        (void)snprintf(probe, sizeof(probe), "%s", path);
-        while (stat(probe, &sp) < 0) {
-                char *s = strrchr(probe, '/');
-                if (!s || s == probe) {
-                        (void)snprintf(probe, sizeof(probe), "/");
-                        if (stat(probe, &sp) < 0)
-                                return -errno;
-                        break;
-                }
-                *s = 0;
-        }
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f)) {
-                char dev[1024], mnt[HF_RECOVER_PATH_MAX];
-                if (sscanf(line, "%1023s %4095s", dev, mnt) != 2)
-                        continue;
-                size_t l = strlen(mnt);
-                if (l < bestlen || strncmp(probe, mnt, l) != 0 ||
-                    (probe[l] != '/' && probe[l] != 0 && strcmp(mnt, "/") != 0))
-                        continue;
-                if (stat(mnt, &sm) < 0 || sm.st_dev != sp.st_dev)
-                        continue;
-                memcpy(best, mnt, l + 1);
-                bestlen = l;
-        }
-        (void)snprintf(out, n, "%s", best);
-        return 0;
-}
-
 /* ---- small maps: 64-bit key -> index ---- */
 
 static uint64_t hash64(uint64_t x)
@@ -1300,7 +1262,7 @@ static char *find_pin(const char *path, uint64_t dev, uint64_t ino)
         struct dirent *de;
         char *best = NULL;
 
-        if (!ino || hf_recover_mount_root(path, root, sizeof(root)) < 0)
+        if (!ino || hf_mount_root(path, root, sizeof(root)) < 0)
                 return NULL;
         (void)snprintf(dir, sizeof(dir), "%s/" STORE_DIR "/pins", strcmp(root, "/") ? root : "");
         (void)snprintf(prefix, sizeof(prefix), "%llu-", (unsigned long long)ino);

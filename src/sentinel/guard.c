@@ -161,6 +161,7 @@ struct HfGuard {
         size_t n_deferred;
 
         pid_t self;
+        char self_exe[512]; /* this binary's path, " (deleted)" taken off; "" when unknown */
         Fs fs[MAX_FS];
         size_t n_fs;
         atomic_uint_fast64_t seq;
@@ -1169,6 +1170,31 @@ static bool guarded(HfGuard *g, const char *path)
         return g->c->config_path && strcmp(path, g->c->config_path) == 0;
 }
 
+/* An executable's path as /proc/PID/exe gives it, without the " (deleted)" a replaced binary
+ * (a package upgrade) gets. */
+static size_t exe_len(const char *exe)
+{
+        static const char deleted[] = " (deleted)";
+        size_t n = strlen(exe), d = sizeof(deleted) - 1;
+
+        return n > d && strcmp(exe + n - d, deleted) == 0 ? n - d : n;
+}
+
+/*
+ * Runs the sentinel's own binary: holdfast recover marking incidents recovered, holdfast
+ * incidents reading the database through SQLite's shared memory. The state folder takes their
+ * writes; the shadow store takes nobody's.
+ */
+static bool own_binary(HfGuard *g, pid_t tgid)
+{
+        HfProcInfo info;
+        size_t n = exe_len(g->self_exe);
+
+        if (n == 0 || hf_procs_get(g->procs, tgid, &info) < 0)
+                return false;
+        return exe_len(info.exe) == n && strncmp(info.exe, g->self_exe, n) == 0;
+}
+
 static bool in_protected(HfGuard *g, const char *path)
 {
         for (size_t i = 0; i < g->c->n_paths; i++) {
@@ -1309,7 +1335,8 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         const char *base = strrchr(path, '/');
         /* The name too: a deleted decoy's inode number may be reused by another file. */
         bool decoy = hf_guard_is_decoy(g, st.st_dev, st.st_ino) && base && hf_decoy_name(base + 1);
-        bool ours = !decoy && (in_store(fs, path) || guarded(g, path));
+        bool state = !decoy && guarded(g, path);
+        bool ours = !decoy && (in_store(fs, path) || (state && !own_binary(g, tgid)));
         if ((decoy || ours) && unseen) {
                 /*
                  * A denial kills the caller, so it must not rest on a guess: a reader (recover
@@ -1340,6 +1367,8 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
                 close(m->fd);
                 return;
         }
+        if (state) /* holdfast's own binary: allowed, and asked again next time */
+                return answer(g, m->fd, true);
         if (!in_protected(g, path)) {
                 /* Same filesystem, outside the protected trees: never again this epoch. */
                 (void)add_ignore(g, m->fd, g->perm_mask);
@@ -1486,6 +1515,10 @@ int hf_guard_new(const HfSentinelConfig *c, HfMode want, HfProcs *procs, HfGuard
         g->c = c;
         g->procs = procs;
         g->self = getpid();
+        {
+                ssize_t k = readlink("/proc/self/exe", g->self_exe, sizeof(g->self_exe) - 1);
+                g->self_exe[k > 0 ? k : 0] = 0;
+        }
         test_unseen_opener = getenv("HOLDFAST_GUARD_TEST_UNSEEN_OPENER") != NULL;
         pthread_mutex_init(&g->lock, NULL);
         pthread_cond_init(&g->space, NULL);

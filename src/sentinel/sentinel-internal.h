@@ -99,7 +99,7 @@ typedef struct HfPreimage {
 typedef enum HfGuardMsgType {
         HF_GMSG_PREIMAGE,
         HF_GMSG_DECOY, /* write to a decoy: denied, immediate verdict */
-        HF_GMSG_SELF,  /* write into the shadow store: denied, immediate verdict */
+        HF_GMSG_SELF, /* write into the store, the state or the config: denied, immediate verdict */
 } HfGuardMsgType;
 
 typedef struct HfGuardMsg {

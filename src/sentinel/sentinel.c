@@ -1380,7 +1380,8 @@ static void drain_guard(Sentinel *s)
                                   m->pi.path, m->pi.time);
                 } else {
                         immediate(s, m->pi.pid, "self-protection",
-                                  "write into the shadow store (denied)", m->pi.path, m->pi.time);
+                                  "write into the sentinel's own files (denied)", m->pi.path,
+                                  m->pi.time);
                 }
                 free(m);
         }
@@ -1670,33 +1671,6 @@ static const char *fs_name(long t)
         }
 }
 
-/* The mount point holding path (longest matching mount in /proc/self/mounts). */
-static int mount_root(const char *path, char *out, size_t n)
-{
-        _cleanup_fclose_ FILE *f = fopen("/proc/self/mounts", "re");
-        char line[4096], best[HF_PATH_MAX] = "/";
-        size_t bestlen = 1;
-        struct stat sp, sm;
-
-        if (!f || stat(path, &sp) < 0)
-                return -errno;
-        while (fgets(line, sizeof(line), f)) {
-                char dev[1024], mnt[HF_PATH_MAX];
-                if (sscanf(line, "%1023s %4095s", dev, mnt) != 2)
-                        continue;
-                size_t l = strlen(mnt);
-                if (l < bestlen || (strncmp(path, mnt, l) != 0) ||
-                    (path[l] != '/' && path[l] != 0 && strcmp(mnt, "/") != 0))
-                        continue;
-                if (stat(mnt, &sm) < 0 || sm.st_dev != sp.st_dev)
-                        continue;
-                memcpy(best, mnt, l + 1);
-                bestlen = l;
-        }
-        (void)snprintf(out, n, "%s", best);
-        return 0;
-}
-
 static void add_decoy_cb(void *ud, uint64_t dev, uint64_t ino, const char *path)
 {
         Sentinel *s = ud;
@@ -1804,7 +1778,7 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                 }
                 (void)snprintf(rt->path, sizeof(rt->path), "%s", c->paths[i]);
                 (void)snprintf(rt->fstype, sizeof(rt->fstype), "%s", fs_name(sf.f_type));
-                r = mount_root(c->paths[i], mnt, sizeof(mnt));
+                r = hf_mount_root(c->paths[i], mnt, sizeof(mnt));
                 if (r < 0) {
                         log_error_errno(r, "%s: %m", c->paths[i]);
                         goto out;

@@ -74,13 +74,16 @@ def test_harness_floor(holdfast_bin, tmp_path):
     assert "mode pre-content" in doc["mode"]
 
 
-@pytest.mark.parametrize("fs,method", [("ext4", "copy"), ("xfs", "reflink"),
-                                       ("btrfs", "reflink")])
-def test_preimages_before_first_write(holdfast_bin, base, fs, method):
+@pytest.mark.parametrize("fs,method,odd", [("ext4", "copy", False), ("xfs", "reflink", False),
+                                           ("btrfs", "reflink", False), ("ext4", "copy", True)])
+def test_preimages_before_first_write(holdfast_bin, base, fs, method, odd):
     """The pre-image of each file an attacker touched is kept before its first change, by the
-    filesystem's method, and hashes to the original content; the incident records the hashes
-    before and after."""
-    with FsMount(base, fs) as m:
+    filesystem's method, in the store at the root of the protected tree's filesystem, and
+    hashes to the original content; the incident records the hashes before and after. odd: the
+    mount point's path has a space and a backslash, which /proc/self/mounts escapes."""
+    where = os.path.join(base, "odd dir \\ x") if odd else base
+    os.makedirs(where, exist_ok=True)
+    with FsMount(where, fs) as m:
         tree = harness.scratch(m.mnt, "data")
         harness.populate_docs(tree, "inplace")
         before = {str(p): sha(p) for p in Path(tree).rglob("doc*")}
@@ -101,6 +104,7 @@ def test_preimages_before_first_write(holdfast_bin, base, fs, method):
         assert rows, "no file events with pre-images"
         for path, hb, ha, meth, root, rel in rows:
             assert meth == method
+            assert root == m.mnt, (root, m.mnt)
             kept = os.path.join(root, ".holdfast", rel)
             assert sha(kept) == before[path] == hb, path
             assert ha and ha != hb
@@ -277,6 +281,47 @@ def test_reader_of_its_own_files_not_mistaken_for_a_writer(holdfast, holdfast_bi
         incs = holdfast("incidents", "--state", str(state), "--json").ok().json()
         assert [i["kind"] for i in incs] == ["self-protection"], out
         assert str(conf) in json.dumps(incs), incs
+
+
+def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base):
+    """The sentinel's state folder on the filesystem of the tree it protects (the usual layout:
+    /var/lib/holdfast and /srv on one root filesystem). holdfast recover, run beside it from
+    another session, writes the database (marks the incident recovered) and is neither denied
+    nor killed, and holdfast incidents reads it; a writer that is not holdfast's binary is
+    denied, and that is a self-protection incident."""
+    vault = Path(base) / "vault"
+    env = h.clean_env({"HOLDFAST_PASSWORD": holdfast.password})
+    with FsMount(base, "ext4") as m:
+        tree = harness.scratch(m.mnt, "data")
+        harness.populate_docs(tree, "inplace")
+        before = {str(p): sha(p) for p in Path(tree).rglob("doc*")}
+        holdfast("init", "--kdf-params", "1024,8,1", repo=vault).ok()
+        holdfast("backup", tree, "-q", repo=vault).ok()
+        subprocess.run(["sync"])
+        s = start(holdfast_bin, m.mnt, [tree], "onfs")
+        try:
+            assert Path(s.state).is_relative_to(m.mnt)
+            a = harness.run_attack("inplace", tree, base)
+            assert a["rc"] == -9, a
+            time.sleep(0.3)
+            inc = holdfast("incidents", "--state", s.state, "--json").ok().json()
+            assert [i["kind"] for i in inc] == ["ransomware"], inc
+            # Its own session: a verdict against it must not reach this test's.
+            r = h.run(["setsid", "-w", holdfast_bin, "-r", vault, "recover", "--incident",
+                       str(inc[0]["id"]), "--state", s.state], env=env, timeout=300)
+            assert r.rc == 0, r.describe()
+            assert {p: sha(p) for p in before} == before
+            inc = holdfast("incidents", "--state", s.state, "--json").ok().json()
+            assert [(i["kind"], i["state"]) for i in inc] == [("ransomware", "recovered")], inc
+            w = h.run(["setsid", "-w", "sh", "-c",
+                       f"echo x >> '{s.state}/sentinel.db-wal'"], timeout=60)
+            assert w.rc != 0, w.describe()
+            time.sleep(0.5)
+        finally:
+            log = s.stop()
+        kinds = [i["kind"] for i in s.incidents()]
+        assert kinds == ["ransomware", "self-protection"], (kinds, log)
+        assert "sentinel.db-wal" in log and "own files (denied)" in log, log
 
 
 def test_raw_guard_ends_with_a_killed_sentinel(holdfast_bin, base):
