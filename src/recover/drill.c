@@ -26,6 +26,7 @@
 #include "../base/log.h"
 #include "../base/util.h"
 #include "../repo/snapshot.h"
+#include "../sentinel/sentinel.h"
 #include "recover-internal.h"
 
 #define TMPFS_MAGIC_ 0x01021994
@@ -444,7 +445,6 @@ static int start_sentinel(Drill *d, bool raw_disk, char *mode, size_t moden)
         char conf[HF_RECOVER_PATH_MAX + 32], log[HF_RECOVER_PATH_MAX + 32];
         _cleanup_fclose_ FILE *f = NULL;
 
-        (void)snprintf(d->state, sizeof(d->state), "%s/state", d->scratch);
         (void)snprintf(conf, sizeof(conf), "%s/sentinel.conf", d->scratch);
         (void)snprintf(log, sizeof(log), "%s/sentinel.log", d->scratch);
         f = fopen(conf, "we");
@@ -534,14 +534,15 @@ static bool service_check(Drill *d, char *why, size_t n)
 
 /* ---- one attack ---- */
 
+/* The state path was checked to fit the database at start (run_drill). */
 static int64_t last_incident(const char *state)
 {
-        char p[HF_RECOVER_PATH_MAX + 16];
+        char p[HF_DB_PATH_MAX];
         sqlite3 *db = NULL;
         sqlite3_stmt *s = NULL;
         int64_t id = 0;
 
-        if (snprintf(p, sizeof(p), "%s/sentinel.db", state) >= (int)sizeof(p))
+        if (hf_db_path(state, p, sizeof(p)) < 0)
                 return 0;
         if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
             sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(id), 0) FROM incidents", -1, &s, NULL) ==
@@ -556,12 +557,12 @@ static int64_t last_incident(const char *state)
 /* The first incident after `after` (0: none yet). */
 static int64_t new_incident(const char *state, int64_t after, AttackReport *ar)
 {
-        char p[HF_RECOVER_PATH_MAX + 16];
+        char p[HF_DB_PATH_MAX];
         sqlite3 *db = NULL;
         sqlite3_stmt *s = NULL;
         int64_t id = 0;
 
-        if (snprintf(p, sizeof(p), "%s/sentinel.db", state) >= (int)sizeof(p))
+        if (hf_db_path(state, p, sizeof(p)) < 0)
                 return 0;
         if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
                 sqlite3_close(db);
@@ -831,6 +832,15 @@ int hf_drill(const HfDrillOptions *o)
                 d.scratch[0] = 0;
                 goto out;
         }
+        /* The sentinel's database goes under it: a path SQLite cannot open is said now, not
+         * after the image, the vault and the first backup are made. */
+        (void)snprintf(d.state, sizeof(d.state), "%s/state", d.scratch);
+        {
+                char dbp[HF_DB_PATH_MAX];
+                r = hf_db_path(d.state, dbp, sizeof(dbp));
+                if (r < 0)
+                        goto out;
+        }
         const char *where = statfs(d.scratch, &sf) == 0 ? fs_type_name(sf.f_type) : "?";
         if (!json)
                 printf("holdfast drill in %s (%s)\n", d.scratch, where);
@@ -985,9 +995,11 @@ int hf_drill(const HfDrillOptions *o)
         bool pass = lost_files == 0 && lost_bytes == 0 && whole.meta_diff == 0 && service_ok &&
                     vr == 0;
         if (json) {
-                printf("{\"scratch\":\"%s\",\"filesystem\":\"%s\",\"scratch_fs\":\"%s\","
+                _cleanup_buf_ HfBuf sj = HF_BUF_INIT(1 << 16);
+                (void)hf_json_put_string(&sj, d.scratch, strlen(d.scratch));
+                printf("{\"scratch\":%s,\"filesystem\":\"%s\",\"scratch_fs\":\"%s\","
                        "\"files\":%zu,\"snapshot\":\"%s\",\"attacks\":[",
-                       d.scratch, d.fs, where, d.m0.n, d.snap_id);
+                       sj.data ? (const char *)sj.data : "\"\"", d.fs, where, d.m0.n, d.snap_id);
                 for (size_t i = 0; i < n_kinds; i++) {
                         AttackReport *a = &ar[i];
                         printf("%s{\"attack\":\"%s\",\"detected\":%s,\"incident\":%lld,"

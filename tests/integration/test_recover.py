@@ -906,3 +906,42 @@ def test_zz_table(campaign):
                     f" / {r['lost_bytes']} bytes")
     print(f"\nrecover on {campaign.fs} ({campaign.mode}):\n" + "\n".join(rows))
     assert all(not campaign.results[a]["lost"] for a in ATTACKS)
+
+
+# ---- holdfast drill ----------------------------------------------------------------------------
+
+def test_drill_one_attack(holdfast, tmp_path):
+    """`holdfast drill --attack encrypt --json`, in a scratch folder whose name needs JSON
+    escaping: the attack is detected and contained, recovery loses nothing, the trusted
+    service's writes survive, the vault round trip passes, exit 0; the scratch folder is removed
+    afterwards (no --keep)."""
+    parent = tmp_path / 'scratch "q" \\ b'
+    parent.mkdir()
+    r = holdfast("drill", "--attack", "encrypt", "--fs", "ext4", "--scratch", parent, "--json",
+                 timeout=600)
+    assert r.rc == 0, r.describe()
+    out = json.loads(r.out)
+    assert out["scratch"].startswith(str(parent) + "/holdfast-drill."), out["scratch"]
+    assert out["filesystem"] == "ext4" and out["pass"] is True, out
+    (a,) = out["attacks"]
+    assert a["attack"] == "encrypt" and a["detected"] is True and a["incident"] > 0, a
+    assert a["files_lost"] == a["bytes_lost"] == a["leftovers"] == 0, a
+    assert a["from_preimage"] + a["from_pin"] + a["from_vault"] > 0, a
+    assert out["files_lost"] == out["bytes_lost"] == out["undetected"] == 0, out
+    assert out["service_ok"] is True and out["service_lines"] > 0, out
+    assert out["vault_ok"] is True, out
+    assert list(parent.iterdir()) == [], "the scratch folder was left behind"
+
+
+def test_drill_state_path_too_long(holdfast, tmp_path):
+    """A --scratch so deep that the sentinel's database path would pass SQLite's 511 bytes: one
+    sentence naming the folder, exit 1, before anything is made, and nothing left behind."""
+    parent = tmp_path
+    while len(str(parent)) < 560:
+        parent = parent / ("d" * 100)
+    parent.mkdir(parents=True)
+    r = holdfast("drill", "--attack", "encrypt", "--scratch", parent, timeout=120)
+    assert r.rc == 1, r.describe()
+    assert "the state folder's path is too long for its database" in r.err, r.describe()
+    assert "filesystem" not in r.out, r.describe()
+    assert list(parent.iterdir()) == [], "the scratch folder was left behind"
