@@ -399,6 +399,22 @@ int hf_sentinel_config_parse(HfSentinelConfig *c, const char *text, size_t len, 
         return 0;
 }
 
+/* Each path that exists, with its symbolic links resolved (those that do not exist are
+ * reported when the sentinel starts). */
+static void resolve_links(char **paths, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                char *real = realpath(paths[i], NULL);
+                if (!real || strcmp(real, paths[i]) == 0) {
+                        free(real);
+                        continue;
+                }
+                log_notice("%s: taken as %s (symbolic links resolved)", paths[i], real);
+                free(paths[i]);
+                paths[i] = real;
+        }
+}
+
 int hf_sentinel_config_load(HfSentinelConfig *c, const char *path, char *err, size_t errn)
 {
         _cleanup_buf_ HfBuf b = HF_BUF_INIT(1 << 20);
@@ -411,5 +427,12 @@ int hf_sentinel_config_load(HfSentinelConfig *c, const char *path, char *err, si
         char *abs = realpath(path, NULL);
         free(c->config_path);
         c->config_path = abs;
-        return hf_sentinel_config_parse(c, (const char *)b.data, b.len, err, errn);
+        r = hf_sentinel_config_parse(c, (const char *)b.data, b.len, err, errn);
+        if (r < 0)
+                return r;
+        /* The kernel names files by their real paths: a tree given through a symbolic link
+         * (/var/www -> /srv/www) would match none of them and go unprotected. */
+        resolve_links(c->paths, c->n_paths);
+        resolve_links(c->exclude, c->n_exclude);
+        return 0;
 }

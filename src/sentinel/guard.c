@@ -162,6 +162,7 @@ struct HfGuard {
 
         pid_t self;
         char self_exe[512]; /* this binary's path, " (deleted)" taken off; "" when unknown */
+        char *state_real;   /* the state folder's real path (events carry real paths) */
         Fs fs[MAX_FS];
         size_t n_fs;
         atomic_uint_fast64_t seq;
@@ -1162,7 +1163,7 @@ static void *worker_main(void *arg)
 /* The sentinel's own state and config, should they lie inside a protected tree. */
 static bool guarded(HfGuard *g, const char *path)
 {
-        const char *st = g->c->state_dir;
+        const char *st = g->state_real ? g->state_real : g->c->state_dir;
         size_t n = st ? strlen(st) : 0;
 
         if (n && strncmp(path, st, n) == 0 && (path[n] == '/' || path[n] == 0))
@@ -1519,6 +1520,7 @@ int hf_guard_new(const HfSentinelConfig *c, HfMode want, HfProcs *procs, HfGuard
                 ssize_t k = readlink("/proc/self/exe", g->self_exe, sizeof(g->self_exe) - 1);
                 g->self_exe[k > 0 ? k : 0] = 0;
         }
+        g->state_real = c->state_dir ? realpath(c->state_dir, NULL) : NULL;
         test_unseen_opener = getenv("HOLDFAST_GUARD_TEST_UNSEEN_OPENER") != NULL;
         pthread_mutex_init(&g->lock, NULL);
         pthread_cond_init(&g->space, NULL);
@@ -1685,6 +1687,7 @@ HfGuard *hf_guard_free(HfGuard *g)
                 free(g->ring);
         }
         free(g->inodes);
+        free(g->state_real);
         hf_queue_free(g->jobs);
         free(g);
         return NULL;

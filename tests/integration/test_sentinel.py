@@ -74,23 +74,29 @@ def test_harness_floor(holdfast_bin, tmp_path):
     assert "mode pre-content" in doc["mode"]
 
 
-@pytest.mark.parametrize("fs,method,odd", [("ext4", "copy", False), ("xfs", "reflink", False),
-                                           ("btrfs", "reflink", False), ("ext4", "copy", True)])
-def test_preimages_before_first_write(holdfast_bin, base, fs, method, odd):
+@pytest.mark.parametrize("fs,method,variant", [("ext4", "copy", ""), ("xfs", "reflink", ""),
+                                               ("btrfs", "reflink", ""), ("ext4", "copy", "odd"),
+                                               ("ext4", "copy", "link")])
+def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
     """The pre-image of each file an attacker touched is kept before its first change, by the
     filesystem's method, in the store at the root of the protected tree's filesystem, and
     hashes to the original content; the incident records the hashes before and after. odd: the
-    mount point's path has a space and a backslash, which /proc/self/mounts escapes."""
-    where = os.path.join(base, "odd dir \\ x") if odd else base
+    mount point's path has a space and a backslash, which /proc/self/mounts escapes. link: the
+    tree is given (and attacked) through a symbolic link, as /var/www -> /srv/www."""
+    where = os.path.join(base, "odd dir \\ x") if variant == "odd" else base
     os.makedirs(where, exist_ok=True)
     with FsMount(where, fs) as m:
         tree = harness.scratch(m.mnt, "data")
         harness.populate_docs(tree, "inplace")
         before = {str(p): sha(p) for p in Path(tree).rglob("doc*")}
         subprocess.run(["sync"])
-        s = start(holdfast_bin, base, [tree], f"pre-{fs}")
+        given = tree
+        if variant == "link":
+            given = os.path.join(base, "www")
+            os.symlink(tree, given)
+        s = start(holdfast_bin, base, [given], f"pre-{fs}")
         try:
-            a = harness.run_attack("inplace", tree, base)
+            a = harness.run_attack("inplace", given, base)
         finally:
             s.stop()
         assert a["rc"] == -9, a
@@ -283,12 +289,14 @@ def test_reader_of_its_own_files_not_mistaken_for_a_writer(holdfast, holdfast_bi
         assert str(conf) in json.dumps(incs), incs
 
 
-def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base):
+@pytest.mark.parametrize("via_link", [False, True])
+def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base, via_link):
     """The sentinel's state folder on the filesystem of the tree it protects (the usual layout:
     /var/lib/holdfast and /srv on one root filesystem). holdfast recover, run beside it from
     another session, writes the database (marks the incident recovered) and is neither denied
     nor killed, and holdfast incidents reads it; a writer that is not holdfast's binary is
-    denied, and that is a self-protection incident."""
+    denied, and that is a self-protection incident. via_link: --state names the folder through
+    a symbolic link."""
     vault = Path(base) / "vault"
     env = h.clean_env({"HOLDFAST_PASSWORD": holdfast.password})
     with FsMount(base, "ext4") as m:
@@ -298,9 +306,13 @@ def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base):
         holdfast("init", "--kdf-params", "1024,8,1", repo=vault).ok()
         holdfast("backup", tree, "-q", repo=vault).ok()
         subprocess.run(["sync"])
-        s = start(holdfast_bin, m.mnt, [tree], "onfs")
+        home = m.mnt
+        if via_link:
+            home = os.path.join(base, "home")
+            os.symlink(m.mnt, home)
+        s = start(holdfast_bin, home, [tree], "onfs")
         try:
-            assert Path(s.state).is_relative_to(m.mnt)
+            assert Path(os.path.realpath(s.state)).is_relative_to(m.mnt)
             a = harness.run_attack("inplace", tree, base)
             assert a["rc"] == -9, a
             time.sleep(0.3)
