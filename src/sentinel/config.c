@@ -399,20 +399,19 @@ int hf_sentinel_config_parse(HfSentinelConfig *c, const char *text, size_t len, 
         return 0;
 }
 
-/* Each path that exists, with its symbolic links resolved (those that do not exist are
- * reported when the sentinel starts). */
-static void resolve_links(char **paths, size_t n)
+/* *path with its symbolic links resolved, when it exists (a tree that does not is reported
+ * when the sentinel starts; a program that does not is never trusted). */
+static void resolve_link(char **path)
 {
-        for (size_t i = 0; i < n; i++) {
-                char *real = realpath(paths[i], NULL);
-                if (!real || strcmp(real, paths[i]) == 0) {
-                        free(real);
-                        continue;
-                }
-                log_notice("%s: taken as %s (symbolic links resolved)", paths[i], real);
-                free(paths[i]);
-                paths[i] = real;
+        char *real = *path ? realpath(*path, NULL) : NULL;
+
+        if (!real || strcmp(real, *path) == 0) {
+                free(real);
+                return;
         }
+        log_notice("%s: taken as %s (symbolic links resolved)", *path, real);
+        free(*path);
+        *path = real;
 }
 
 int hf_sentinel_config_load(HfSentinelConfig *c, const char *path, char *err, size_t errn)
@@ -430,9 +429,16 @@ int hf_sentinel_config_load(HfSentinelConfig *c, const char *path, char *err, si
         r = hf_sentinel_config_parse(c, (const char *)b.data, b.len, err, errn);
         if (r < 0)
                 return r;
-        /* The kernel names files by their real paths: a tree given through a symbolic link
-         * (/var/www -> /srv/www) would match none of them and go unprotected. */
-        resolve_links(c->paths, c->n_paths);
-        resolve_links(c->exclude, c->n_exclude);
+        /* The kernel names files and executables by their real paths: a tree given through a
+         * symbolic link (/var/www -> /srv/www) would match none of them and go unprotected,
+         * a trusted program so given (/usr/bin/python3 -> python3.11) would never be trusted. */
+        for (size_t i = 0; i < c->n_paths; i++)
+                resolve_link(&c->paths[i]);
+        for (size_t i = 0; i < c->n_exclude; i++)
+                resolve_link(&c->exclude[i]);
+        for (size_t i = 0; i < c->n_trusted; i++) {
+                resolve_link(&c->trusted[i].path);
+                resolve_link(&c->trusted[i].parent);
+        }
         return 0;
 }

@@ -336,6 +336,32 @@ def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base, via_link)
         assert "sentinel.db-wal" in log and "own files (denied)" in log, log
 
 
+def test_trusted_program_given_through_a_link(holdfast_bin, base):
+    """[trust] names a program through a symbolic link, as admins write /usr/bin/python3 (a link
+    to python3.11 on Debian 12); the kernel reports the real executable. Its rewrite of every
+    document is then neither stopped nor scored: no incident, all writes done."""
+    py = os.path.join(base, "python-link")
+    os.symlink(os.path.realpath(sys.executable), py)
+    with FsMount(base, "ext4") as m:
+        tree = harness.scratch(m.mnt, "data")
+        harness.populate_docs(tree, "inplace")
+        docs = sorted(str(p) for p in Path(tree).rglob("doc*"))
+        s = start(holdfast_bin, base, [tree], "trustlink", trust=False,
+                  extra=f"[trust]\nprogram = {py}\n")
+        try:
+            code = ("import os, sys\n"
+                    "for p in sys.argv[1:]:\n"
+                    "    open(p, 'wb').write(os.urandom(4096))\n")
+            w = subprocess.run([py, "-c", code] + docs, capture_output=True,
+                               start_new_session=True, timeout=60)
+            assert w.returncode == 0, w
+            time.sleep(0.5)
+        finally:
+            log = s.stop()
+        assert all(Path(p).stat().st_size == 4096 for p in docs)
+        assert s.incidents() == [], log
+
+
 def test_raw_guard_ends_with_a_killed_sentinel(holdfast_bin, base):
     """The raw-disk guard is held by a BPF link: after `kill -9` of the sentinel no guard is
     left that would refuse disk writes for good, and the mode line names the link."""

@@ -172,7 +172,7 @@ def populate_docs(d, kind, seed=0):
 
 
 class Sentinel:
-    def __init__(self, holdfast, base, paths, *, decoys, raw, mode, trust, name):
+    def __init__(self, holdfast, base, paths, *, decoys, raw, mode, trust, name, extra=""):
         self.state = os.path.join(base, f"state-{name}")
         os.makedirs(self.state, exist_ok=True)
         self.conf = os.path.join(base, f"{name}.conf")
@@ -187,6 +187,7 @@ class Sentinel:
             f.write("[alerts]\nsyslog = no\nfile = alerts.jsonl\n")
             if trust:
                 f.write(TRUST)
+            f.write(extra)
         self.out = open(os.path.join(base, f"sentinel-{name}.log"), "w+")
         self.proc = subprocess.Popen([holdfast, "sentinel", "--config", self.conf, "--state",
                                       self.state] + (["-vv"] if os.environ.get("HF_SENTINEL_DEBUG") else ["-v"]), stdout=self.out,
