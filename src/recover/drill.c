@@ -64,6 +64,7 @@ typedef struct Drill {
         char mnt[HF_RECOVER_PATH_MAX + 8];
         char srv[HF_RECOVER_PATH_MAX + 16];
         char state[HF_RECOVER_PATH_MAX + 8];
+        char db[HF_DB_PATH_MAX]; /* state/sentinel.db */
         char vault[HF_RECOVER_PATH_MAX + 8];
         char attacker[HF_RECOVER_PATH_MAX + 32];
         char self[HF_RECOVER_PATH_MAX];
@@ -534,17 +535,13 @@ static bool service_check(Drill *d, char *why, size_t n)
 
 /* ---- one attack ---- */
 
-/* The state path was checked to fit the database at start (run_drill). */
-static int64_t last_incident(const char *state)
+static int64_t last_incident(const char *dbpath)
 {
-        char p[HF_DB_PATH_MAX];
         sqlite3 *db = NULL;
         sqlite3_stmt *s = NULL;
         int64_t id = 0;
 
-        if (hf_db_path(state, p, sizeof(p)) < 0)
-                return 0;
-        if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
             sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(id), 0) FROM incidents", -1, &s, NULL) ==
                     SQLITE_OK &&
             sqlite3_step(s) == SQLITE_ROW)
@@ -555,16 +552,13 @@ static int64_t last_incident(const char *state)
 }
 
 /* The first incident after `after` (0: none yet). */
-static int64_t new_incident(const char *state, int64_t after, AttackReport *ar)
+static int64_t new_incident(const char *dbpath, int64_t after, AttackReport *ar)
 {
-        char p[HF_DB_PATH_MAX];
         sqlite3 *db = NULL;
         sqlite3_stmt *s = NULL;
         int64_t id = 0;
 
-        if (hf_db_path(state, p, sizeof(p)) < 0)
-                return 0;
-        if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
                 sqlite3_close(db);
                 return 0;
         }
@@ -596,7 +590,7 @@ static int64_t new_incident(const char *state, int64_t after, AttackReport *ar)
 static int run_attack(Drill *d, const char *kind, AttackReport *ar, FILE *vlog)
 {
         char log[HF_RECOVER_PATH_MAX + 64], reclog[HF_RECOVER_PATH_MAX + 64];
-        int64_t before = last_incident(d->state);
+        int64_t before = last_incident(d->db);
         double start = now(), timeout = strcmp(kind, "slow") == 0 ? 120 : 40;
         int st, r;
         bool exited = false;
@@ -615,7 +609,7 @@ static int run_attack(Drill *d, const char *kind, AttackReport *ar, FILE *vlog)
                         exited = true;
                         exited_at = now();
                 }
-                ar->incident = new_incident(d->state, before, ar);
+                ar->incident = new_incident(d->db, before, ar);
                 if (ar->incident && (exited || strcmp(ar->state, "contained") == 0 ||
                                      strcmp(ar->state, "denied") == 0))
                         break;
@@ -835,12 +829,9 @@ int hf_drill(const HfDrillOptions *o)
         /* The sentinel's database goes under it: a path SQLite cannot open is said now, not
          * after the image, the vault and the first backup are made. */
         (void)snprintf(d.state, sizeof(d.state), "%s/state", d.scratch);
-        {
-                char dbp[HF_DB_PATH_MAX];
-                r = hf_db_path(d.state, dbp, sizeof(dbp));
-                if (r < 0)
-                        goto out;
-        }
+        r = hf_db_path(d.state, d.db, sizeof(d.db));
+        if (r < 0)
+                goto out;
         const char *where = statfs(d.scratch, &sf) == 0 ? fs_type_name(sf.f_type) : "?";
         if (!json)
                 printf("holdfast drill in %s (%s)\n", d.scratch, where);

@@ -161,7 +161,7 @@ struct HfGuard {
         size_t n_deferred;
 
         pid_t self;
-        char self_exe[512]; /* this binary's path, " (deleted)" taken off; "" when unknown */
+        char self_exe[512]; /* this binary's path, read at start; "" when unknown */
         char *state_real;   /* the state folder's real path (events carry real paths) */
         Fs fs[MAX_FS];
         size_t n_fs;
@@ -1160,25 +1160,13 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
-/* The sentinel's own state and config, should they lie inside a protected tree. */
-static bool guarded(HfGuard *g, const char *path)
+/* The sentinel's state folder, should it lie on a protected filesystem. */
+static bool in_state(HfGuard *g, const char *path)
 {
         const char *st = g->state_real ? g->state_real : g->c->state_dir;
         size_t n = st ? strlen(st) : 0;
 
-        if (n && strncmp(path, st, n) == 0 && (path[n] == '/' || path[n] == 0))
-                return true;
-        return g->c->config_path && strcmp(path, g->c->config_path) == 0;
-}
-
-/* An executable's path as /proc/PID/exe gives it, without the " (deleted)" a replaced binary
- * (a package upgrade) gets. */
-static size_t exe_len(const char *exe)
-{
-        static const char deleted[] = " (deleted)";
-        size_t n = strlen(exe), d = sizeof(deleted) - 1;
-
-        return n > d && strcmp(exe + n - d, deleted) == 0 ? n - d : n;
+        return n && strncmp(path, st, n) == 0 && (path[n] == '/' || path[n] == 0);
 }
 
 /*
@@ -1189,11 +1177,10 @@ static size_t exe_len(const char *exe)
 static bool own_binary(HfGuard *g, pid_t tgid)
 {
         HfProcInfo info;
-        size_t n = exe_len(g->self_exe);
 
-        if (n == 0 || hf_procs_get(g->procs, tgid, &info) < 0)
+        if (!g->self_exe[0] || hf_procs_get(g->procs, tgid, &info) < 0)
                 return false;
-        return exe_len(info.exe) == n && strncmp(info.exe, g->self_exe, n) == 0;
+        return hf_exe_is(info.exe, g->self_exe);
 }
 
 static bool in_protected(HfGuard *g, const char *path)
@@ -1336,8 +1323,9 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         const char *base = strrchr(path, '/');
         /* The name too: a deleted decoy's inode number may be reused by another file. */
         bool decoy = hf_guard_is_decoy(g, st.st_dev, st.st_ino) && base && hf_decoy_name(base + 1);
-        bool state = !decoy && guarded(g, path);
-        bool ours = !decoy && (in_store(fs, path) || (state && !own_binary(g, tgid)));
+        bool state = !decoy && in_state(g, path);
+        bool config = !decoy && g->c->config_path && strcmp(path, g->c->config_path) == 0;
+        bool ours = !decoy && (in_store(fs, path) || config || (state && !own_binary(g, tgid)));
         if ((decoy || ours) && unseen) {
                 /*
                  * A denial kills the caller, so it must not rest on a guess: a reader (recover

@@ -282,6 +282,14 @@ static bool exe_sha_matches(HfProcs *p, pid_t pid, const uint8_t want[32])
 /* Called with the lock held; info is filled except trusted. */
 static Entry *get_locked(HfProcs *p, pid_t pid, int depth);
 
+bool hf_exe_is(const char *exe, const char *path)
+{
+        static const char deleted[] = " (deleted)";
+        size_t n = strlen(path);
+
+        return strncmp(exe, path, n) == 0 && (exe[n] == 0 || strcmp(exe + n, deleted) == 0);
+}
+
 /* By the config: 0 not trusted, 1 trusted, 2 trusted and its descendants too. */
 static int trusted_locked(HfProcs *p, const HfProcInfo *info, int depth)
 {
@@ -294,11 +302,11 @@ static int trusted_locked(HfProcs *p, const HfProcInfo *info, int depth)
         }
         for (size_t i = 0; i < c->n_trusted; i++) {
                 const HfTrusted *t = &c->trusted[i];
-                if (strcmp(t->path, info->exe) != 0)
+                if (!hf_exe_is(info->exe, t->path))
                         continue;
                 if (t->parent) {
                         Entry *pe = info->ppid > 0 ? get_locked(p, info->ppid, depth + 1) : NULL;
-                        if (!pe || strcmp(pe->info.exe, t->parent) != 0)
+                        if (!pe || !hf_exe_is(pe->info.exe, t->parent))
                                 continue;
                 }
                 if (t->has_sha256 && !exe_sha_matches(p, info->pid, t->sha256))

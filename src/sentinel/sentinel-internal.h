@@ -59,6 +59,9 @@ HfProcs *hf_procs_free(HfProcs *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfProcs *, hf_procs_free);
 /* Info of process pid (a tgid), from the cache or /proc. -ESRCH when gone and never seen. */
 int hf_procs_get(HfProcs *p, pid_t pid, HfProcInfo *ret);
+/* Is exe (as /proc/PID/exe gives it) the program at path? A binary replaced since the process
+ * started (a package upgrade) reads "PATH (deleted)" and still counts as PATH. */
+bool hf_exe_is(const char *exe, const char *path);
 /* The thread group of a thread id (fast path: tid == tgid). 0 when gone. */
 pid_t hf_procs_tgid(HfProcs *p, pid_t tid);
 /* Reads /proc/PID/stat: ppid, sid, start time. */

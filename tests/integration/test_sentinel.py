@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import sqlite3
@@ -336,25 +337,41 @@ def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base, via_link)
         assert "sentinel.db-wal" in log and "own files (denied)" in log, log
 
 
-def test_trusted_program_given_through_a_link(holdfast_bin, base):
-    """[trust] names a program through a symbolic link, as admins write /usr/bin/python3 (a link
-    to python3.11 on Debian 12); the kernel reports the real executable. Its rewrite of every
-    document is then neither stopped nor scored: no incident, all writes done."""
-    py = os.path.join(base, "python-link")
-    os.symlink(os.path.realpath(sys.executable), py)
+@pytest.mark.parametrize("how", ["link", "replaced"])
+def test_trusted_program_stays_trusted(holdfast_bin, base, how):
+    """A trusted program rewrites every document: no incident, all writes done. link: [trust]
+    names it through a symbolic link, as admins write /usr/bin/python3 (a link to python3.11 on
+    Debian 12), while the kernel reports the real executable. replaced: its binary is replaced
+    while it runs (a package upgrade), so /proc/PID/exe reads "PATH (deleted)"."""
+    real = os.path.realpath(sys.executable)
+    prog = os.path.join(base, "service")
+    if how == "link":
+        os.symlink(real, prog)
+    else:
+        shutil.copy(real, prog)
+    ready, go = os.path.join(base, "ready"), os.path.join(base, "go")
     with FsMount(base, "ext4") as m:
         tree = harness.scratch(m.mnt, "data")
         harness.populate_docs(tree, "inplace")
         docs = sorted(str(p) for p in Path(tree).rglob("doc*"))
-        s = start(holdfast_bin, base, [tree], "trustlink", trust=False,
-                  extra=f"[trust]\nprogram = {py}\n")
+        s = start(holdfast_bin, base, [tree], f"trust-{how}", trust=False,
+                  extra=f"[trust]\nprogram = {prog}\n")
         try:
-            code = ("import os, sys\n"
+            code = ("import os, sys, time\n"
+                    f"open({ready!r}, 'w').close()\n"
+                    f"while not os.path.exists({go!r}): time.sleep(0.01)\n"
                     "for p in sys.argv[1:]:\n"
                     "    open(p, 'wb').write(os.urandom(4096))\n")
-            w = subprocess.run([py, "-c", code] + docs, capture_output=True,
-                               start_new_session=True, timeout=60)
-            assert w.returncode == 0, w
+            w = subprocess.Popen([prog, "-c", code] + docs, start_new_session=True)
+            deadline = time.time() + 30
+            while not os.path.exists(ready) and time.time() < deadline:
+                time.sleep(0.01)
+            if how == "replaced":
+                os.unlink(prog)  # the upgrade: a new file under the same name
+                shutil.copy(real, prog)
+                assert os.readlink(f"/proc/{w.pid}/exe") == prog + " (deleted)"
+            open(go, "w").close()
+            assert w.wait(60) == 0
             time.sleep(0.5)
         finally:
             log = s.stop()
