@@ -201,6 +201,19 @@ def restic_seal(masterkey, plain):
     return iv + ct + _poly1305(mac_r, aes.update(iv) + aes.finalize(), ct)
 
 
+def pin_chunker(restic, repo, password, polynomial="3da3358b4dc173"):
+    """Rewrites repo's config with a fixed chunker polynomial (one restic's own tests use), so a
+    file is cut into the same blobs on every run: init picks the polynomial at random, and a
+    test that needs several blobs of one kind may otherwise meet a layout without them."""
+    config = restic("cat", "config", repo=repo, password=password).ok().json()
+    masterkey = restic("cat", "masterkey", repo=repo, password=password).ok().json()
+    config["chunker_polynomial"] = polynomial
+    path = Path(repo) / "config"
+    os.chmod(path, 0o600)
+    path.write_bytes(restic_seal(masterkey, json.dumps(config).encode()))
+    os.chmod(path, 0o400)
+
+
 def pack_paths(repo):
     """Paths of the pack files under repo/data/."""
     return [Path(d) / n for d, _, files in os.walk(Path(repo) / "data") for n in files]
