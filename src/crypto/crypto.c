@@ -354,6 +354,8 @@ int hf_cipher_decrypt(HfCipher *c, const void *in, size_t n, void *out)
         r = cipher_ctr_start(c, iv);
         if (r < 0)
                 return r;
+        if (o == p + HF_CRYPTO_IV_LEN) /* in place where the ciphertext is */
+                return cipher_ctr(c, o, clen, o);
         if ((uintptr_t)o < (uintptr_t)p + n && (uintptr_t)p < (uintptr_t)o + clen) {
                 /*
                  * Overlapping (in place: out sits 16 bytes before the ciphertext). CTR is only

@@ -51,7 +51,9 @@ int hf_cipher_encrypt_iv(HfCipher *c, const uint8_t iv[HF_CRYPTO_IV_LEN], const 
                          void *out);
 /*
  * Verifies the MAC of the object in (n bytes), then decrypts n - HF_CRYPTO_OVERHEAD bytes into
- * out. out may equal in (in place: plaintext lands at out[0..]) or not overlap at all.
+ * out. out may equal in (in place: plaintext lands at out[0..]; the ciphertext is moved down
+ * first), equal in + HF_CRYPTO_IV_LEN (in place where the ciphertext is: nothing moved), or not
+ * overlap at all.
  */
 int hf_cipher_decrypt(HfCipher *c, const void *in, size_t n, void *out);
 /* Checks the MAC only. */

@@ -50,8 +50,9 @@ int hf_codec_seal(HfCodec *c, const void *plain, size_t n, bool compress, HfBuf 
 int hf_codec_open(HfCodec *c, const void *enc, size_t n, uint32_t ulen, HfBuf *out);
 
 /*
- * Like hf_codec_open, but decrypts enc in place (it is clobbered) and decompresses straight
- * into out: no intermediate copy. For the hot read paths (restore, check).
+ * Like hf_codec_open, but with no intermediate copy: a blob stored as is is decrypted straight
+ * into out, a compressed one in place in enc (which is clobbered) and decompressed from there
+ * into out. enc and out must not overlap. For the hot read paths (restore, check).
  */
 int hf_codec_open_inplace(HfCodec *c, uint8_t *enc, size_t n, uint32_t ulen, HfBuf *out);
 /* A buffer owned by the codec for raw (encrypted) reads, reused across calls. */

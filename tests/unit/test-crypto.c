@@ -289,6 +289,13 @@ static void test_in_place_decrypt(void **state)
                 assert_int_equal(hf_cipher_decrypt(c, buf, n + HF_CRYPTO_OVERHEAD, buf), 0);
                 if (n > 0)
                         assert_memory_equal(buf, plain, n);
+                /* In place where the ciphertext lies: the plaintext after the IV's 16 bytes. */
+                assert_int_equal(hf_cipher_encrypt(c, plain, n, buf), 0);
+                assert_int_equal(
+                        hf_cipher_decrypt(c, buf, n + HF_CRYPTO_OVERHEAD, buf + HF_CRYPTO_IV_LEN),
+                        0);
+                if (n > 0)
+                        assert_memory_equal(buf + HF_CRYPTO_IV_LEN, plain, n);
         }
 
         /* The vector in place too. */

@@ -1575,6 +1575,58 @@ static void test_codec_seal_open(void **state)
         }
 }
 
+/*
+ * The read paths' open: appended to what out holds, a compressed blob decrypted where it lies
+ * in enc, a stored one straight into out; a bad MAC or length leaves out as it was.
+ */
+static void test_codec_open_inplace(void **state)
+{
+        _cleanup_(hf_codec_freep) HfCodec *c = NULL;
+        _cleanup_buf_ HfBuf enc = HF_BUF_INIT(1u << 24), out = HF_BUF_INIT(1u << 24);
+        static uint8_t text[300000], noise[300000];
+        uint64_t seed = 11;
+        uint32_t ulen = 99;
+        HfKey key;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(text); i++)
+                text[i] = (uint8_t)("what was kept comes back "[i % 25]);
+        rng_fill(&seed, noise, sizeof(noise));
+        assert_int_equal(hf_key_generate(&key), 0);
+        assert_int_equal(hf_codec_new(&key, HF_COMPRESSION_AUTO, &c), 0);
+
+        for (int stored = 0; stored < 2; stored++) {
+                const uint8_t *plain = stored ? noise : text;
+                size_t n = stored ? sizeof(noise) : sizeof(text);
+
+                assert_int_equal(hf_codec_seal(c, plain, n, true, &enc, &ulen), 0);
+                assert_int_equal(ulen, stored ? 0 : n);
+                hf_buf_reset(&out);
+                assert_int_equal(hf_buf_append(&out, "head", 4), 0);
+                assert_int_equal(hf_codec_open_inplace(c, enc.data, enc.len, ulen, &out), 0);
+                assert_int_equal(out.len, 4 + n);
+                assert_memory_equal(out.data, "head", 4);
+                assert_memory_equal(out.data + 4, plain, n);
+                assert_int_equal(out.data[out.len], 0);
+
+                /* A flipped bit: the MAC fails, out keeps what it had. */
+                assert_int_equal(hf_codec_seal(c, plain, n, true, &enc, &ulen), 0);
+                enc.data[enc.len / 3] ^= 0x04;
+                hf_buf_reset(&out);
+                assert_int_equal(hf_buf_append(&out, "head", 4), 0);
+                assert_int_equal(hf_codec_open_inplace(c, enc.data, enc.len, ulen, &out), -EBADMSG);
+                assert_int_equal(out.len, 4);
+                assert_memory_equal(out.data, "head", 4);
+        }
+        /* A compressed blob said to be a byte longer than it is: malformed. */
+        assert_int_equal(hf_codec_seal(c, text, sizeof(text), true, &enc, &ulen), 0);
+        hf_buf_reset(&out);
+        assert_int_equal(hf_codec_open_inplace(c, enc.data, enc.len, ulen + 1, &out), -EPROTO);
+        assert_int_equal(out.len, 0);
+        assert_int_equal(hf_codec_open_inplace(c, enc.data, HF_CRYPTO_OVERHEAD - 1, 0, &out),
+                         -EPROTO);
+}
+
 /* zstd frames restic's Go encoder writes: no content size, or several frames back to back. */
 static void test_codec_open_foreign_frames(void **state)
 {
@@ -1916,6 +1968,7 @@ int main(void)
                 cmocka_unit_test(test_keyfile_malformed),
                 cmocka_unit_test(test_kdf_params_parse),
                 cmocka_unit_test(test_codec_seal_open),
+                cmocka_unit_test(test_codec_open_inplace),
                 cmocka_unit_test(test_codec_open_foreign_frames),
                 cmocka_unit_test(test_codec_files),
                 cmocka_unit_test(test_codec_reuses_workspace),
