@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * hf_codec_open_file and hf_codec_open behind the MAC. A fuzzer cannot forge a MAC, but anyone
+ * hf_codec_open_file, hf_codec_open and hf_codec_open_inplace behind the MAC. A fuzzer cannot forge a MAC, but anyone
  * holding the vault key (every client, every password holder) can seal whatever plaintext they
  * like, so the decoding behind the MAC (v1/v2 file framing, zstd frames, declared lengths) is
  * what needs fuzzing. The target seals the input with a fixed key and a fixed IV, then opens it.
@@ -11,6 +11,8 @@
  *   bits 2-3  the size ceiling for open_file: 1 MiB, 64, 4096, 0
  *   bit 4     flip one byte of the sealed object (the MAC must catch it)
  *   bit 5     the output buffer already holds a few bytes (functions append)
+ * Modes 2 and 3 also open a copy with hf_codec_open_inplace (restore's and check's path),
+ * which must give the same result, byte for byte.
  */
 #include <string.h>
 
@@ -116,6 +118,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
         default:
                 abort();
+        }
+        if ((mode & 3) >= 2) {
+                _cleanup_buf_ HfBuf out2 = HF_BUF_INIT(64u << 20);
+                _cleanup_free_ uint8_t *copy = malloc(n);
+                int r2;
+
+                /* A copy of enc as it is here: damaged too when bit 4 flipped a byte. */
+                FUZZ_CHECK(copy != NULL);
+                memcpy(copy, enc, n);
+                if (prefix)
+                        FUZZ_CHECK(hf_buf_append(&out2, "pre", 3) == 0);
+                r2 = hf_codec_open_inplace(codec, copy, n, ulen, &out2);
+                FUZZ_CHECK(r2 == r);
+                if (r >= 0)
+                        FUZZ_CHECK(out2.len == out.len &&
+                                   memcmp(out2.data, out.data, out.len) == 0 &&
+                                   out2.data[out2.len] == 0);
+                else
+                        FUZZ_CHECK(out2.len == prefix);
         }
         FUZZ_CHECK(out.len >= prefix);
         /* Success leaves a NUL-terminated result (the buffer's contract). */
