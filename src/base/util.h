@@ -56,8 +56,9 @@ int hf_read_file_at(int dirfd, const char *path, size_t max, HfBuf *out);
 /* Writes all n bytes, retrying on short writes and EINTR. */
 int hf_write_all(int fd, const void *p, size_t n);
 int hf_pread_all(int fd, void *p, size_t n, uint64_t off);
-/* Is the byte at off of fd in the page cache? Asked with a one-byte RWF_NOWAIT read, which
- * never waits for the disk; false also where that is not supported (Linux before 4.14). */
+/* Is the byte at off of fd in the page cache? Asked with cachestat(2) (Linux 6.5), which
+ * leaves the cache as it is; before that with a one-byte RWF_NOWAIT read, which never waits
+ * for the disk but may start a read-ahead; false where neither works (Linux before 4.14). */
 bool hf_page_cached(int fd, uint64_t off);
 /* The mount point of the filesystem holding path, or its nearest existing ancestor: the
  * longest mount point of /proc/self/mounts (its escapes undone) above it on the same device. */
