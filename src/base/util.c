@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -695,12 +696,36 @@ static void unescape_mount_field(char *s)
         *w = 0;
 }
 
+/*
+ * Where path's mount is, for comparing: its mount ID where statx() gives one (Linux 5.8), else
+ * its device. The device alone misses a btrfs subvolume that is not mounted on its own: its
+ * files have a device number that no mount point has.
+ */
+typedef struct MountKey {
+        bool by_id;
+        uint64_t v;
+} MountKey;
+
+static int mount_key(const char *path, MountKey *ret)
+{
+        struct statx sx = { 0 };
+
+        if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &sx) < 0)
+                return -errno;
+        if (sx.stx_mask & STATX_MNT_ID)
+                *ret = (MountKey){ .by_id = true, .v = sx.stx_mnt_id };
+        else
+                *ret = (MountKey){ .v = makedev(sx.stx_dev_major, sx.stx_dev_minor) };
+        return 0;
+}
+
 int hf_mount_root(const char *path, char *out, size_t n)
 {
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_free_ char *line = NULL, *probe = strdup(path), *best = strdup("/");
         size_t cap = 0, bestlen = 1;
-        struct stat sp, sm;
+        MountKey kp = { 0 }, km = { 0 };
+        struct stat sp;
 
         if (!probe || !best)
                 return -ENOMEM;
@@ -718,6 +743,8 @@ int hf_mount_root(const char *path, char *out, size_t n)
                 }
                 *s = 0;
         }
+        if (mount_key(probe, &kp) < 0)
+                return -errno;
         f = fopen("/proc/self/mounts", "re");
         if (!f)
                 return -errno;
@@ -735,7 +762,7 @@ int hf_mount_root(const char *path, char *out, size_t n)
                 if (l < bestlen || strncmp(probe, mnt, l) != 0 ||
                     (probe[l] != '/' && probe[l] != 0 && strcmp(mnt, "/") != 0))
                         continue;
-                if (stat(mnt, &sm) < 0 || sm.st_dev != sp.st_dev)
+                if (mount_key(mnt, &km) < 0 || km.by_id != kp.by_id || km.v != kp.v)
                         continue;
                 free(best);
                 best = strdup(mnt);

@@ -61,7 +61,8 @@ int hf_pread_all(int fd, void *p, size_t n, uint64_t off);
  * for the disk but may start a read-ahead; false where neither works (Linux before 4.14). */
 bool hf_page_cached(int fd, uint64_t off);
 /* The mount point of the filesystem holding path, or its nearest existing ancestor: the
- * longest mount point of /proc/self/mounts (its escapes undone) above it on the same device. */
+ * longest mount point of /proc/self/mounts (its escapes undone) above it in the same mount
+ * (statx's mount ID; the same device where the kernel gives none). */
 int hf_mount_root(const char *path, char *out, size_t n);
 /* pwrite() of all n bytes at off, retrying short writes and EINTR. */
 int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off);

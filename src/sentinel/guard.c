@@ -80,6 +80,7 @@
 
 typedef struct Fs {
         uint64_t dev;
+        uint64_t mnt_id; /* statx's mount ID of root, 0 where the kernel gives none */
         char root[512];
         int store_fd;  /* root/.holdfast */
         int shadow_fd; /* root/.holdfast/shadow */
@@ -775,6 +776,36 @@ static Fs *find_fs(HfGuard *g, uint64_t dev)
         return NULL;
 }
 
+/* The mount ID of fd (or of path, fd AT_FDCWD), 0 where statx gives none. */
+static uint64_t mount_id(int fd, const char *path)
+{
+        struct statx sx;
+
+        if (statx(fd, path ? path : "", path ? 0 : AT_EMPTY_PATH, STATX_MNT_ID, &sx) < 0 ||
+            !(sx.stx_mask & STATX_MNT_ID))
+                return 0;
+        return sx.stx_mnt_id;
+}
+
+/*
+ * The filesystem of the file behind an event's fd: by its device, or else by its mount. A btrfs
+ * subvolume that is not mounted on its own gives its files a device number of their own, which
+ * no marked root has, but they are reached through the root's mount.
+ */
+static Fs *fs_of_file(HfGuard *g, int fd, uint64_t dev)
+{
+        Fs *fs = find_fs(g, dev);
+        uint64_t id;
+
+        if (fs)
+                return fs;
+        id = mount_id(fd, NULL);
+        for (size_t i = 0; id && i < g->n_fs; i++)
+                if (g->fs[i].mnt_id == id)
+                        return &g->fs[i];
+        return NULL;
+}
+
 static void fd_path(int fd, char *out, size_t n)
 {
         char p[64];
@@ -1252,7 +1283,7 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
         }
         if (fstat(m->fd, &st) < 0 || !S_ISREG(st.st_mode))
                 return answer(g, m->fd, true);
-        Fs *fs = find_fs(g, st.st_dev);
+        Fs *fs = fs_of_file(g, m->fd, st.st_dev);
         if (!fs)
                 return answer(g, m->fd, true);
         bool pre = g->mode == HF_MODE_PRE_CONTENT && fs->pre, unseen = false;
@@ -1581,6 +1612,7 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
                 return -E2BIG;
         fs = &g->fs[g->n_fs];
         *fs = (Fs){ .dev = st.st_dev,
+                    .mnt_id = mount_id(AT_FDCWD, root),
                     .store_fd = -1,
                     .shadow_fd = -1,
                     .pins_fd = -1,

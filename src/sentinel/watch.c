@@ -48,6 +48,7 @@ typedef struct AlignedHandle {
 typedef struct CacheEntry {
         uint64_t key;
         int fs;
+        uint64_t dev; /* the folder's device number: a btrfs subvolume's differs from the fs's */
         char *path;
 } CacheEntry;
 
@@ -183,19 +184,28 @@ static void cache_flush(HfWatch *w)
         }
 }
 
-/* Path of the folder behind a handle (cached). */
-static int dir_path(HfWatch *w, int fs, struct file_handle *fh, char *out, size_t n)
+/*
+ * Path of the folder behind a handle, and the device number of what is in it (cached). The
+ * event's fsid names the filesystem; in a btrfs subvolume that is not mounted on its own, the
+ * files have a device number of their own, which the guard's pre-images are keyed by.
+ */
+static int dir_path(HfWatch *w, int fs, struct file_handle *fh, char *out, size_t n,
+                    uint64_t *ret_dev)
 {
         uint64_t key = hash_handle(fs, fh);
         CacheEntry *c = &w->cache[key % CACHE];
+        struct stat st;
         char p[64];
 
         if (c->key == key && c->fs == fs && c->path) {
                 (void)snprintf(out, n, "%s", c->path);
+                *ret_dev = c->dev;
                 return 0;
         }
         _cleanup_close_ int fd = open_by_handle_at(w->fs[fs].mfd, fh, O_PATH | O_CLOEXEC);
         if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
                 return -errno;
         (void)snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
         ssize_t k = readlink(p, out, n - 1);
@@ -206,6 +216,8 @@ static int dir_path(HfWatch *w, int fs, struct file_handle *fh, char *out, size_
         c->path = strdup(out);
         c->key = key;
         c->fs = fs;
+        c->dev = st.st_dev;
+        *ret_dev = st.st_dev;
         return 0;
 }
 
@@ -224,10 +236,12 @@ void hf_watch_prime(HfWatch *w, const char *path)
                 unsigned char b[128];
         } h;
         struct statfs sf;
+        struct stat st;
         int mnt;
 
         h.fh.handle_bytes = sizeof(h.b);
-        if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mnt, 0) < 0 || statfs(path, &sf) < 0)
+        if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mnt, 0) < 0 || statfs(path, &sf) < 0 ||
+            stat(path, &st) < 0)
                 return;
         int fs = fs_of(w, &sf.f_fsid);
         if (fs < 0)
@@ -238,6 +252,7 @@ void hf_watch_prime(HfWatch *w, const char *path)
         c->path = strdup(path);
         c->key = key;
         c->fs = fs;
+        c->dev = st.st_dev;
 }
 
 void hf_fid_hex(const struct file_handle *fh, char *out, size_t n)
@@ -418,23 +433,24 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
         ev->fs = fs;
         ev->dev = w->fs[fs].dev;
         char dir[HF_PATH_MAX];
+        uint64_t new_dev;
         if (m.mask & FAN_RENAME) {
                 if (!ofh || !nfh)
                         return;
                 ev->kind = HF_EV_RENAME;
-                if (dir_path(w, fs, ofh, dir, sizeof(dir)) < 0)
+                if (dir_path(w, fs, ofh, dir, sizeof(dir), &ev->dev) < 0)
                         return;
                 join(ev->path, sizeof(ev->path), dir, oname);
-                if (dir_path(w, fs, nfh, dir, sizeof(dir)) < 0)
+                if (dir_path(w, fs, nfh, dir, sizeof(dir), &new_dev) < 0)
                         return;
                 join(ev->new_path, sizeof(ev->new_path), dir, nname);
         } else {
                 if (!dfh) {
-                        if (!ev->fh || dir_path(w, fs, ev->fh, dir, sizeof(dir)) < 0)
+                        if (!ev->fh || dir_path(w, fs, ev->fh, dir, sizeof(dir), &ev->dev) < 0)
                                 return;
                         (void)snprintf(ev->path, sizeof(ev->path), "%s", dir);
                 } else {
-                        if (dir_path(w, fs, dfh, dir, sizeof(dir)) < 0) {
+                        if (dir_path(w, fs, dfh, dir, sizeof(dir), &ev->dev) < 0) {
                                 if (m.mask & FAN_DELETE)
                                         orphan_add(w, fs, ev, dfh, name);
                                 return;
@@ -448,8 +464,10 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
                 _cleanup_close_ int fd = open_by_handle_at(w->fs[fs].mfd, ev->fh,
                                                            O_PATH | O_CLOEXEC);
                 struct stat st;
-                if (fd >= 0 && fstat(fd, &st) == 0)
+                if (fd >= 0 && fstat(fd, &st) == 0) {
                         ev->ino = st.st_ino;
+                        ev->dev = st.st_dev;
+                }
         }
 
         /* One callback per kind, in the order things happened. */

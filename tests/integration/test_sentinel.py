@@ -77,17 +77,25 @@ def test_harness_floor(holdfast_bin, tmp_path):
 
 @pytest.mark.parametrize("fs,method,variant", [("ext4", "copy", ""), ("xfs", "reflink", ""),
                                                ("btrfs", "reflink", ""), ("ext4", "copy", "odd"),
-                                               ("ext4", "copy", "link")])
+                                               ("ext4", "copy", "link"),
+                                               ("btrfs", "reflink", "subvol")])
 def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
     """The pre-image of each file an attacker touched is kept before its first change, by the
     filesystem's method, in the store at the root of the protected tree's filesystem, and
     hashes to the original content; the incident records the hashes before and after. odd: the
     mount point's path has a space and a backslash, which /proc/self/mounts escapes. link: the
-    tree is given (and attacked) through a symbolic link, as /var/www -> /srv/www."""
+    tree is given (and attacked) through a symbolic link, as /var/www -> /srv/www. subvol: the
+    tree is in a btrfs subvolume that is not mounted on its own (its files have a device number
+    of their own, which no mount point shares)."""
     where = os.path.join(base, "odd dir \\ x") if variant == "odd" else base
     os.makedirs(where, exist_ok=True)
     with FsMount(where, fs) as m:
-        tree = harness.scratch(m.mnt, "data")
+        parent = m.mnt
+        if variant == "subvol":
+            parent = os.path.join(m.mnt, "vol")
+            h.run(["btrfs", "subvolume", "create", parent]).ok()
+            assert os.stat(parent).st_dev != os.stat(m.mnt).st_dev
+        tree = harness.scratch(parent, "data")
         harness.populate_docs(tree, "inplace")
         before = {str(p): sha(p) for p in Path(tree).rglob("doc*")}
         subprocess.run(["sync"])
