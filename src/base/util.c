@@ -6,7 +6,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -706,16 +705,28 @@ typedef struct MountKey {
         uint64_t v;
 } MountKey;
 
-static int mount_key(const char *path, MountKey *ret)
+uint64_t hf_mount_id(int fd, const char *path)
 {
         struct statx sx = { 0 };
 
-        if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &sx) < 0)
+        if (statx(fd, path ? path : "", path ? 0 : AT_EMPTY_PATH, STATX_MNT_ID, &sx) < 0 ||
+            !(sx.stx_mask & STATX_MNT_ID))
+                return 0;
+        return sx.stx_mnt_id;
+}
+
+static int mount_key(const char *path, MountKey *ret)
+{
+        uint64_t id = hf_mount_id(AT_FDCWD, path);
+        struct stat st;
+
+        if (id) {
+                *ret = (MountKey){ .by_id = true, .v = id };
+                return 0;
+        }
+        if (stat(path, &st) < 0)
                 return -errno;
-        if (sx.stx_mask & STATX_MNT_ID)
-                *ret = (MountKey){ .by_id = true, .v = sx.stx_mnt_id };
-        else
-                *ret = (MountKey){ .v = makedev(sx.stx_dev_major, sx.stx_dev_minor) };
+        *ret = (MountKey){ .v = st.st_dev };
         return 0;
 }
 
@@ -726,6 +737,7 @@ int hf_mount_root(const char *path, char *out, size_t n)
         size_t cap = 0, bestlen = 1;
         MountKey kp = { 0 }, km = { 0 };
         struct stat sp;
+        int r;
 
         if (!probe || !best)
                 return -ENOMEM;
@@ -743,8 +755,9 @@ int hf_mount_root(const char *path, char *out, size_t n)
                 }
                 *s = 0;
         }
-        if (mount_key(probe, &kp) < 0)
-                return -errno;
+        r = mount_key(probe, &kp);
+        if (r < 0)
+                return r;
         f = fopen("/proc/self/mounts", "re");
         if (!f)
                 return -errno;

@@ -64,6 +64,9 @@ bool hf_page_cached(int fd, uint64_t off);
  * longest mount point of /proc/self/mounts (its escapes undone) above it in the same mount
  * (statx's mount ID; the same device where the kernel gives none). */
 int hf_mount_root(const char *path, char *out, size_t n);
+/* statx's mount ID of path (fd and path as for openat), or of fd itself when path is NULL; 0
+ * where the kernel gives none (before Linux 5.8) or statx fails. */
+uint64_t hf_mount_id(int fd, const char *path);
 /* pwrite() of all n bytes at off, retrying short writes and EINTR. */
 int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off);
 /* Room for element n (0-based) of an array of size-byte elements at *v, of capacity *cap:

@@ -271,19 +271,10 @@ int hf_codec_open_inplace(HfCodec *c, uint8_t *enc, size_t n, uint32_t ulen, HfB
                 return -EPROTO;
         if (ulen > HF_BLOB_MAX_PLAIN)
                 return -EPROTO;
+        /* Stored as is: decrypted straight into out, one pass over the bytes. */
+        if (ulen == 0)
+                return hf_codec_decrypt(c, enc, n, out);
         plain = n - HF_CRYPTO_OVERHEAD;
-        if (ulen == 0) {
-                /* Stored as is: decrypted straight into out, one pass over the bytes. */
-                r = hf_buf_reserve(out, plain);
-                if (r < 0)
-                        return r;
-                r = hf_cipher_decrypt(c->cipher, enc, n, out->data + out->len);
-                if (r < 0)
-                        return r;
-                out->len += plain;
-                out->data[out->len] = 0;
-                return 0;
-        }
         /* Decrypted where the ciphertext lies (nothing moved), decompressed from there. */
         r = hf_cipher_decrypt(c->cipher, enc, n, enc + HF_CRYPTO_IV_LEN);
         if (r < 0)

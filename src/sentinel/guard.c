@@ -776,17 +776,6 @@ static Fs *find_fs(HfGuard *g, uint64_t dev)
         return NULL;
 }
 
-/* The mount ID of fd (or of path, fd AT_FDCWD), 0 where statx gives none. */
-static uint64_t mount_id(int fd, const char *path)
-{
-        struct statx sx;
-
-        if (statx(fd, path ? path : "", path ? 0 : AT_EMPTY_PATH, STATX_MNT_ID, &sx) < 0 ||
-            !(sx.stx_mask & STATX_MNT_ID))
-                return 0;
-        return sx.stx_mnt_id;
-}
-
 /*
  * The filesystem of the file behind an event's fd: by its device, or else by its mount. A btrfs
  * subvolume that is not mounted on its own gives its files a device number of their own, which
@@ -799,7 +788,7 @@ static Fs *fs_of_file(HfGuard *g, int fd, uint64_t dev)
 
         if (fs)
                 return fs;
-        id = mount_id(fd, NULL);
+        id = hf_mount_id(fd, NULL);
         for (size_t i = 0; id && i < g->n_fs; i++)
                 if (g->fs[i].mnt_id == id)
                         return &g->fs[i];
@@ -1612,7 +1601,7 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
                 return -E2BIG;
         fs = &g->fs[g->n_fs];
         *fs = (Fs){ .dev = st.st_dev,
-                    .mnt_id = mount_id(AT_FDCWD, root),
+                    .mnt_id = hf_mount_id(AT_FDCWD, root),
                     .store_fd = -1,
                     .shadow_fd = -1,
                     .pins_fd = -1,

@@ -185,7 +185,8 @@ static void cache_flush(HfWatch *w)
 }
 
 /*
- * Path of the folder behind a handle, and the device number of what is in it (cached). The
+ * Path of the folder behind a handle, and the device number of what is in it (cached; ret_dev
+ * may be NULL). The
  * event's fsid names the filesystem; in a btrfs subvolume that is not mounted on its own, the
  * files have a device number of their own, which the guard's pre-images are keyed by.
  */
@@ -199,7 +200,8 @@ static int dir_path(HfWatch *w, int fs, struct file_handle *fh, char *out, size_
 
         if (c->key == key && c->fs == fs && c->path) {
                 (void)snprintf(out, n, "%s", c->path);
-                *ret_dev = c->dev;
+                if (ret_dev)
+                        *ret_dev = c->dev;
                 return 0;
         }
         _cleanup_close_ int fd = open_by_handle_at(w->fs[fs].mfd, fh, O_PATH | O_CLOEXEC);
@@ -217,7 +219,8 @@ static int dir_path(HfWatch *w, int fs, struct file_handle *fh, char *out, size_
         c->key = key;
         c->fs = fs;
         c->dev = st.st_dev;
-        *ret_dev = st.st_dev;
+        if (ret_dev)
+                *ret_dev = st.st_dev;
         return 0;
 }
 
@@ -433,7 +436,6 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
         ev->fs = fs;
         ev->dev = w->fs[fs].dev;
         char dir[HF_PATH_MAX];
-        uint64_t new_dev;
         if (m.mask & FAN_RENAME) {
                 if (!ofh || !nfh)
                         return;
@@ -441,7 +443,7 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
                 if (dir_path(w, fs, ofh, dir, sizeof(dir), &ev->dev) < 0)
                         return;
                 join(ev->path, sizeof(ev->path), dir, oname);
-                if (dir_path(w, fs, nfh, dir, sizeof(dir), &new_dev) < 0)
+                if (dir_path(w, fs, nfh, dir, sizeof(dir), NULL) < 0)
                         return;
                 join(ev->new_path, sizeof(ev->new_path), dir, nname);
         } else {

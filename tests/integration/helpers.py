@@ -212,6 +212,8 @@ def pin_chunker(restic, repo, password, polynomial="3da3358b4dc173"):
     os.chmod(path, 0o600)
     path.write_bytes(restic_seal(masterkey, json.dumps(config).encode()))
     os.chmod(path, 0o400)
+    got = restic("cat", "config", repo=repo, password=password).ok().json()
+    assert got["chunker_polynomial"] == polynomial, got
 
 
 def pack_paths(repo):
