@@ -139,13 +139,14 @@ def words(n, seed):
 
 def populate_docs(d, kind, seed=0):
     """User data: 3 folders x 10 documents (text, CSV, PDF-like, JSON); big files for the
-    intermittent emulators; 3 x 40 documents for newfile-delete.
+    intermittent emulators; 3 x 120 documents for newfile-delete.
 
     newfile-delete meets no permission event (it writes new files and unlinks originals it
     never opened), so nothing slows it: it got through 30 small files in 10-20 ms, about the
     sentinel's time to its verdict (5.8-17 ms measured), and "contained" (stopped before it
-    was done) was a coin toss on a loaded machine. With 120 files it still counts how many
-    it touched before it was stopped."""
+    was done) was a coin toss on a loaded machine. 120 files were not enough either: under
+    make check's load the sentinel once contained it after 56 ms, when all 120 were done.
+    With 360 it still counts how many it touched before it was stopped."""
     if kind == "intermittent-mb":
         for i in range(8):
             sub = os.path.join(d, f"vm{i % 2}")
@@ -159,7 +160,7 @@ def populate_docs(d, kind, seed=0):
     for k in range(3):
         sub = os.path.join(d, f"folder{k}")
         os.makedirs(sub, exist_ok=True)
-        for i in range(40 if kind == "newfile-delete" else 10):
+        for i in range(120 if kind == "newfile-delete" else 10):
             n = 6000 if big else 600 + 97 * (i % 10)
             ext = ["txt", "csv", "pdf", "json", "md"][i % 5]
             body = words(n, seed * 1000 + k * 100 + i)
@@ -188,15 +189,22 @@ class Sentinel:
             if trust:
                 f.write(TRUST)
             f.write(extra)
-        self.out = open(os.path.join(base, f"sentinel-{name}.log"), "w+")
-        self.proc = subprocess.Popen([holdfast, "sentinel", "--config", self.conf, "--state",
-                                      self.state] + (["-vv"] if os.environ.get("HF_SENTINEL_DEBUG") else ["-v"]), stdout=self.out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        # The sentinel writes through its own appending descriptor and the log is read
+        # through another: a shared file offset moved by our reads would let its next write
+        # land over what it wrote before.
+        self.log = os.path.join(base, f"sentinel-{name}.log")
+        out = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:
+            self.proc = subprocess.Popen(
+                [holdfast, "sentinel", "--config", self.conf, "--state", self.state]
+                + (["-vv"] if os.environ.get("HF_SENTINEL_DEBUG") else ["-v"]),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            os.close(out)
         deadline = time.time() + 20
         while time.time() < deadline:
-            self.out.seek(0)
-            text = self.out.read()
-            if "ready" in text:
+            text = self.read_log()
+            if "holdfast sentinel: ready" in text:
                 self.mode_line = next((ln for ln in text.splitlines()
                                       if ln.startswith("holdfast sentinel: mode")), "")
                 return
@@ -212,8 +220,11 @@ class Sentinel:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.out.seek(0)
-        return self.out.read()
+        return self.read_log()
+
+    def read_log(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
 
     def incidents(self):
         db = os.path.join(self.state, "sentinel.db")
