@@ -715,6 +715,16 @@ uint64_t hf_mount_id(int fd, const char *path)
         return sx.stx_mnt_id;
 }
 
+int hf_fd_reopen(int fd, int flags)
+{
+        char p[32];
+        int k;
+
+        (void)snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+        k = open(p, flags | O_CLOEXEC);
+        return k < 0 ? -errno : k;
+}
+
 static int mount_key(const char *path, MountKey *ret)
 {
         uint64_t id = hf_mount_id(AT_FDCWD, path);

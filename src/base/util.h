@@ -67,6 +67,9 @@ int hf_mount_root(const char *path, char *out, size_t n);
 /* statx's mount ID of path (fd and path as for openat), or of fd itself when path is NULL; 0
  * where the kernel gives none (before Linux 5.8) or statx fails. */
 uint64_t hf_mount_id(int fd, const char *path);
+/* A new open file description of what fd has open (a deleted file too), via /proc/self/fd;
+ * O_CLOEXEC is added. Returns the fd or -errno. */
+int hf_fd_reopen(int fd, int flags);
 /* pwrite() of all n bytes at off, retrying short writes and EINTR. */
 int hf_write_all_at(int fd, const void *p, size_t n, uint64_t off);
 /* Room for element n (0-based) of an array of size-byte elements at *v, of capacity *cap:

@@ -49,6 +49,8 @@
 #define GROUP_PIDS 1024
 #define FILES 65536
 #define DIRTY 1024
+/* Files written to and not yet closed that the sentinel holds open (dirty_add). */
+#define DIRTY_FDS 256
 
 enum {
         W_DESTROYED = 3,
@@ -164,12 +166,13 @@ typedef struct Sentinel {
         struct {
                 uint64_t dev, ino;
                 int fs;
+                int fd; /* the file, opened at its first write seen; -1 if not */
                 _Alignas(8) unsigned char fh[128];
                 double since;
                 pid_t pid;
                 char path[HF_PATH_MAX];
         } dirty[DIRTY];
-        size_t n_dirty;
+        size_t n_dirty, n_dirty_fds;
         Group *groups;
         int control_fd;
         char control_path[HF_PATH_MAX];
@@ -968,8 +971,68 @@ static int range_pre(Sentinel *s, const FileRec *f, int post, uint64_t post_size
         return TAKE_FD(fd);
 }
 
+/*
+ * Files written to and not yet closed, by (dev, ino), or by handle for an event whose file was
+ * gone when it was read (no inode number). The first write seen opens the file (up to
+ * DIRTY_FDS of them): a file overwritten, deleted and only then closed, as shred does, can
+ * then still be read when its CLOSE_WRITE comes.
+ */
+static size_t dirty_find(Sentinel *s, const HfEvent *ev)
+{
+        for (size_t i = 0; i < s->n_dirty; i++) {
+                const struct file_handle *h = (const struct file_handle *)s->dirty[i].fh;
+                if (ev->ino ? s->dirty[i].ino == ev->ino && s->dirty[i].dev == ev->dev
+                            : ev->fh && s->dirty[i].fs == ev->fs &&
+                                      h->handle_type == ev->fh->handle_type &&
+                                      h->handle_bytes == ev->fh->handle_bytes &&
+                                      memcmp(h->f_handle, ev->fh->f_handle, h->handle_bytes) == 0)
+                        return i;
+        }
+        return s->n_dirty;
+}
+
+static void dirty_drop(Sentinel *s, size_t i)
+{
+        if (s->dirty[i].fd >= 0) {
+                close(s->dirty[i].fd);
+                s->n_dirty_fds--;
+        }
+        s->dirty[i] = s->dirty[--s->n_dirty];
+}
+
+static void dirty_add(Sentinel *s, const HfEvent *ev)
+{
+        size_t i = dirty_find(s, ev);
+
+        if (i == s->n_dirty) {
+                if (s->n_dirty == DIRTY)
+                        return;
+                s->n_dirty++;
+                s->dirty[i].dev = ev->dev;
+                s->dirty[i].ino = ev->ino;
+                s->dirty[i].fs = ev->fs;
+                memcpy(s->dirty[i].fh, ev->fh, sizeof(struct file_handle) + ev->fh->handle_bytes);
+                s->dirty[i].since = hf_now_mono();
+                (void)snprintf(s->dirty[i].path, sizeof(s->dirty[i].path), "%s", ev->path);
+                s->dirty[i].fd = -1;
+                if (s->n_dirty_fds < DIRTY_FDS) {
+                        int fd = hf_watch_open(s->watch, ev, O_RDONLY | O_NOFOLLOW);
+                        if (fd >= 0) {
+                                s->dirty[i].fd = fd;
+                                s->n_dirty_fds++;
+                        }
+                }
+        }
+        s->dirty[i].pid = ev->pid;
+}
+
+/*
+ * Looks at a written file's content against its pre-image. held: the file opened earlier
+ * (dirty_add), or -1: it is then opened by its handle, which fails once it is deleted and
+ * closed (in a btrfs subvolume at once; elsewhere while the kernel still has the inode).
+ */
 static void analyze_file(Sentinel *s, Group *g, int fs, struct file_handle *fh, uint64_t dev,
-                         uint64_t ino, pid_t pid, const char *path, double t)
+                         uint64_t ino, pid_t pid, const char *path, double t, int held)
 {
         HfEvent fake = { .kind = HF_EV_CLOSE_WRITE,
                          .fs = fs,
@@ -978,12 +1041,14 @@ static void analyze_file(Sentinel *s, Group *g, int fs, struct file_handle *fh, 
                          .time = t,
                          .dev = dev,
                          .ino = ino };
-        _cleanup_close_ int post = hf_watch_open(s->watch, &fake, O_RDONLY | O_NOFOLLOW);
+        _cleanup_close_ int post = held >= 0 ? hf_fd_reopen(held, O_RDONLY) : -EBADF;
         _cleanup_close_ int pre = -1;
         HfFeatures feat;
         struct stat st;
         char fid[HF_FID_MAX];
 
+        if (post < 0)
+                post = hf_watch_open(s->watch, &fake, O_RDONLY | O_NOFOLLOW);
         if (post < 0 || fstat(post, &st) < 0 || !S_ISREG(st.st_mode))
                 return;
         /* The event may carry no inode number (the file was deleted before it was read: the
@@ -1172,36 +1237,23 @@ static void on_event(const HfEvent *ev, void *ud)
                 note_check(g, ev->path, ev->time);
                 break;
         case HF_EV_MODIFY:
-                if (ev->ino && ev->fh && ev->fh->handle_bytes <= 120) {
-                        size_t i;
-                        for (i = 0; i < s->n_dirty; i++)
-                                if (s->dirty[i].ino == ev->ino && s->dirty[i].dev == ev->dev)
-                                        break;
-                        if (i == s->n_dirty && s->n_dirty < DIRTY) {
-                                s->n_dirty++;
-                                s->dirty[i].dev = ev->dev;
-                                s->dirty[i].ino = ev->ino;
-                                s->dirty[i].fs = ev->fs;
-                                memcpy(s->dirty[i].fh, ev->fh,
-                                       sizeof(struct file_handle) + ev->fh->handle_bytes);
-                                s->dirty[i].since = hf_now_mono();
-                                (void)snprintf(s->dirty[i].path, sizeof(s->dirty[i].path), "%s",
-                                               ev->path);
-                        }
-                        if (i < DIRTY)
-                                s->dirty[i].pid = ev->pid;
-                }
+                if (ev->ino && ev->fh && ev->fh->handle_bytes <= 120)
+                        dirty_add(s, ev);
                 return;
-        case HF_EV_CLOSE_WRITE:
-                for (size_t i = 0; i < s->n_dirty; i++)
-                        if (s->dirty[i].ino == ev->ino && s->dirty[i].dev == ev->dev) {
-                                s->dirty[i] = s->dirty[--s->n_dirty];
-                                break;
-                        }
+        case HF_EV_CLOSE_WRITE: {
+                size_t i = dirty_find(s, ev);
+                _cleanup_close_ int held = -1;
+                if (i < s->n_dirty) {
+                        held = TAKE_FD(s->dirty[i].fd);
+                        if (held >= 0)
+                                s->n_dirty_fds--;
+                        dirty_drop(s, i);
+                }
                 if (ev->fh)
                         analyze_file(s, g, ev->fs, ev->fh, ev->dev, ev->ino, ev->pid, ev->path,
-                                     ev->time);
+                                     ev->time, held);
                 break;
+        }
         case HF_EV_DELETE: {
                 Name *n = name_find(g, hash_str(ev->path), 0);
                 if ((n && (n->kind == 'c' || n->kind == 'r')) || created_has(g, ev->path)) {
@@ -1295,7 +1347,7 @@ static void check_dirty(Sentinel *s)
                 /* Written to and not closed for a while: look anyway (an attacker may keep
                  * its fds open); then again every second while it stays dirty, for 30 s. */
                 if (now - s->dirty[i].since > 30) {
-                        s->dirty[i] = s->dirty[--s->n_dirty];
+                        dirty_drop(s, i);
                         continue;
                 }
                 if (now < s->dirty[i].since + 0.3 || (s->dirty[i].since < 0)) {
@@ -1310,7 +1362,7 @@ static void check_dirty(Sentinel *s)
                         group_add_pid(g, s->dirty[i].pid);
                         analyze_file(s, g, s->dirty[i].fs, (struct file_handle *)s->dirty[i].fh,
                                      s->dirty[i].dev, s->dirty[i].ino, s->dirty[i].pid,
-                                     s->dirty[i].path, hf_now_real());
+                                     s->dirty[i].path, hf_now_real(), s->dirty[i].fd);
                         evaluate(s, g, "ransomware", s->dirty[i].pid);
                 }
                 s->dirty[i].since += 1.0;
@@ -1907,6 +1959,8 @@ int hf_sentinel_run(const HfSentinelConfig *c)
         }
         r = 0;
 out:
+        while (s->n_dirty > 0)
+                dirty_drop(s, s->n_dirty - 1);
         if (s->control_fd >= 0) {
                 close(s->control_fd);
                 (void)unlink(s->control_path);

@@ -122,7 +122,14 @@ class Campaign:
         return self.srv / attack
 
     def prepare(self, attacks):
-        self.srv.mkdir()
+        if self.fs == "btrfs":
+            # On btrfs the service's tree is a subvolume not mounted on its own, as on systems
+            # installed with one per tree: its files carry a device number no mount point has
+            # (the plain case is ext4's and xfs's).
+            run(["btrfs", "subvolume", "create", self.srv]).ok()
+            assert os.stat(self.srv).st_dev != os.stat(self.mnt).st_dev
+        else:
+            self.srv.mkdir()
         for a in attacks:
             args = ["simulate", "prepare", self.box(a)] + (["--disk"] if a == "raw-disk" else [])
             self.holdfast(*args).ok()

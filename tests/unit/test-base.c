@@ -838,6 +838,27 @@ static void test_pread_mkdir(void **state)
         assert_int_equal(rmdir(d1), 0);
 }
 
+/* A deleted file's content through a reopened fd, at an offset of its own. */
+static void test_fd_reopen(void **state)
+{
+        const char *dir = *state;
+        _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_close_ int fd = -1, again = -1;
+        char got[4];
+
+        fd = openat(dfd, "f", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(hf_write_all(fd, "wiped", 5), 0);
+        assert_int_equal(unlinkat(dfd, "f", 0), 0);
+        again = hf_fd_reopen(fd, O_RDONLY);
+        assert_true(again >= 0);
+        assert_int_equal(read(again, got, 4), 4);
+        assert_memory_equal(got, "wipe", 4);
+        assert_int_equal(lseek(fd, 0, SEEK_CUR), 5);
+        assert_true(fcntl(again, F_GETFD) & FD_CLOEXEC);
+        assert_int_equal(hf_fd_reopen(-1, O_RDONLY), -ENOENT);
+}
+
 static void test_format(void **state)
 {
         char buf[32];
@@ -1090,6 +1111,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_read_fd_ceiling, tmpdir_setup,
                                                 tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_pread_mkdir, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_fd_reopen, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_page_cached, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_format),
                 cmocka_unit_test(test_queue_mpmc),
