@@ -1841,8 +1841,22 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                                 goto out;
                 }
                 r = hf_watch_add_fs(s->watch, mnt);
+                if (r == -EOPNOTSUPP && (unsigned long)sf.f_type == OVERLAYFS_SUPER_MAGIC) {
+                        log_error("%s is on an overlay filesystem, which fanotify cannot watch "
+                                  "as a whole (filesystem mark: operation not supported); protect "
+                                  "the overlay's upper directory instead (upperdir= in "
+                                  "/proc/mounts): writes through the overlay are then detected "
+                                  "and stopped, but only the vault keeps what they overwrite (the "
+                                  "kernel gives no pre-content events for them)",
+                                  c->paths[i]);
+                        goto out;
+                }
                 if (r < 0) {
-                        log_error_errno(r, "%s: fanotify notification mark: %m", mnt);
+                        log_error_errno(r,
+                                        "%s (%s): the kernel cannot report file events on this "
+                                        "filesystem (fanotify filesystem mark: %m); protect "
+                                        "trees on ext4, xfs or btrfs",
+                                        c->paths[i], rt->fstype);
                         goto out;
                 }
                 (void)hf_buf_printf(&report, "%s (%s, store %s/" HF_STORE_DIR "): %s; ", rt->path,

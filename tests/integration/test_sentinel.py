@@ -134,6 +134,50 @@ def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
         assert doc["processes"][0]["evidence"] and os.path.exists(doc["processes"][0]["evidence"])
 
 
+def test_overlay_tree(holdfast_bin, base):
+    """A tree on an overlay filesystem (a container's root, say) is refused with the way out:
+    fanotify cannot watch an overlay as a whole. With the overlay's upper directory protected
+    instead, as the message says, an attack through the overlay is detected and killed; the
+    kernel gives no pre-content events for the overlay's writes to its layers, so nothing is
+    kept but what the vault has (as the message says too)."""
+    with FsMount(base, "ext4") as m:
+        d = {k: os.path.join(m.mnt, k) for k in ("lower", "upper", "work", "merged")}
+        for path in d.values():
+            os.makedirs(path)
+        h.run(["mount", "-t", "overlay", "overlay", "-o",
+               f"lowerdir={d['lower']},upperdir={d['upper']},workdir={d['work']}",
+               d["merged"]]).ok()
+        try:
+            tree = harness.scratch(d["merged"], "data")
+            harness.populate_docs(tree, "inplace")
+            subprocess.run(["sync"])
+            conf = os.path.join(base, "overlay.conf")
+            with open(conf, "w") as f:
+                f.write(f"[sentinel]\ndecoys = no\nraw-disk-guard = no\n[protect]\npath = {tree}\n"
+                        "[alerts]\nsyslog = no\n")
+            r = h.run([holdfast_bin, "sentinel", "--config", conf, "--state",
+                       os.path.join(base, "state-refused")], timeout=60)
+            assert r.rc == 1, r.describe()
+            assert f"{tree} is on an overlay filesystem" in r.err, r.describe()
+            assert "upperdir=" in r.err and "ready" not in r.out, r.describe()
+
+            upper_tree = os.path.join(d["upper"], os.path.relpath(tree, d["merged"]))
+            s = start(holdfast_bin, base, [upper_tree], "overlay")
+            try:
+                a = harness.run_attack("inplace", tree, base)
+            finally:
+                s.stop()
+            assert a["rc"] == -9, a
+            incs = s.incidents()
+            assert [i["kind"] for i in incs] == ["ransomware"], incs
+            assert incs[0]["group_key"] == str(a["sid"])
+            con = sqlite3.connect(os.path.join(s.state, "sentinel.db"))
+            assert con.execute("SELECT count(*) FROM preimages").fetchone()[0] == 0
+            con.close()
+        finally:
+            h.run(["umount", d["merged"]])
+
+
 @pytest.mark.parametrize("mode", ["open-perm", "notify"])
 def test_weaker_modes(holdfast_bin, base, mode):
     """The Debian 12 (6.1) fallback, forced on this kernel: open-perm keeps pre-images at
