@@ -695,6 +695,29 @@ static void unescape_mount_field(char *s)
         *w = 0;
 }
 
+/* A line of /proc/self/mounts split in place: its mount point (escapes undone) and, in
+ * *ret_type, its filesystem type; NULL for a line without them. */
+static char *split_mount_line(char *line, const char **ret_type)
+{
+        char *mnt = strchr(line, ' '), *type, *end;
+
+        if (!mnt)
+                return NULL;
+        mnt++;
+        end = strchr(mnt, ' ');
+        if (!end)
+                return NULL;
+        *end = 0;
+        type = end + 1;
+        end = strchr(type, ' ');
+        if (!end)
+                return NULL;
+        *end = 0;
+        unescape_mount_field(mnt);
+        *ret_type = type;
+        return mnt;
+}
+
 /*
  * Where path's mount is, for comparing: its mount ID where statx() gives one (Linux 5.8), else
  * its device. The device alone misses a btrfs subvolume that is not mounted on its own: its
@@ -713,6 +736,33 @@ uint64_t hf_mount_id(int fd, const char *path)
             !(sx.stx_mask & STATX_MNT_ID))
                 return 0;
         return sx.stx_mnt_id;
+}
+
+int hf_mounts_below(const char *path, int (*cb)(void *ud, const char *mnt, const char *type),
+                    void *ud)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mounts", "re");
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0, pl = strlen(path);
+        bool all = strcmp(path, "/") == 0;
+
+        if (!f)
+                return -errno;
+        while (getline(&line, &cap, f) > 0) {
+                const char *type;
+                char *mnt = split_mount_line(line, &type);
+                int r;
+
+                if (!mnt)
+                        continue;
+                if (all ? mnt[0] != '/' || mnt[1] == 0
+                        : strncmp(mnt, path, pl) != 0 || mnt[pl] != '/')
+                        continue;
+                r = cb(ud, mnt, type);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 int hf_fd_reopen(int fd, int flags)
@@ -772,15 +822,10 @@ int hf_mount_root(const char *path, char *out, size_t n)
         if (!f)
                 return -errno;
         while (getline(&line, &cap, f) > 0) {
-                char *mnt = strchr(line, ' '), *end;
+                const char *type;
+                char *mnt = split_mount_line(line, &type);
                 if (!mnt)
                         continue;
-                mnt++;
-                end = strchr(mnt, ' ');
-                if (!end)
-                        continue;
-                *end = 0;
-                unescape_mount_field(mnt);
                 size_t l = strlen(mnt);
                 if (l < bestlen || strncmp(probe, mnt, l) != 0 ||
                     (probe[l] != '/' && probe[l] != 0 && strcmp(mnt, "/") != 0))

@@ -64,6 +64,11 @@ bool hf_page_cached(int fd, uint64_t off);
  * longest mount point of /proc/self/mounts (its escapes undone) above it in the same mount
  * (statx's mount ID; the same device where the kernel gives none). */
 int hf_mount_root(const char *path, char *out, size_t n);
+/* Calls cb(ud, mount point, filesystem type) for every mount point of /proc/self/mounts
+ * strictly below path (a canonical path; every other one when path is "/"), in the order
+ * mounted; stops at cb's first negative return, which it returns. */
+int hf_mounts_below(const char *path, int (*cb)(void *ud, const char *mnt, const char *type),
+                    void *ud);
 /* statx's mount ID of path (fd and path as for openat), or of fd itself when path is NULL; 0
  * where the kernel gives none (before Linux 5.8) or statx fails. */
 uint64_t hf_mount_id(int fd, const char *path);

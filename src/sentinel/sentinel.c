@@ -1723,6 +1723,65 @@ static const char *fs_name(long t)
         }
 }
 
+/* Mounted inside a protected tree: filesystems without files to keep (kernel interfaces,
+ * memory-backed ones that a reboot empties, read-only images). */
+static bool nothing_to_keep(const char *type)
+{
+        static const char *const v[] = {
+                "autofs",     "binfmt_misc", "bpf",      "cgroup",   "cgroup2", "configfs",
+                "debugfs",    "devpts",      "devtmpfs", "efivarfs", "fusectl", "hugetlbfs",
+                "iso9660",    "mqueue",      "nsfs",     "proc",     "pstore",  "ramfs",
+                "rpc_pipefs", "securityfs",  "squashfs", "sysfs",    "tmpfs",   "tracefs",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(v); i++)
+                if (strcmp(type, v[i]) == 0)
+                        return true;
+        return false;
+}
+
+typedef struct Inside {
+        Sentinel *s;
+        HfBuf *report;
+        dev_t outer;
+} Inside;
+
+/*
+ * A filesystem mounted inside a protected tree (a data disk at /srv/data) is a filesystem of
+ * its own: marked and given a store of its own, or its files would go unwatched. One that
+ * cannot be is named as unprotected; the sentinel still starts.
+ */
+static int add_inside(void *ud, const char *mnt, const char *type)
+{
+        Inside *in = ud;
+        Sentinel *s = in->s;
+        struct stat st;
+        bool pre = false;
+        int r = 0;
+
+        if (nothing_to_keep(type) || stat(mnt, &st) < 0 || st.st_dev == in->outer)
+                return 0;
+        if (s->guard)
+                r = hf_guard_add_fs(s->guard, mnt, &pre);
+        if (r >= 0)
+                r = hf_watch_add_fs(s->watch, mnt);
+        if (r < 0) {
+                log_warning_errno(r,
+                                  "%s (%s) is mounted inside a protected tree and is NOT "
+                                  "protected: %m",
+                                  mnt, type);
+                (void)hf_buf_printf(in->report, "%s (%s, mounted inside): NOT protected; ", mnt,
+                                    type);
+                return 0;
+        }
+        (void)hf_buf_printf(
+                in->report, "%s (%s, mounted inside, store %s/" HF_STORE_DIR "): %s; ", mnt, type,
+                mnt,
+                !s->guard ? "detection only"
+                : pre ? (strcmp(type, "ext4") == 0 ? "pre-content, copy" : "pre-content, reflink")
+                      : "open-perm");
+        return 0;
+}
+
 static void add_decoy_cb(void *ud, uint64_t dev, uint64_t ino, const char *path)
 {
         Sentinel *s = ud;
@@ -1867,6 +1926,14 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                                                          : "pre-content, reflink")
                                               : "open-perm");
                 s->n_roots++;
+                {
+                        struct stat st;
+                        Inside in = { .s = s, .report = &report };
+                        if (stat(c->paths[i], &st) == 0) {
+                                in.outer = st.st_dev;
+                                (void)hf_mounts_below(c->paths[i], add_inside, &in);
+                        }
+                }
         }
         /* Answer permission events from now on: everything below touches the marked
          * filesystems (and would otherwise wait for itself). */

@@ -134,6 +134,48 @@ def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
         assert doc["processes"][0]["evidence"] and os.path.exists(doc["processes"][0]["evidence"])
 
 
+def test_mount_inside_tree(holdfast_bin, base):
+    """A filesystem mounted inside a protected tree (a data disk at /srv/data) is protected as
+    one of its own: the mode line names it with its store, an attack on its files is killed,
+    and their pre-images are in its own store and hash to the originals. Before, its files
+    went unwatched: the attacker ran to its end, no event seen."""
+    with FsMount(base, "ext4") as m:
+        tree = harness.scratch(m.mnt, "srv")
+        disk = os.path.join(tree, "data")
+        os.makedirs(disk)
+        img = os.path.join(base, "inner.img")
+        with open(img, "wb") as f:
+            f.truncate(300 << 20)
+        h.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", img]).ok()
+        h.run(["mount", "-o", "loop", img, disk]).ok()
+        try:
+            inner = harness.scratch(disk, "docs")
+            harness.populate_docs(inner, "inplace")
+            before = {str(p): sha(p) for p in Path(inner).rglob("doc*")}
+            subprocess.run(["sync"])
+            s = start(holdfast_bin, base, [tree], "inside")
+            try:
+                assert f"{disk} (xfs, mounted inside, store {disk}/.holdfast): " \
+                       "pre-content, reflink" in s.mode_line, s.mode_line
+                a = harness.run_attack("inplace", inner, base)
+            finally:
+                s.stop()
+            assert a["rc"] == -9, a
+            incs = s.incidents()
+            assert [i["kind"] for i in incs] == ["ransomware"], incs
+            con = sqlite3.connect(os.path.join(s.state, "sentinel.db"))
+            rows = con.execute("SELECT e.path, e.hash_before, p.store_root, p.store_path FROM"
+                               " file_events e JOIN preimages p ON p.id = e.preimage_id WHERE"
+                               " e.incident_id = ?", (incs[0]["id"],)).fetchall()
+            con.close()
+            assert rows, "no file events with pre-images"
+            for path, hb, root, rel in rows:
+                assert root == disk, (root, disk)
+                assert sha(os.path.join(root, ".holdfast", rel)) == before[path] == hb, path
+        finally:
+            h.run(["umount", disk])
+
+
 def test_overlay_tree(holdfast_bin, base):
     """A tree on an overlay filesystem (a container's root, say) is refused with the way out:
     fanotify cannot watch an overlay as a whole. With the overlay's upper directory protected

@@ -838,6 +838,49 @@ static void test_pread_mkdir(void **state)
         assert_int_equal(rmdir(d1), 0);
 }
 
+typedef struct Mounts {
+        bool proc_seen, root_seen;
+        size_t n, outside;
+        const char *below;
+} Mounts;
+
+static int collect_mount(void *ud, const char *mnt, const char *type)
+{
+        Mounts *m = ud;
+
+        m->n++;
+        if (strcmp(mnt, "/proc") == 0 && strcmp(type, "proc") == 0)
+                m->proc_seen = true;
+        if (strcmp(mnt, "/") == 0)
+                m->root_seen = true;
+        if (strncmp(mnt, m->below, strlen(m->below)) != 0 || mnt[strlen(m->below)] != '/')
+                m->outside++;
+        return 0;
+}
+
+static int stop_at_first(void *ud, const char *mnt, const char *type)
+{
+        (void)ud, (void)mnt, (void)type;
+        return -ECANCELED;
+}
+
+/* Mount points strictly below a path: /proc below /, nothing outside /proc below /proc. */
+static void test_mounts_below(void **state)
+{
+        Mounts all = { .below = "" }, proc = { .below = "/proc" };
+
+        (void)state;
+        assert_int_equal(hf_mounts_below("/", collect_mount, &all), 0);
+        assert_true(all.proc_seen);
+        assert_false(all.root_seen);
+        assert_int_equal(all.outside, 0);
+        assert_int_equal(hf_mounts_below("/proc", collect_mount, &proc), 0);
+        assert_false(proc.proc_seen);
+        assert_int_equal(proc.outside, 0);
+        assert_true(proc.n < all.n);
+        assert_int_equal(hf_mounts_below("/", stop_at_first, NULL), -ECANCELED);
+}
+
 /* A deleted file's content through a reopened fd, at an offset of its own. */
 static void test_fd_reopen(void **state)
 {
@@ -1112,6 +1155,7 @@ int main(void)
                                                 tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_pread_mkdir, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_fd_reopen, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test(test_mounts_below),
                 cmocka_unit_test_setup_teardown(test_page_cached, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_format),
                 cmocka_unit_test(test_queue_mpmc),
