@@ -696,13 +696,16 @@ static void unescape_mount_field(char *s)
 }
 
 /* A line of /proc/self/mounts split in place: its mount point (escapes undone) and, in
- * *ret_type, its filesystem type; NULL for a line without them. */
+ * *ret_type, its filesystem type; NULL for a line without them. The line then starts with
+ * the mount's source (escapes undone). */
 static char *split_mount_line(char *line, const char **ret_type)
 {
         char *mnt = strchr(line, ' '), *type, *end;
 
         if (!mnt)
                 return NULL;
+        *mnt = 0;
+        unescape_mount_field(line);
         mnt++;
         end = strchr(mnt, ' ');
         if (!end)
@@ -763,6 +766,26 @@ int hf_mounts_below(const char *path, int (*cb)(void *ud, const char *mnt, const
                         return r;
         }
         return 0;
+}
+
+int hf_mount_source(const char *mnt, char *out, size_t n)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mounts", "re");
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        int r = -ENOENT;
+
+        if (!f)
+                return -errno;
+        /* The last mount on a mount point is the one seen there. */
+        while (getline(&line, &cap, f) > 0) {
+                const char *type;
+                char *m = split_mount_line(line, &type);
+
+                if (m && strcmp(m, mnt) == 0)
+                        r = (size_t)snprintf(out, n, "%s", line) < n ? 0 : -ENAMETOOLONG;
+        }
+        return r;
 }
 
 int hf_fd_reopen(int fd, int flags)

@@ -69,6 +69,9 @@ int hf_mount_root(const char *path, char *out, size_t n);
  * mounted; stops at cb's first negative return, which it returns. */
 int hf_mounts_below(const char *path, int (*cb)(void *ud, const char *mnt, const char *type),
                     void *ud);
+/* The source (a device, for a disk filesystem) of the mount on mount point mnt, as
+ * /proc/self/mounts gives it. -ENOENT when nothing is mounted there. */
+int hf_mount_source(const char *mnt, char *out, size_t n);
 /* statx's mount ID of path (fd and path as for openat), or of fd itself when path is NULL; 0
  * where the kernel gives none (before Linux 5.8) or statx fails. */
 uint64_t hf_mount_id(int fd, const char *path);

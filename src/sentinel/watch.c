@@ -10,8 +10,10 @@
  * through /proc/self/fd; parents are cached, the cache is dropped on any folder rename.
  */
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <string.h>
 #include <sys/fanotify.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
@@ -36,8 +38,9 @@
 
 typedef struct WFs {
         int mfd;
-        fsid_t fsid;
+        fsid_t fsid, fsid_path; /* the filesystem's; the marked path's (a btrfs subvolume's) */
         uint64_t dev;
+        bool shared; /* another entry has the same fsid: subvolumes of one btrfs */
 } WFs;
 
 typedef struct AlignedHandle {
@@ -129,11 +132,54 @@ uint64_t hf_watch_overflows(HfWatch *w)
         return w->overflows;
 }
 
+/* Marks the filesystem of dfd/path (path NULL: of dfd itself) for the watch's events. */
+static int mark_fs(HfWatch *w, int dfd, const char *path)
+{
+        uint64_t mask = FAN_MODIFY | FAN_CLOSE_WRITE | FAN_CREATE | FAN_DELETE | FAN_ONDIR;
+
+        if (w->rename && fanotify_mark(w->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+                                       mask | FAN_RENAME, dfd, path) < 0) {
+                if (errno != EINVAL)
+                        return -errno;
+                w->rename = false;
+        }
+        if (!w->rename && fanotify_mark(w->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+                                        mask | FAN_MOVED_FROM | FAN_MOVED_TO, dfd, path) < 0)
+                return -errno;
+        return 0;
+}
+
+/*
+ * The top-level subvolume (ID 5) of the btrfs filesystem mounted at root, opened as a folder
+ * of a detached mount that no one else sees. A filesystem mark through a subvolume is refused
+ * (EXDEV: events carry the filesystem's fsid, not the subvolume's); through this it is not.
+ */
+static int btrfs_top_level(const char *root)
+{
+        char dev[HF_PATH_MAX];
+        _cleanup_close_ int fs = -1, m = -1;
+        int r = hf_mount_source(root, dev, sizeof(dev));
+
+        if (r < 0)
+                return r;
+        fs = fsopen("btrfs", FSOPEN_CLOEXEC);
+        if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "source", dev, 0) < 0 ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "subvolid", "5", 0) < 0 ||
+            fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                return -errno;
+        m = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY);
+        if (m < 0)
+                return -errno;
+        /* fanotify_mark() takes no O_PATH fd, which is what fsmount() gives. */
+        r = openat(m, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return r < 0 ? -errno : r;
+}
+
 int hf_watch_add_fs(HfWatch *w, const char *root)
 {
-        struct statfs sf;
+        struct statfs sf, top;
         struct stat st;
-        uint64_t mask = FAN_MODIFY | FAN_CLOSE_WRITE | FAN_CREATE | FAN_DELETE | FAN_ONDIR;
+        int r;
 
         if (stat(root, &st) < 0 || statfs(root, &sf) < 0)
                 return -errno;
@@ -142,28 +188,62 @@ int hf_watch_add_fs(HfWatch *w, const char *root)
                         return (int)i;
         if (w->n_fs >= MAX_FS)
                 return -E2BIG;
-        if (w->rename && fanotify_mark(w->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
-                                       mask | FAN_RENAME, AT_FDCWD, root) < 0) {
-                if (errno != EINVAL)
-                        return -errno;
-                w->rename = false;
+        top = sf;
+        r = mark_fs(w, AT_FDCWD, root);
+        if (r == -EXDEV && (unsigned long)sf.f_type == BTRFS_SUPER_MAGIC) {
+                /* A btrfs subvolume mounted on its own (/home from @home). */
+                _cleanup_close_ int t = btrfs_top_level(root);
+                if (t < 0) {
+                        log_debug_errno(t, "%s: the btrfs top-level subvolume: %m", root);
+                        return -EXDEV;
+                }
+                r = mark_fs(w, t, NULL);
+                if (r >= 0 && fstatfs(t, &top) < 0)
+                        r = -errno;
         }
-        if (!w->rename && fanotify_mark(w->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
-                                        mask | FAN_MOVED_FROM | FAN_MOVED_TO, AT_FDCWD, root) < 0)
-                return -errno;
+        if (r < 0)
+                return r;
         WFs *f = &w->fs[w->n_fs];
         f->mfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (f->mfd < 0)
                 return -errno;
-        f->fsid = sf.f_fsid;
+        f->fsid = top.f_fsid;
+        f->fsid_path = sf.f_fsid;
         f->dev = st.st_dev;
+        for (size_t i = 0; i < w->n_fs; i++)
+                if (memcmp(&w->fs[i].fsid, &f->fsid, sizeof(f->fsid)) == 0)
+                        w->fs[i].shared = f->shared = true;
         return (int)w->n_fs++;
+}
+
+/*
+ * Events name a btrfs filesystem by its fsid whatever subvolume the file is in. With several
+ * of its subvolumes mounted and marked (/ from @, /home from @home), a handle opened through
+ * the wrong one's mount has no path there: the folder's own fsid (statfs() gives the
+ * subvolume's) says whose mount to use.
+ */
+static int refine_fs(HfWatch *w, int fs, const struct file_handle *fh)
+{
+        _cleanup_close_ int fd = -1;
+        struct statfs sf;
+
+        if (fs < 0 || !w->fs[fs].shared || !fh)
+                return fs;
+        fd = open_by_handle_at(w->fs[fs].mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
+        if (fd < 0 || fstatfs(fd, &sf) < 0)
+                return fs;
+        for (size_t i = 0; i < w->n_fs; i++)
+                if (memcmp(&w->fs[i].fsid, &w->fs[fs].fsid, sizeof(sf.f_fsid)) == 0 &&
+                    memcmp(&w->fs[i].fsid_path, &sf.f_fsid, sizeof(sf.f_fsid)) == 0)
+                        return (int)i;
+        return fs;
 }
 
 static int fs_of(HfWatch *w, const fsid_t *fsid)
 {
         for (size_t i = 0; i < w->n_fs; i++)
-                if (memcmp(&w->fs[i].fsid, fsid, sizeof(*fsid)) == 0)
+                if (memcmp(&w->fs[i].fsid, fsid, sizeof(*fsid)) == 0 ||
+                    memcmp(&w->fs[i].fsid_path, fsid, sizeof(*fsid)) == 0)
                         return (int)i;
         return -1;
 }
@@ -431,6 +511,7 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
                 }
                 p += h.len;
         }
+        fs = refine_fs(w, fs, dfh ? dfh : ofh ? ofh : ev->fh);
         if (fs < 0)
                 return;
         ev->fs = fs;

@@ -3,6 +3,7 @@
 the 6.1 fallback mode, the incident commands, the raw-disk guard and allow-disk, restarts,
 config errors and an event storm. Everything needs root (loop devices, fanotify, BPF): CI runs
 as root, so these run there; they skip elsewhere."""
+import contextlib
 import hashlib
 import json
 import os
@@ -78,7 +79,8 @@ def test_harness_floor(holdfast_bin, tmp_path):
 @pytest.mark.parametrize("fs,method,variant", [("ext4", "copy", ""), ("xfs", "reflink", ""),
                                                ("btrfs", "reflink", ""), ("ext4", "copy", "odd"),
                                                ("ext4", "copy", "link"),
-                                               ("btrfs", "reflink", "subvol")])
+                                               ("btrfs", "reflink", "subvol"),
+                                               ("btrfs", "reflink", "subvol-mounts")])
 def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
     """The pre-image of each file an attacker touched is kept before its first change, by the
     filesystem's method, in the store at the root of the protected tree's filesystem, and
@@ -86,26 +88,41 @@ def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
     mount point's path has a space and a backslash, which /proc/self/mounts escapes. link: the
     tree is given (and attacked) through a symbolic link, as /var/www -> /srv/www. subvol: the
     tree is in a btrfs subvolume that is not mounted on its own (its files have a device number
-    of their own, which no mount point shares)."""
+    of their own, which no mount point shares). subvol-mounts: subvolumes mounted on their own,
+    as / from @ and /home from @home: the tree is given in one and attacked in the other,
+    mounted inside it (a filesystem mark through a subvolume is refused with EXDEV; both report
+    events under the filesystem's one fsid)."""
     where = os.path.join(base, "odd dir \\ x") if variant == "odd" else base
     os.makedirs(where, exist_ok=True)
-    with FsMount(where, fs) as m:
-        parent = m.mnt
+    with FsMount(where, fs) as m, contextlib.ExitStack() as mounts:
+        parent = store = m.mnt
         if variant == "subvol":
             parent = os.path.join(m.mnt, "vol")
             h.run(["btrfs", "subvolume", "create", parent]).ok()
             assert os.stat(parent).st_dev != os.stat(m.mnt).st_dev
+        given_root = None
+        if variant == "subvol-mounts":
+            dev = h.run(["findmnt", "-n", "-o", "SOURCE", m.mnt]).ok().out.strip()
+            for v in ("root", "home"):
+                h.run(["btrfs", "subvolume", "create", os.path.join(m.mnt, v)]).ok()
+            os.makedirs(os.path.join(m.mnt, "root", "home"))
+            given_root = os.path.join(base, "sys")
+            os.makedirs(given_root)
+            for v, at in (("root", given_root), ("home", os.path.join(given_root, "home"))):
+                h.run(["mount", "-o", f"subvol={v}", dev, at]).ok()
+                mounts.callback(h.run, ["umount", at])
+            parent = store = os.path.join(given_root, "home")
         tree = harness.scratch(parent, "data")
         harness.populate_docs(tree, "inplace")
         before = {str(p): sha(p) for p in Path(tree).rglob("doc*")}
         subprocess.run(["sync"])
-        given = tree
+        given = given_root or tree
         if variant == "link":
             given = os.path.join(base, "www")
             os.symlink(tree, given)
         s = start(holdfast_bin, base, [given], f"pre-{fs}")
         try:
-            a = harness.run_attack("inplace", given, base)
+            a = harness.run_attack("inplace", tree if given_root else given, base)
         finally:
             s.stop()
         assert a["rc"] == -9, a
@@ -119,7 +136,7 @@ def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
         assert rows, "no file events with pre-images"
         for path, hb, ha, meth, root, rel in rows:
             assert meth == method
-            assert root == m.mnt, (root, m.mnt)
+            assert root == store, (root, store)
             kept = os.path.join(root, ".holdfast", rel)
             assert sha(kept) == before[path] == hb, path
             assert ha and ha != hb
@@ -179,9 +196,12 @@ def test_mount_inside_tree(holdfast_bin, base):
 def test_overlay_tree(holdfast_bin, base):
     """A tree on an overlay filesystem (a container's root, say) is refused with the way out:
     fanotify cannot watch an overlay as a whole. With the overlay's upper directory protected
-    instead, as the message says, an attack through the overlay is detected and killed; the
-    kernel gives no pre-content events for the overlay's writes to its layers, so nothing is
-    kept but what the vault has (as the message says too)."""
+    instead, as the message says, an attack through the overlay is detected and its process
+    killed; the kernel gives no pre-content events for the overlay's writes to its layers, so
+    nothing is kept but what the vault has (as the message says too), and nothing slows the
+    attacker's writes either: with the ASan build it got through 30 files before the verdict,
+    so the tree has 360 and only the incident is asserted, not that the attacker was still
+    running."""
     with FsMount(base, "ext4") as m:
         d = {k: os.path.join(m.mnt, k) for k in ("lower", "upper", "work", "merged")}
         for path in d.values():
@@ -191,7 +211,7 @@ def test_overlay_tree(holdfast_bin, base):
                d["merged"]]).ok()
         try:
             tree = harness.scratch(d["merged"], "data")
-            harness.populate_docs(tree, "inplace")
+            harness.populate_docs(tree, "newfile-delete")  # 360 documents
             subprocess.run(["sync"])
             conf = os.path.join(base, "overlay.conf")
             with open(conf, "w") as f:
@@ -209,10 +229,9 @@ def test_overlay_tree(holdfast_bin, base):
                 a = harness.run_attack("inplace", tree, base)
             finally:
                 s.stop()
-            assert a["rc"] == -9, a
             incs = s.incidents()
             assert [i["kind"] for i in incs] == ["ransomware"], incs
-            assert incs[0]["group_key"] == str(a["sid"])
+            assert incs[0]["group_key"] == str(a["sid"]) and incs[0]["contained"], incs
             con = sqlite3.connect(os.path.join(s.state, "sentinel.db"))
             assert con.execute("SELECT count(*) FROM preimages").fetchone()[0] == 0
             con.close()

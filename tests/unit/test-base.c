@@ -864,7 +864,8 @@ static int stop_at_first(void *ud, const char *mnt, const char *type)
         return -ECANCELED;
 }
 
-/* Mount points strictly below a path: /proc below /, nothing outside /proc below /proc. */
+/* Mount points strictly below a path: /proc below /, nothing outside /proc below /proc; the
+ * source of the mount on /proc. */
 static void test_mounts_below(void **state)
 {
         Mounts all = { .below = "" }, proc = { .below = "/proc" };
@@ -879,6 +880,12 @@ static void test_mounts_below(void **state)
         assert_int_equal(proc.outside, 0);
         assert_true(proc.n < all.n);
         assert_int_equal(hf_mounts_below("/", stop_at_first, NULL), -ECANCELED);
+
+        char src[64];
+        assert_int_equal(hf_mount_source("/proc", src, sizeof(src)), 0);
+        assert_string_equal(src, "proc");
+        assert_int_equal(hf_mount_source("/proc/self", src, sizeof(src)), -ENOENT);
+        assert_int_equal(hf_mount_source("/proc", src, 3), -ENAMETOOLONG);
 }
 
 /* A deleted file's content through a reopened fd, at an offset of its own. */
