@@ -1760,6 +1760,15 @@ static int add_inside(void *ud, const char *mnt, const char *type)
 
         if (nothing_to_keep(type) || stat(mnt, &st) < 0 || st.st_dev == in->outer)
                 return 0;
+        if (strcmp(type, "overlay") == 0) {
+                /* A container's root: its writes land in its upper directory, on a filesystem
+                 * of its own (the tree's, often), and fanotify cannot mark the overlay. */
+                (void)hf_buf_printf(in->report,
+                                    "%s (overlay, mounted inside): its upper "
+                                    "directory's filesystem only; ",
+                                    mnt);
+                return 0;
+        }
         if (s->guard)
                 r = hf_guard_add_fs(s->guard, mnt, &pre);
         if (r >= 0)
@@ -1887,6 +1896,18 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                         r = log_error_errno(errno, "%s: %m", c->paths[i]);
                         goto out;
                 }
+                if ((unsigned long)sf.f_type == OVERLAYFS_SUPER_MAGIC) {
+                        /* Refused before anything is made there (a store, a mark). */
+                        log_error("%s is on an overlay filesystem, which fanotify cannot watch "
+                                  "as a whole (filesystem mark: operation not supported); protect "
+                                  "the overlay's upper directory instead (upperdir= in "
+                                  "/proc/mounts): writes through the overlay are then detected "
+                                  "and stopped, but only the vault keeps what they overwrite (the "
+                                  "kernel gives no pre-content events for them)",
+                                  c->paths[i]);
+                        r = -EOPNOTSUPP;
+                        goto out;
+                }
                 (void)snprintf(rt->path, sizeof(rt->path), "%s", c->paths[i]);
                 (void)snprintf(rt->fstype, sizeof(rt->fstype), "%s", fs_name(sf.f_type));
                 r = hf_mount_root(c->paths[i], mnt, sizeof(mnt));
@@ -1900,16 +1921,6 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                                 goto out;
                 }
                 r = hf_watch_add_fs(s->watch, mnt);
-                if (r == -EOPNOTSUPP && (unsigned long)sf.f_type == OVERLAYFS_SUPER_MAGIC) {
-                        log_error("%s is on an overlay filesystem, which fanotify cannot watch "
-                                  "as a whole (filesystem mark: operation not supported); protect "
-                                  "the overlay's upper directory instead (upperdir= in "
-                                  "/proc/mounts): writes through the overlay are then detected "
-                                  "and stopped, but only the vault keeps what they overwrite (the "
-                                  "kernel gives no pre-content events for them)",
-                                  c->paths[i]);
-                        goto out;
-                }
                 if (r < 0) {
                         log_error_errno(r,
                                         "%s (%s): the kernel cannot report file events on this "

@@ -219,13 +219,18 @@ def test_overlay_tree(holdfast_bin, base):
                         "[alerts]\nsyslog = no\n")
             r = h.run([holdfast_bin, "sentinel", "--config", conf, "--state",
                        os.path.join(base, "state-refused")], timeout=60)
-            assert r.rc == 1, r.describe()
             assert f"{tree} is on an overlay filesystem" in r.err, r.describe()
             assert "upperdir=" in r.err and "ready" not in r.out, r.describe()
 
             upper_tree = os.path.join(d["upper"], os.path.relpath(tree, d["merged"]))
             s = start(holdfast_bin, base, [upper_tree], "overlay")
             try:
+                # Protecting the whole disk, the overlay mounted on it is named, not marked.
+                whole = start(holdfast_bin, base, [m.mnt], "overlay-inside")
+                whole.stop()
+                assert f"{d['merged']} (overlay, mounted inside): its upper directory's " \
+                       "filesystem only" in whole.mode_line, whole.mode_line
+                assert not os.path.exists(os.path.join(d["merged"], ".holdfast"))
                 a = harness.run_attack("inplace", tree, base)
             finally:
                 s.stop()
