@@ -155,6 +155,7 @@ typedef struct HfEvent {
         uint64_t dev, ino;      /* of the object, when it could be opened (0 otherwise) */
         int fs;                 /* index of the watched filesystem */
         struct file_handle *fh; /* the object's handle (valid during the callback) */
+        int fd;                 /* the object opened O_PATH (valid during the callback), or -1 */
         char path[HF_PATH_MAX];
         char new_path[HF_PATH_MAX];
 } HfEvent;

@@ -866,7 +866,7 @@ static void immediate(Sentinel *s, pid_t pid, const char *kind, const char *why,
         }
         Group *g = group_for(s, &info);
         group_add_pid(g, pid);
-        HfEvent ev = { .time = t, .pid = pid };
+        HfEvent ev = { .time = t, .pid = pid, .fd = -1 };
         (void)snprintf(ev.path, sizeof(ev.path), "%s", path);
         GEvent *e = group_event(s, g, &ev, "decoy");
         group_event_done(s, g, e);
@@ -973,7 +973,7 @@ static int range_pre(Sentinel *s, const FileRec *f, int post, uint64_t post_size
 
 /*
  * Files written to and not yet closed, by (dev, ino), or by handle for an event whose file was
- * gone when it was read (no inode number). The first write seen opens the file (up to
+ * gone when it was read (no inode number). The first write seen keeps the file open (up to
  * DIRTY_FDS of them): a file overwritten, deleted and only then closed, as shred does, can
  * then still be read when its CLOSE_WRITE comes.
  */
@@ -1015,27 +1015,28 @@ static void dirty_add(Sentinel *s, const HfEvent *ev)
                 s->dirty[i].since = hf_now_mono();
                 (void)snprintf(s->dirty[i].path, sizeof(s->dirty[i].path), "%s", ev->path);
                 s->dirty[i].fd = -1;
-                if (s->n_dirty_fds < DIRTY_FDS) {
-                        int fd = hf_watch_open(s->watch, ev, O_RDONLY | O_NOFOLLOW);
-                        if (fd >= 0) {
-                                s->dirty[i].fd = fd;
+                /* The watcher's O_PATH fd, kept: it holds the inode, and analyze_file() reopens
+                 * it for reading. */
+                if (s->n_dirty_fds < DIRTY_FDS && ev->fd >= 0) {
+                        s->dirty[i].fd = fcntl(ev->fd, F_DUPFD_CLOEXEC, 3);
+                        if (s->dirty[i].fd >= 0)
                                 s->n_dirty_fds++;
-                        }
                 }
         }
         s->dirty[i].pid = ev->pid;
 }
 
 /*
- * Looks at a written file's content against its pre-image. held: the file opened earlier
- * (dirty_add), or -1: it is then opened by its handle, which fails once it is deleted and
- * closed (in a btrfs subvolume at once; elsewhere while the kernel still has the inode).
+ * Looks at a written file's content against its pre-image. held: the file kept open since its
+ * first write (dirty_add, O_PATH), or -1: it is then opened by its handle, which a file
+ * deleted and closed since may no longer allow (ESTALE in a btrfs subvolume).
  */
 static void analyze_file(Sentinel *s, Group *g, int fs, struct file_handle *fh, uint64_t dev,
                          uint64_t ino, pid_t pid, const char *path, double t, int held)
 {
         HfEvent fake = { .kind = HF_EV_CLOSE_WRITE,
                          .fs = fs,
+                         .fd = -1,
                          .fh = fh,
                          .pid = pid,
                          .time = t,
@@ -1090,7 +1091,7 @@ static void analyze_file(Sentinel *s, Group *g, int fs, struct file_handle *fh, 
         /* Likewise an existing file left empty (notify mode has no sizes before). */
         if (v == HF_FILE_BENIGN && !own && pre < 0 && !s->guard && feat.size_after == 0)
                 v = HF_FILE_TRUNCATED;
-        HfEvent ev = { .time = t, .pid = pid, .dev = dev, .ino = ino, .fh = fh };
+        HfEvent ev = { .time = t, .pid = pid, .dev = dev, .ino = ino, .fh = fh, .fd = -1 };
         (void)snprintf(ev.path, sizeof(ev.path), "%s", path);
         GEvent *e = group_event(s, g, &ev,
                                 own                                              ? "create"
@@ -1723,6 +1724,16 @@ static const char *fs_name(long t)
         }
 }
 
+/* How the mode line says a filesystem's files are kept before their first change. */
+static const char *capture_name(const Sentinel *s, bool pre, const char *type)
+{
+        if (!s->guard)
+                return "detection only";
+        if (!pre)
+                return "open-perm";
+        return strcmp(type, "ext4") == 0 ? "pre-content, copy" : "pre-content, reflink";
+}
+
 /* Mounted inside a protected tree: filesystems without files to keep (kernel interfaces,
  * memory-backed ones that a reboot empties, read-only images). */
 static bool nothing_to_keep(const char *type)
@@ -1769,10 +1780,9 @@ static int add_inside(void *ud, const char *mnt, const char *type)
                                     mnt);
                 return 0;
         }
-        if (s->guard)
+        r = hf_watch_add_fs(s->watch, mnt);
+        if (r >= 0 && s->guard)
                 r = hf_guard_add_fs(s->guard, mnt, &pre);
-        if (r >= 0)
-                r = hf_watch_add_fs(s->watch, mnt);
         if (r < 0) {
                 log_warning_errno(r,
                                   "%s (%s) is mounted inside a protected tree and is NOT "
@@ -1782,12 +1792,8 @@ static int add_inside(void *ud, const char *mnt, const char *type)
                                     type);
                 return 0;
         }
-        (void)hf_buf_printf(
-                in->report, "%s (%s, mounted inside, store %s/" HF_STORE_DIR "): %s; ", mnt, type,
-                mnt,
-                !s->guard ? "detection only"
-                : pre ? (strcmp(type, "ext4") == 0 ? "pre-content, copy" : "pre-content, reflink")
-                      : "open-perm");
+        (void)hf_buf_printf(in->report, "%s (%s, mounted inside, store %s/" HF_STORE_DIR "): %s; ",
+                            mnt, type, mnt, capture_name(s, pre, type));
         return 0;
 }
 
@@ -1896,18 +1902,6 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                         r = log_error_errno(errno, "%s: %m", c->paths[i]);
                         goto out;
                 }
-                if ((unsigned long)sf.f_type == OVERLAYFS_SUPER_MAGIC) {
-                        /* Refused before anything is made there (a store, a mark). */
-                        log_error("%s is on an overlay filesystem, which fanotify cannot watch "
-                                  "as a whole (filesystem mark: operation not supported); protect "
-                                  "the overlay's upper directory instead (upperdir= in "
-                                  "/proc/mounts): writes through the overlay are then detected "
-                                  "and stopped, but only the vault keeps what they overwrite (the "
-                                  "kernel gives no pre-content events for them)",
-                                  c->paths[i]);
-                        r = -EOPNOTSUPP;
-                        goto out;
-                }
                 (void)snprintf(rt->path, sizeof(rt->path), "%s", c->paths[i]);
                 (void)snprintf(rt->fstype, sizeof(rt->fstype), "%s", fs_name(sf.f_type));
                 r = hf_mount_root(c->paths[i], mnt, sizeof(mnt));
@@ -1915,12 +1909,19 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                         log_error_errno(r, "%s: %m", c->paths[i]);
                         goto out;
                 }
-                if (s->guard) {
-                        r = hf_guard_add_fs(s->guard, mnt, &rt->pre);
-                        if (r < 0)
-                                goto out;
-                }
+                /* Marked first: a filesystem that cannot be watched is refused before the
+                 * guard makes its store there. */
                 r = hf_watch_add_fs(s->watch, mnt);
+                if (r < 0 && (unsigned long)sf.f_type == OVERLAYFS_SUPER_MAGIC) {
+                        log_error("%s is on an overlay filesystem, which fanotify cannot watch "
+                                  "as a whole (filesystem mark: %s); protect the overlay's upper "
+                                  "directory instead (upperdir= in /proc/mounts): writes through "
+                                  "the overlay are then detected and stopped, but only the vault "
+                                  "keeps what they overwrite (the kernel gives no pre-content "
+                                  "events for them)",
+                                  c->paths[i], strerror(-r));
+                        goto out;
+                }
                 if (r < 0) {
                         log_error_errno(r,
                                         "%s (%s): the kernel cannot report file events on this "
@@ -1929,13 +1930,14 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                                         c->paths[i], rt->fstype);
                         goto out;
                 }
+                if (s->guard) {
+                        r = hf_guard_add_fs(s->guard, mnt, &rt->pre);
+                        if (r < 0)
+                                goto out;
+                }
                 (void)hf_buf_printf(&report, "%s (%s, store %s/" HF_STORE_DIR "): %s; ", rt->path,
                                     rt->fstype, strcmp(mnt, "/") ? mnt : "",
-                                    !s->guard ? "detection only"
-                                    : rt->pre ? (strcmp(rt->fstype, "ext4") == 0
-                                                         ? "pre-content, copy"
-                                                         : "pre-content, reflink")
-                                              : "open-perm");
+                                    capture_name(s, rt->pre, rt->fstype));
                 s->n_roots++;
                 {
                         struct stat st;

@@ -50,7 +50,8 @@ typedef struct AlignedHandle {
 
 typedef struct CacheEntry {
         uint64_t key;
-        int fs;
+        int fs;       /* the filesystem the event's fsid named (part of the key) */
+        int mount;    /* the one whose mount the path was found through (subvolume_mount) */
         uint64_t dev; /* the folder's device number: a btrfs subvolume's differs from the fs's */
         char *path;
 } CacheEntry;
@@ -219,18 +220,14 @@ int hf_watch_add_fs(HfWatch *w, const char *root)
 /*
  * Events name a btrfs filesystem by its fsid whatever subvolume the file is in. With several
  * of its subvolumes mounted and marked (/ from @, /home from @home), a handle opened through
- * the wrong one's mount has no path there: the folder's own fsid (statfs() gives the
- * subvolume's) says whose mount to use.
+ * the wrong one's mount has no path there: the fsid statfs() gives the opened object (its
+ * subvolume's) says whose mount to use. fd: the object opened through fs's mount.
  */
-static int refine_fs(HfWatch *w, int fs, const struct file_handle *fh)
+static int subvolume_mount(HfWatch *w, int fs, int fd)
 {
-        _cleanup_close_ int fd = -1;
         struct statfs sf;
 
-        if (fs < 0 || !w->fs[fs].shared || !fh)
-                return fs;
-        fd = open_by_handle_at(w->fs[fs].mfd, (struct file_handle *)fh, O_PATH | O_CLOEXEC);
-        if (fd < 0 || fstatfs(fd, &sf) < 0)
+        if (!w->fs[fs].shared || fstatfs(fd, &sf) < 0)
                 return fs;
         for (size_t i = 0; i < w->n_fs; i++)
                 if (memcmp(&w->fs[i].fsid, &w->fs[fs].fsid, sizeof(sf.f_fsid)) == 0 &&
@@ -266,13 +263,15 @@ static void cache_flush(HfWatch *w)
 
 /*
  * Path of the folder behind a handle, and the device number of what is in it (cached; ret_dev
- * may be NULL). The
- * event's fsid names the filesystem; in a btrfs subvolume that is not mounted on its own, the
- * files have a device number of their own, which the guard's pre-images are keyed by.
+ * may be NULL). The event's fsid names the filesystem, *fsp; it becomes the one whose mount
+ * the path was found through (subvolume_mount). In a btrfs subvolume that is not mounted on
+ * its own, the files have a device number of their own, which the guard's pre-images are
+ * keyed by.
  */
-static int dir_path(HfWatch *w, int fs, struct file_handle *fh, char *out, size_t n,
+static int dir_path(HfWatch *w, int *fsp, struct file_handle *fh, char *out, size_t n,
                     uint64_t *ret_dev)
 {
+        int fs = *fsp, mount;
         uint64_t key = hash_handle(fs, fh);
         CacheEntry *c = &w->cache[key % CACHE];
         struct stat st;
@@ -282,11 +281,19 @@ static int dir_path(HfWatch *w, int fs, struct file_handle *fh, char *out, size_
                 (void)snprintf(out, n, "%s", c->path);
                 if (ret_dev)
                         *ret_dev = c->dev;
+                *fsp = c->mount;
                 return 0;
         }
         _cleanup_close_ int fd = open_by_handle_at(w->fs[fs].mfd, fh, O_PATH | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
+        mount = subvolume_mount(w, fs, fd);
+        if (mount != fs) {
+                closep(&fd);
+                fd = open_by_handle_at(w->fs[mount].mfd, fh, O_PATH | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+        }
         if (fstat(fd, &st) < 0)
                 return -errno;
         (void)snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
@@ -298,9 +305,11 @@ static int dir_path(HfWatch *w, int fs, struct file_handle *fh, char *out, size_
         c->path = strdup(out);
         c->key = key;
         c->fs = fs;
+        c->mount = mount;
         c->dev = st.st_dev;
         if (ret_dev)
                 *ret_dev = st.st_dev;
+        *fsp = mount;
         return 0;
 }
 
@@ -334,7 +343,7 @@ void hf_watch_prime(HfWatch *w, const char *path)
         free(c->path);
         c->path = strdup(path);
         c->key = key;
-        c->fs = fs;
+        c->fs = c->mount = fs;
         c->dev = st.st_dev;
 }
 
@@ -435,6 +444,7 @@ static void orphans_of(HfWatch *w, int fs, const struct file_handle *dir, const 
                 if (!ev)
                         return;
                 *ev = (HfEvent){ .kind = HF_EV_DELETE,
+                                 .fd = -1,
                                  .pid = o->pid,
                                  .ondir = o->ondir,
                                  .time = o->time,
@@ -466,6 +476,7 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
         ev->time = hf_now_real();
         ev->dev = ev->ino = 0;
         ev->fh = NULL;
+        ev->fd = -1;
         ev->path[0] = ev->new_path[0] = 0;
 
         while ((size_t)(end - p) >= sizeof(struct fanotify_event_info_header)) {
@@ -511,45 +522,47 @@ static void deliver(HfWatch *w, const char *rec, size_t rec_len, HfWatchCallback
                 }
                 p += h.len;
         }
-        fs = refine_fs(w, fs, dfh ? dfh : ofh ? ofh : ev->fh);
         if (fs < 0)
                 return;
-        ev->fs = fs;
         ev->dev = w->fs[fs].dev;
         char dir[HF_PATH_MAX];
         if (m.mask & FAN_RENAME) {
+                int nfs = fs;
                 if (!ofh || !nfh)
                         return;
                 ev->kind = HF_EV_RENAME;
-                if (dir_path(w, fs, ofh, dir, sizeof(dir), &ev->dev) < 0)
+                if (dir_path(w, &fs, ofh, dir, sizeof(dir), &ev->dev) < 0)
                         return;
                 join(ev->path, sizeof(ev->path), dir, oname);
-                if (dir_path(w, fs, nfh, dir, sizeof(dir), NULL) < 0)
+                if (dir_path(w, &nfs, nfh, dir, sizeof(dir), NULL) < 0)
                         return;
                 join(ev->new_path, sizeof(ev->new_path), dir, nname);
         } else {
                 if (!dfh) {
-                        if (!ev->fh || dir_path(w, fs, ev->fh, dir, sizeof(dir), &ev->dev) < 0)
+                        if (!ev->fh || dir_path(w, &fs, ev->fh, dir, sizeof(dir), &ev->dev) < 0)
                                 return;
                         (void)snprintf(ev->path, sizeof(ev->path), "%s", dir);
                 } else {
-                        if (dir_path(w, fs, dfh, dir, sizeof(dir), &ev->dev) < 0) {
+                        int named = fs;
+                        if (dir_path(w, &fs, dfh, dir, sizeof(dir), &ev->dev) < 0) {
                                 if (m.mask & FAN_DELETE)
-                                        orphan_add(w, fs, ev, dfh, name);
+                                        orphan_add(w, named, ev, dfh, name);
                                 return;
                         }
                         join(ev->path, sizeof(ev->path), dir, name);
                 }
         }
+        ev->fs = fs;
         if (ev->ondir && (m.mask & (FAN_RENAME | FAN_DELETE | FAN_MOVED_FROM)))
                 cache_flush(w);
+        _cleanup_close_ int obj = -1;
         if (ev->fh && !(m.mask & FAN_DELETE)) {
-                _cleanup_close_ int fd = open_by_handle_at(w->fs[fs].mfd, ev->fh,
-                                                           O_PATH | O_CLOEXEC);
                 struct stat st;
-                if (fd >= 0 && fstat(fd, &st) == 0) {
+                obj = open_by_handle_at(w->fs[fs].mfd, ev->fh, O_PATH | O_CLOEXEC);
+                if (obj >= 0 && fstat(obj, &st) == 0) {
                         ev->ino = st.st_ino;
                         ev->dev = st.st_dev;
+                        ev->fd = obj;
                 }
         }
 
@@ -609,6 +622,7 @@ int hf_watch_dispatch(HfWatch *w, HfWatchCallback cb, void *ud)
                                 cache_flush(w);
                                 w->ev = (HfEvent){ .kind = HF_EV_OVERFLOW,
                                                    .fs = -1,
+                                                   .fd = -1,
                                                    .time = hf_now_real() };
                                 cb(&w->ev, ud);
                         } else

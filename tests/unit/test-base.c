@@ -888,7 +888,8 @@ static void test_mounts_below(void **state)
         assert_int_equal(hf_mount_source("/proc", src, 3), -ENAMETOOLONG);
 }
 
-/* A deleted file's content through a reopened fd, at an offset of its own. */
+/* A deleted file's content through a reopened fd, at an offset of its own; from an O_PATH fd
+ * too. */
 static void test_fd_reopen(void **state)
 {
         const char *dir = *state;
@@ -907,6 +908,19 @@ static void test_fd_reopen(void **state)
         assert_int_equal(lseek(fd, 0, SEEK_CUR), 5);
         assert_true(fcntl(again, F_GETFD) & FD_CLOEXEC);
         assert_int_equal(hf_fd_reopen(-1, O_RDONLY), -ENOENT);
+
+        /* The sentinel keeps the watcher's O_PATH fd and reads through it after the file is
+         * deleted. */
+        _cleanup_close_ int path = -1, readable = -1;
+        assert_int_equal(hf_write_file_atomic_at(dfd, "g", "kept", 4, 0644, false), 0);
+        path = openat(dfd, "g", O_PATH | O_CLOEXEC);
+        assert_true(path >= 0);
+        assert_int_equal(read(path, got, 4), -1);
+        assert_int_equal(unlinkat(dfd, "g", 0), 0);
+        readable = hf_fd_reopen(path, O_RDONLY);
+        assert_true(readable >= 0);
+        assert_int_equal(read(readable, got, 4), 4);
+        assert_memory_equal(got, "kept", 4);
 }
 
 static void test_format(void **state)
