@@ -92,6 +92,7 @@ typedef struct Fs {
         uint64_t range_end;
         uint64_t tail_off, tail_left; /* the 4 KiB block that small ranges share */
         bool ranges;                  /* range pre-images here (not on btrfs) */
+        bool clones;                  /* FICLONE works here (probed at start) */
         bool pre;
         pthread_mutex_t lock;
 } Fs;
@@ -1129,7 +1130,7 @@ static void capture(HfGuard *g, Job *j)
                                   fs->root, p->path);
                 (void)snprintf(p->method, sizeof(p->method), "failed");
                 p->store_path[0] = 0;
-        } else if (ioctl(out, FICLONE, j->fd) == 0) {
+        } else if (fs->clones && ioctl(out, FICLONE, j->fd) == 0) {
                 (void)snprintf(p->method, sizeof(p->method), "reflink");
         } else if ((uint64_t)j->st.st_size > g->c->copy_limit) {
                 (void)snprintf(p->method, sizeof(p->method), "skipped-size");
@@ -1585,7 +1586,40 @@ int hf_guard_new(const HfSentinelConfig *c, HfMode want, HfProcs *procs, HfGuard
         return 0;
 }
 
-int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
+/*
+ * Whether files in dfd's folder can be cloned (btrfs, xfs made with reflink=1, and others that
+ * share extents) or must be copied (ext4, xfs without reflink, vfat): one file of a block
+ * cloned into another. The answer decides the method named in the mode line and spares a
+ * failing ioctl per pre-image where cloning cannot work.
+ */
+static bool probe_clones(int dfd)
+{
+        static const char *const names[2] = { "probe-src", "probe-dst" };
+        char block[4096] = { 0 };
+        int fd[2] = { -1, -1 };
+        bool ok = false;
+
+        for (int i = 0; i < 2; i++) {
+                fd[i] = openat(dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+                if (fd[i] < 0) {
+                        /* No O_TMPFILE (vfat, older kernels): named, and gone at once. */
+                        (void)unlinkat(dfd, names[i], 0);
+                        fd[i] = openat(dfd, names[i],
+                                       O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+                        (void)unlinkat(dfd, names[i], 0);
+                }
+                if (fd[i] < 0)
+                        goto out;
+        }
+        ok = hf_write_all(fd[0], block, sizeof(block)) >= 0 && ioctl(fd[1], FICLONE, fd[0]) == 0;
+out:
+        for (int i = 0; i < 2; i++)
+                if (fd[i] >= 0)
+                        close(fd[i]);
+        return ok;
+}
+
+int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre, bool *ret_clones)
 {
         struct stat st;
         Fs *fs;
@@ -1595,6 +1629,7 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
                 return -errno;
         if (find_fs(g, st.st_dev)) {
                 *ret_pre = find_fs(g, st.st_dev)->pre;
+                *ret_clones = find_fs(g, st.st_dev)->clones;
                 return 0;
         }
         if (g->n_fs >= MAX_FS)
@@ -1630,6 +1665,12 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
         fs->pins_fd = openat(fs->store_fd, "pins", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fs->shadow_fd < 0)
                 return log_error_errno(errno, "%s/shadow: cannot open: %m", p);
+        /*
+         * btrfs always clones, and only there can this filesystem be marked already: its
+         * subvolumes have device numbers of their own, so a second one is a new Fs while
+         * the first one's marks hold the probe's open until the guard starts.
+         */
+        fs->clones = !fs->ranges || probe_clones(fs->shadow_fd);
 
         fs->pre = false;
         if (g->mode == HF_MODE_PRE_CONTENT) {
@@ -1646,6 +1687,7 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre)
         }
         g->n_fs++;
         *ret_pre = fs->pre;
+        *ret_clones = fs->clones;
         return 0;
 }
 

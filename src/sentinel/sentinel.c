@@ -148,6 +148,7 @@ typedef struct Root {
         char path[HF_PATH_MAX];
         char fstype[32];
         bool pre;
+        bool clones; /* pre-images are clones (reflink), not copies */
 } Root;
 
 typedef struct Sentinel {
@@ -1725,13 +1726,13 @@ static const char *fs_name(long t)
 }
 
 /* How the mode line says a filesystem's files are kept before their first change. */
-static const char *capture_name(const Sentinel *s, bool pre, const char *type)
+static const char *capture_name(const Sentinel *s, bool pre, bool clones)
 {
         if (!s->guard)
                 return "detection only";
         if (!pre)
-                return "open-perm";
-        return strcmp(type, "ext4") == 0 ? "pre-content, copy" : "pre-content, reflink";
+                return clones ? "open-perm, reflink" : "open-perm, copy";
+        return clones ? "pre-content, reflink" : "pre-content, copy";
 }
 
 /* Mounted inside a protected tree: filesystems without files to keep (kernel interfaces,
@@ -1766,7 +1767,7 @@ static int add_inside(void *ud, const char *mnt, const char *type)
         Inside *in = ud;
         Sentinel *s = in->s;
         struct stat st;
-        bool pre = false;
+        bool pre = false, clones = false;
         int r = 0;
 
         if (nothing_to_keep(type) || stat(mnt, &st) < 0 || st.st_dev == in->outer)
@@ -1781,8 +1782,6 @@ static int add_inside(void *ud, const char *mnt, const char *type)
                 return 0;
         }
         r = hf_watch_add_fs(s->watch, mnt);
-        if (r >= 0 && s->guard)
-                r = hf_guard_add_fs(s->guard, mnt, &pre);
         if (r < 0) {
                 log_warning_errno(r,
                                   "%s (%s) is mounted inside a protected tree and is NOT "
@@ -1792,8 +1791,23 @@ static int add_inside(void *ud, const char *mnt, const char *type)
                                     type);
                 return 0;
         }
+        if (s->guard) {
+                r = hf_guard_add_fs(s->guard, mnt, &pre, &clones);
+                if (r < 0) {
+                        /* Watched all the same: detected and stopped, nothing kept. */
+                        log_warning_errno(r,
+                                          "%s (%s) is mounted inside a protected tree: no "
+                                          "pre-images there, detection only: %m",
+                                          mnt, type);
+                        (void)hf_buf_printf(in->report,
+                                            "%s (%s, mounted inside): detection only, no "
+                                            "pre-images; ",
+                                            mnt, type);
+                        return 0;
+                }
+        }
         (void)hf_buf_printf(in->report, "%s (%s, mounted inside, store %s/" HF_STORE_DIR "): %s; ",
-                            mnt, type, mnt, capture_name(s, pre, type));
+                            mnt, type, mnt, capture_name(s, pre, clones));
         return 0;
 }
 
@@ -1931,13 +1945,13 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                         goto out;
                 }
                 if (s->guard) {
-                        r = hf_guard_add_fs(s->guard, mnt, &rt->pre);
+                        r = hf_guard_add_fs(s->guard, mnt, &rt->pre, &rt->clones);
                         if (r < 0)
                                 goto out;
                 }
                 (void)hf_buf_printf(&report, "%s (%s, store %s/" HF_STORE_DIR "): %s; ", rt->path,
                                     rt->fstype, strcmp(mnt, "/") ? mnt : "",
-                                    capture_name(s, rt->pre, rt->fstype));
+                                    capture_name(s, rt->pre, rt->clones));
                 s->n_roots++;
                 {
                         struct stat st;

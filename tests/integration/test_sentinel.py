@@ -43,8 +43,8 @@ def start(holdfast_bin, base, paths, name, **kw):
 
 
 class FsMount:
-    def __init__(self, base, fs):
-        self.m = harness.Mount(base, fs, size_mb=400)
+    def __init__(self, base, fs, reflink=True):
+        self.m = harness.Mount(base, fs, size_mb=400, reflink=reflink)
         self.mnt = self.m.mnt
 
     def __enter__(self):
@@ -79,6 +79,7 @@ def test_harness_floor(holdfast_bin, tmp_path):
 @pytest.mark.parametrize("fs,method,variant", [("ext4", "copy", ""), ("xfs", "reflink", ""),
                                                ("btrfs", "reflink", ""), ("ext4", "copy", "odd"),
                                                ("ext4", "copy", "link"),
+                                               ("xfs", "copy", "noreflink"),
                                                ("btrfs", "reflink", "subvol"),
                                                ("btrfs", "reflink", "subvol-mounts")])
 def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
@@ -91,10 +92,12 @@ def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
     of their own, which no mount point shares). subvol-mounts: subvolumes mounted on their own,
     as / from @ and /home from @home: the tree is given in one and attacked in the other,
     mounted inside it (a filesystem mark through a subvolume is refused with EXDEV; both report
-    events under the filesystem's one fsid)."""
+    events under the filesystem's one fsid). noreflink: XFS made without reflink keeps copies,
+    and the mode line says so (it said reflink for any filesystem but ext4)."""
     where = os.path.join(base, "odd dir \\ x") if variant == "odd" else base
     os.makedirs(where, exist_ok=True)
-    with FsMount(where, fs) as m, contextlib.ExitStack() as mounts:
+    with FsMount(where, fs, reflink=variant != "noreflink") as m, \
+            contextlib.ExitStack() as mounts:
         parent = store = m.mnt
         if variant == "subvol":
             parent = os.path.join(m.mnt, "vol")
@@ -122,6 +125,8 @@ def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
             os.symlink(tree, given)
         s = start(holdfast_bin, base, [given], f"pre-{fs}")
         try:
+            entry = f"({fs}, store {given_root or m.mnt}/.holdfast): pre-content, {method};"
+            assert entry in s.mode_line, (entry, s.mode_line)
             a = harness.run_attack("inplace", tree if given_root else given, base)
         finally:
             s.stop()
@@ -165,6 +170,14 @@ def test_mount_inside_tree(holdfast_bin, base):
             f.truncate(300 << 20)
         h.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", img]).ok()
         h.run(["mount", "-o", "loop", img, disk]).ok()
+        # A read-only one takes no store: watched, named as detection only (it said "NOT
+        # protected" although its events were watched).
+        ro, ro_img = os.path.join(tree, "ro"), os.path.join(base, "ro.img")
+        os.makedirs(ro)
+        with open(ro_img, "wb") as f:
+            f.truncate(16 << 20)
+        h.run(["mkfs.ext4", "-q", "-F", ro_img]).ok()
+        h.run(["mount", "-o", "loop,ro", ro_img, ro]).ok()
         try:
             inner = harness.scratch(disk, "docs")
             harness.populate_docs(inner, "inplace")
@@ -174,6 +187,8 @@ def test_mount_inside_tree(holdfast_bin, base):
             try:
                 assert f"{disk} (xfs, mounted inside, store {disk}/.holdfast): " \
                        "pre-content, reflink" in s.mode_line, s.mode_line
+                assert f"{ro} (ext4, mounted inside): detection only, no pre-images;" \
+                    in s.mode_line, s.mode_line
                 a = harness.run_attack("inplace", inner, base)
             finally:
                 s.stop()
@@ -191,6 +206,7 @@ def test_mount_inside_tree(holdfast_bin, base):
                 assert sha(os.path.join(root, ".holdfast", rel)) == before[path] == hb, path
         finally:
             h.run(["umount", disk])
+            h.run(["umount", ro])
 
 
 def test_overlay_tree(holdfast_bin, base):

@@ -83,14 +83,14 @@ def admin(cmd):
 class Mount:
     """A loop image with a filesystem, mounted under a temp folder."""
 
-    def __init__(self, base, fs, size_mb=768):
+    def __init__(self, base, fs, size_mb=768, reflink=True):
         self.base = base
         self.fs = fs
         self.img = os.path.join(base, f"{fs}.img")
         self.mnt = os.path.join(base, f"mnt-{fs}")
         with open(self.img, "wb") as f:
             f.truncate(size_mb << 20)
-        mkfs = {"xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
+        mkfs = {"xfs": ["mkfs.xfs", "-q", "-f", "-m", f"reflink={int(reflink)}"],
                 "ext4": ["mkfs.ext4", "-q", "-F"],
                 "btrfs": ["mkfs.btrfs", "-q", "-f"]}[fs]
         r = run(mkfs + [self.img])
