@@ -769,9 +769,15 @@ static int add_ignore(HfGuard *g, int fd, uint64_t mask)
                        : 0;
 }
 
+/* Filesystems may be added while the reader runs: an entry is complete before it counts. */
+static size_t n_fs(HfGuard *g)
+{
+        return __atomic_load_n(&g->n_fs, __ATOMIC_ACQUIRE);
+}
+
 static Fs *find_fs(HfGuard *g, uint64_t dev)
 {
-        for (size_t i = 0; i < g->n_fs; i++)
+        for (size_t i = 0, n = n_fs(g); i < n; i++)
                 if (g->fs[i].dev == dev)
                         return &g->fs[i];
         return NULL;
@@ -790,7 +796,7 @@ static Fs *fs_of_file(HfGuard *g, int fd, uint64_t dev)
         if (fs)
                 return fs;
         id = hf_mount_id(fd, NULL);
-        for (size_t i = 0; id && i < g->n_fs; i++)
+        for (size_t i = 0, n = n_fs(g); id && i < n; i++)
                 if (g->fs[i].mnt_id == id)
                         return &g->fs[i];
         return NULL;
@@ -1459,7 +1465,7 @@ static void handle(HfGuard *g, const struct fanotify_event_metadata *m, const ch
 
 static void readd_dir_ignores(HfGuard *g)
 {
-        for (size_t i = 0; i < g->n_fs; i++) {
+        for (size_t i = 0, n = n_fs(g); i < n; i++) {
                 Fs *fs = &g->fs[i];
                 pthread_mutex_lock(&fs->lock);
                 if (fs->day_fd >= 0 && g->mode == HF_MODE_PRE_CONTENT && fs->pre)
@@ -1647,11 +1653,15 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre, bool *ret_clone
 
         char p[640];
         (void)snprintf(p, sizeof(p), "%s/" HF_STORE_DIR, strcmp(root, "/") ? root : "");
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-                return log_error_errno(errno, "%s: cannot create: %m", p);
+        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+                r = log_error_errno(errno, "%s: cannot create: %m", p);
+                goto fail;
+        }
         fs->store_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fs->store_fd < 0)
-                return log_error_errno(errno, "%s: cannot open: %m", p);
+        if (fs->store_fd < 0) {
+                r = log_error_errno(errno, "%s: cannot open: %m", p);
+                goto fail;
+        }
         (void)fchmod(fs->store_fd, 0700);
         (void)mkdirat(fs->store_fd, "shadow", 0700);
         (void)mkdirat(fs->store_fd, "pins", 0700);
@@ -1663,8 +1673,10 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre, bool *ret_clone
         struct statfs sfs;
         fs->ranges = fstatfs(fs->store_fd, &sfs) == 0 && sfs.f_type != BTRFS_SUPER_MAGIC;
         fs->pins_fd = openat(fs->store_fd, "pins", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fs->shadow_fd < 0)
-                return log_error_errno(errno, "%s/shadow: cannot open: %m", p);
+        if (fs->shadow_fd < 0) {
+                r = log_error_errno(errno, "%s/shadow: cannot open: %m", p);
+                goto fail;
+        }
         /*
          * btrfs always clones, and only there can this filesystem be marked already: its
          * subvolumes have device numbers of their own, so a second one is a new Fs while
@@ -1682,13 +1694,21 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre, bool *ret_clone
         if (!fs->pre) {
                 r = fanotify_mark(g->fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_PERM,
                                   AT_FDCWD, root);
-                if (r < 0)
-                        return log_error_errno(errno, "%s: fanotify filesystem mark: %m", root);
+                if (r < 0) {
+                        r = log_error_errno(errno, "%s: fanotify filesystem mark: %m", root);
+                        goto fail;
+                }
         }
-        g->n_fs++;
+        __atomic_store_n(&g->n_fs, g->n_fs + 1, __ATOMIC_RELEASE);
         *ret_pre = fs->pre;
         *ret_clones = fs->clones;
         return 0;
+fail:
+        closep(&fs->store_fd);
+        closep(&fs->shadow_fd);
+        closep(&fs->pins_fd);
+        pthread_mutex_destroy(&fs->lock);
+        return r;
 }
 
 int hf_guard_start(HfGuard *g)

@@ -121,9 +121,10 @@ int hf_guard_new(const HfSentinelConfig *c, HfMode want, HfProcs *procs, HfGuard
                  HfMode *ret_mode, char *why, size_t whyn);
 HfGuard *hf_guard_free(HfGuard *g);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfGuard *, hf_guard_free);
-/* Marks the filesystem mounted at root; creates root/.holdfast/{shadow,pins}. *ret_pre tells
- * whether pre-content events are on there (tmpfs and others refuse them), *ret_clones whether
- * pre-images there are clones (reflink) rather than copies. */
+/* Marks the filesystem mounted at root; creates root/.holdfast/{shadow,pins}. Also after
+ * hf_guard_start(), from the thread that called it (the reader sees an entry once complete).
+ * *ret_pre tells whether pre-content events are on there (tmpfs and others refuse them),
+ * *ret_clones whether pre-images there are clones (reflink) rather than copies. */
 int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre, bool *ret_clones);
 int hf_guard_start(HfGuard *g);
 /* Readable when messages are queued. */

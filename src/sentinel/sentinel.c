@@ -151,6 +151,13 @@ typedef struct Root {
         bool clones; /* pre-images are clones (reflink), not copies */
 } Root;
 
+/* A filesystem mounted inside a tree, met at start or since. */
+typedef struct Mounted {
+        dev_t dev;
+        char *path;
+        bool live; /* still in the mount table at the last reading */
+} Mounted;
+
 typedef struct Sentinel {
         const HfSentinelConfig *c;
         HfMode mode;
@@ -163,6 +170,9 @@ typedef struct Sentinel {
         pid_t self_sid;
         Root roots[64];
         size_t n_roots;
+        Mounted *mounted; /* filesystems mounted inside the trees, as last read */
+        size_t n_mounted;
+        int mounts_fd; /* /proc/self/mounts: POLLPRI when the mount table changes */
         FileRec *files;
         struct {
                 uint64_t dev, ino;
@@ -1757,6 +1767,26 @@ typedef struct Inside {
         dev_t outer;
 } Inside;
 
+/* Whether mnt (dev) was met before; records it if not. Marks it as still mounted. */
+static bool mounted_before(Sentinel *s, const char *mnt, dev_t dev)
+{
+        Mounted *nv;
+
+        for (size_t i = 0; i < s->n_mounted; i++)
+                if (s->mounted[i].dev == dev && strcmp(s->mounted[i].path, mnt) == 0) {
+                        s->mounted[i].live = true;
+                        return true;
+                }
+        nv = realloc(s->mounted, (s->n_mounted + 1) * sizeof(*nv));
+        if (!nv)
+                return false;
+        s->mounted = nv;
+        nv[s->n_mounted] = (Mounted){ .dev = dev, .path = strdup(mnt), .live = true };
+        if (nv[s->n_mounted].path)
+                s->n_mounted++;
+        return false;
+}
+
 /*
  * A filesystem mounted inside a protected tree (a data disk at /srv/data) is a filesystem of
  * its own: marked and given a store of its own, or its files would go unwatched. One that
@@ -1770,7 +1800,8 @@ static int add_inside(void *ud, const char *mnt, const char *type)
         bool pre = false, clones = false;
         int r = 0;
 
-        if (nothing_to_keep(type) || stat(mnt, &st) < 0 || st.st_dev == in->outer)
+        if (nothing_to_keep(type) || stat(mnt, &st) < 0 || st.st_dev == in->outer ||
+            mounted_before(s, mnt, st.st_dev))
                 return 0;
         if (strcmp(type, "overlay") == 0) {
                 /* A container's root: its writes land in its upper directory, on a filesystem
@@ -1811,6 +1842,41 @@ static int add_inside(void *ud, const char *mnt, const char *type)
         return 0;
 }
 
+/*
+ * The mount table changed: a filesystem mounted inside a tree since start (a data disk
+ * attached later) is marked and given a store as the ones found at start were, and named in a
+ * line of its own. Entries of filesystems no longer mounted are forgotten.
+ */
+static void rescan_mounts(Sentinel *s)
+{
+        _cleanup_buf_ HfBuf report = HF_BUF_INIT(1 << 16);
+        size_t kept = 0;
+
+        for (size_t i = 0; i < s->n_mounted; i++)
+                s->mounted[i].live = false;
+        for (size_t i = 0; i < s->n_roots; i++) {
+                Inside in = { .s = s, .report = &report };
+                struct stat st;
+                if (stat(s->roots[i].path, &st) < 0)
+                        continue;
+                in.outer = st.st_dev;
+                (void)hf_mounts_below(s->roots[i].path, add_inside, &in);
+        }
+        for (size_t i = 0; i < s->n_mounted; i++) {
+                if (s->mounted[i].live)
+                        s->mounted[kept++] = s->mounted[i];
+                else
+                        free(s->mounted[i].path);
+        }
+        s->n_mounted = kept;
+        if (report.len > 2) {
+                report.len -= 2; /* the last "; " */
+                printf("holdfast sentinel: mounted since start: %.*s\n", (int)report.len,
+                       (const char *)report.data);
+                fflush(stdout);
+        }
+}
+
 static void add_decoy_cb(void *ud, uint64_t dev, uint64_t ino, const char *path)
 {
         Sentinel *s = ud;
@@ -1837,6 +1903,7 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                 return log_oom();
         s->c = c;
         s->control_fd = -1;
+        s->mounts_fd = -1;
         s->files = calloc(FILES, sizeof(FileRec));
         s->groups = calloc(MAX_GROUPS, sizeof(Group));
         if (!s->files || !s->groups) {
@@ -1905,6 +1972,12 @@ int hf_sentinel_run(const HfSentinelConfig *c)
         if (s->guard)
                 hf_guard_allow_pid(s->guard, hf_analyzer_pid(s->analyzer));
 
+        /* Opened before the table is first read: a mount made after that is seen. */
+        s->mounts_fd = open("/proc/self/mounts", O_RDONLY | O_CLOEXEC);
+        if (s->mounts_fd < 0)
+                log_warning_errno(errno,
+                                  "/proc/self/mounts: %m; filesystems mounted inside the trees "
+                                  "after start are not protected until a restart");
         struct utsname un;
         (void)uname(&un);
         (void)hf_buf_printf(&report, "kernel %s; ", un.release);
@@ -2020,12 +2093,13 @@ int hf_sentinel_run(const HfSentinelConfig *c)
 
         double last_stats = hf_now_mono();
         while (!hf_is_interrupted()) {
-                struct pollfd p[3] = {
+                struct pollfd p[4] = {
                         { .fd = hf_watch_fd(s->watch), .events = POLLIN },
                         { .fd = s->guard ? hf_guard_wake_fd(s->guard) : -1, .events = POLLIN },
                         { .fd = s->control_fd, .events = POLLIN },
+                        { .fd = s->mounts_fd, .events = POLLPRI },
                 };
-                int k = poll(p, 3, 100);
+                int k = poll(p, 4, 100);
                 if (k < 0 && errno != EINTR)
                         break;
                 housekeeping(s, false);
@@ -2036,6 +2110,8 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                 drain_guard(s);
                 if (k > 0 && (p[2].revents & POLLIN))
                         control_accept(s);
+                if (k > 0 && (p[3].revents & (POLLPRI | POLLERR)))
+                        rescan_mounts(s);
                 check_dirty(s);
                 check_decoy_deletes(s);
                 if (s->rescan && hf_now_mono() - s->last_rescan > 5) {
@@ -2073,6 +2149,11 @@ out:
                 close(s->control_fd);
                 (void)unlink(s->control_path);
         }
+        if (s->mounts_fd >= 0)
+                close(s->mounts_fd);
+        for (size_t i = 0; i < s->n_mounted; i++)
+                free(s->mounted[i].path);
+        free(s->mounted);
         hf_rawdisk_free(s->raw);
         hf_guard_free(s->guard);
         hf_watch_free(s->watch);

@@ -156,57 +156,76 @@ def test_preimages_before_first_write(holdfast_bin, base, fs, method, variant):
         assert doc["processes"][0]["evidence"] and os.path.exists(doc["processes"][0]["evidence"])
 
 
-def test_mount_inside_tree(holdfast_bin, base):
+@pytest.mark.parametrize("late", [False, True], ids=["at-start", "after-start"])
+def test_mount_inside_tree(holdfast_bin, base, late):
     """A filesystem mounted inside a protected tree (a data disk at /srv/data) is protected as
     one of its own: the mode line names it with its store, an attack on its files is killed,
     and their pre-images are in its own store and hash to the originals. Before, its files
-    went unwatched: the attacker ran to its end, no event seen."""
-    with FsMount(base, "ext4") as m:
+    went unwatched: the attacker ran to its end, no event seen. after-start: mounted while the
+    sentinel runs, it is named in a line of its own and protected the same way (before, not
+    until a restart). A read-only one takes no store: watched, named as detection only (it was
+    called "NOT protected" although its events were watched)."""
+    with FsMount(base, "ext4") as m, contextlib.ExitStack() as mounts:
         tree = harness.scratch(m.mnt, "srv")
-        disk = os.path.join(tree, "data")
-        os.makedirs(disk)
-        img = os.path.join(base, "inner.img")
-        with open(img, "wb") as f:
-            f.truncate(300 << 20)
+        disk, ro = os.path.join(tree, "data"), os.path.join(tree, "ro")
+        img, ro_img = os.path.join(base, "inner.img"), os.path.join(base, "ro.img")
+        for path, image, size in ((disk, img, 300), (ro, ro_img, 16)):
+            os.makedirs(path)
+            with open(image, "wb") as f:
+                f.truncate(size << 20)
         h.run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", img]).ok()
-        h.run(["mount", "-o", "loop", img, disk]).ok()
-        # A read-only one takes no store: watched, named as detection only (it said "NOT
-        # protected" although its events were watched).
-        ro, ro_img = os.path.join(tree, "ro"), os.path.join(base, "ro.img")
-        os.makedirs(ro)
-        with open(ro_img, "wb") as f:
-            f.truncate(16 << 20)
         h.run(["mkfs.ext4", "-q", "-F", ro_img]).ok()
-        h.run(["mount", "-o", "loop,ro", ro_img, ro]).ok()
-        try:
+        if late:
+            # The documents are made on the disk before, as on a disk attached with its data.
+            h.run(["mount", "-o", "loop", img, disk]).ok()
             inner = harness.scratch(disk, "docs")
             harness.populate_docs(inner, "inplace")
+            h.run(["umount", disk]).ok()
+
+        def mount_both():
+            h.run(["mount", "-o", "loop", img, disk]).ok()
+            mounts.callback(h.run, ["umount", disk])
+            h.run(["mount", "-o", "loop,ro", ro_img, ro]).ok()
+            mounts.callback(h.run, ["umount", ro])
+
+        if not late:
+            mount_both()
+            inner = harness.scratch(disk, "docs")
+            harness.populate_docs(inner, "inplace")
+        inner = os.path.join(disk, "docs")
+        subprocess.run(["sync"])
+        s = start(holdfast_bin, base, [tree], "inside")
+        try:
+            named = s.mode_line
+            if late:
+                assert "mounted inside" not in s.mode_line, s.mode_line
+                mount_both()
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    named = "\n".join(ln for ln in s.read_log().splitlines()
+                                      if ln.startswith("holdfast sentinel: mounted since start:"))
+                    if f"{disk} (" in named and f"{ro} (" in named:
+                        break
+                    time.sleep(0.05)
+            assert f"{disk} (xfs, mounted inside, store {disk}/.holdfast): " \
+                   "pre-content, reflink" in named, s.read_log()
+            assert f"{ro} (ext4, mounted inside): detection only, no pre-images" in named, named
             before = {str(p): sha(p) for p in Path(inner).rglob("doc*")}
-            subprocess.run(["sync"])
-            s = start(holdfast_bin, base, [tree], "inside")
-            try:
-                assert f"{disk} (xfs, mounted inside, store {disk}/.holdfast): " \
-                       "pre-content, reflink" in s.mode_line, s.mode_line
-                assert f"{ro} (ext4, mounted inside): detection only, no pre-images;" \
-                    in s.mode_line, s.mode_line
-                a = harness.run_attack("inplace", inner, base)
-            finally:
-                s.stop()
-            assert a["rc"] == -9, a
-            incs = s.incidents()
-            assert [i["kind"] for i in incs] == ["ransomware"], incs
-            con = sqlite3.connect(os.path.join(s.state, "sentinel.db"))
-            rows = con.execute("SELECT e.path, e.hash_before, p.store_root, p.store_path FROM"
-                               " file_events e JOIN preimages p ON p.id = e.preimage_id WHERE"
-                               " e.incident_id = ?", (incs[0]["id"],)).fetchall()
-            con.close()
-            assert rows, "no file events with pre-images"
-            for path, hb, root, rel in rows:
-                assert root == disk, (root, disk)
-                assert sha(os.path.join(root, ".holdfast", rel)) == before[path] == hb, path
+            a = harness.run_attack("inplace", inner, base)
         finally:
-            h.run(["umount", disk])
-            h.run(["umount", ro])
+            s.stop()
+        assert a["rc"] == -9, a
+        incs = s.incidents()
+        assert [i["kind"] for i in incs] == ["ransomware"], incs
+        con = sqlite3.connect(os.path.join(s.state, "sentinel.db"))
+        rows = con.execute("SELECT e.path, e.hash_before, p.store_root, p.store_path FROM"
+                           " file_events e JOIN preimages p ON p.id = e.preimage_id WHERE"
+                           " e.incident_id = ?", (incs[0]["id"],)).fetchall()
+        con.close()
+        assert rows, "no file events with pre-images"
+        for path, hb, root, rel in rows:
+            assert root == disk, (root, disk)
+            assert sha(os.path.join(root, ".holdfast", rel)) == before[path] == hb, path
 
 
 def test_overlay_tree(holdfast_bin, base):
