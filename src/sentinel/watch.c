@@ -335,15 +335,19 @@ void hf_watch_prime(HfWatch *w, const char *path)
         if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mnt, 0) < 0 || statfs(path, &sf) < 0 ||
             stat(path, &st) < 0)
                 return;
-        int fs = fs_of(w, &sf.f_fsid);
-        if (fs < 0)
+        int mount = fs_of(w, &sf.f_fsid);
+        if (mount < 0)
                 return;
+        /* Keyed as events name the folder: by the filesystem's fsid, which for a btrfs
+         * subvolume mounted on its own (/home from @home) is the first marked one's. */
+        int fs = fs_of(w, &w->fs[mount].fsid);
         uint64_t key = hash_handle(fs, &h.fh);
         CacheEntry *c = &w->cache[key % CACHE];
         free(c->path);
         c->path = strdup(path);
         c->key = key;
-        c->fs = c->mount = fs;
+        c->fs = fs;
+        c->mount = mount;
         c->dev = st.st_dev;
 }
 
