@@ -449,8 +449,9 @@ def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base, via_link)
     /var/lib/holdfast and /srv on one root filesystem). holdfast recover, run beside it from
     another session, writes the database (marks the incident recovered) and is neither denied
     nor killed, and holdfast incidents reads it; a writer that is not holdfast's binary is
-    denied, and that is a self-protection incident. via_link: --state names the folder through
-    a symbolic link."""
+    denied, and that is a self-protection incident; so is holdfast's binary opening the config
+    for write (the exception is the state folder's only). via_link: --state names the folder
+    through a symbolic link."""
     vault = Path(base) / "vault"
     env = h.clean_env({"HOLDFAST_PASSWORD": holdfast.password})
     with FsMount(base, "ext4") as m:
@@ -483,11 +484,38 @@ def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base, via_link)
                        f"echo x >> '{s.state}/sentinel.db-wal'"], timeout=60)
             assert w.rc != 0, w.describe()
             time.sleep(0.5)
+            # The state folder's exception is for holdfast's binary there only: the same
+            # binary opening the config for write (a library preloaded into it does) is denied
+            # and stopped like any other writer.
+            conf_before = sha(s.conf)
+            src, so = os.path.join(base, "append.c"), os.path.join(base, "append.so")
+            with open(src, "w") as f:
+                f.write("#include <fcntl.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
+                        "#include <unistd.h>\n"
+                        "__attribute__((constructor)) static void append(void)\n{\n"
+                        "        int fd = open(getenv(\"HF_APPEND_TO\"), O_WRONLY | O_APPEND);\n"
+                        "        printf(\"open for append: %s\\n\", fd < 0 ? \"refused\" : \"allowed\");\n"
+                        "        fflush(stdout);\n        _exit(fd < 0 ? 7 : 0);\n}\n")
+            h.run(["cc", "-shared", "-fPIC", "-o", so, src]).ok()
+            # Preloaded into holdfast only (env sets it), not into setsid. An ASan build wants
+            # its runtime first among the libraries.
+            asan = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                          "verify_asan_link_order=0"]))
+            w = h.run(["setsid", "-w", "env", f"LD_PRELOAD={so}", f"HF_APPEND_TO={s.conf}",
+                       f"ASAN_OPTIONS={asan}", holdfast_bin, "--help"], timeout=60)
+            assert w.rc != 0 and "allowed" not in w.out, w.describe()
+            assert sha(s.conf) == conf_before
+            time.sleep(0.5)
         finally:
             log = s.stop()
-        kinds = [i["kind"] for i in s.incidents()]
-        assert kinds == ["ransomware", "self-protection"], (kinds, log)
+        incs = s.incidents()
+        kinds = [i["kind"] for i in incs]
+        assert kinds == ["ransomware", "self-protection", "self-protection"], (kinds, log)
         assert "sentinel.db-wal" in log and "own files (denied)" in log, log
+        assert f"own files (denied): {os.path.realpath(s.conf)}" in log, log
+        doc = h.run([holdfast_bin, "incident", "show", str(incs[2]["id"]), "--state", s.state,
+                     "--json"]).ok().json()
+        assert [p["exe"] for p in doc["processes"]] == [os.path.realpath(holdfast_bin)], doc
 
 
 @pytest.mark.parametrize("how", ["link", "replaced"])
