@@ -1593,9 +1593,9 @@ int hf_guard_new(const HfSentinelConfig *c, HfMode want, HfProcs *procs, HfGuard
 }
 
 /*
- * Whether files in dfd's folder can be cloned (btrfs, xfs made with reflink=1, and others that
- * share extents) or must be copied (ext4, xfs without reflink, vfat): one file of a block
- * cloned into another. The answer decides the method named in the mode line and spares a
+ * Whether files in dfd's folder can be cloned (xfs made with reflink=1, and others that share
+ * extents) or must be copied (ext4, xfs made with reflink=0): one file of a block cloned into
+ * another. The answer decides the method named in the mode line and spares a
  * failing ioctl per pre-image where cloning cannot work.
  */
 static bool probe_clones(int dfd)
@@ -1608,7 +1608,7 @@ static bool probe_clones(int dfd)
         for (int i = 0; i < 2; i++) {
                 fd[i] = openat(dfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
                 if (fd[i] < 0) {
-                        /* No O_TMPFILE (vfat, older kernels): named, and gone at once. */
+                        /* A filesystem without O_TMPFILE: named, and gone at once. */
                         (void)unlinkat(dfd, names[i], 0);
                         fd[i] = openat(dfd, names[i],
                                        O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -1633,9 +1633,10 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre, bool *ret_clone
 
         if (stat(root, &st) < 0)
                 return -errno;
-        if (find_fs(g, st.st_dev)) {
-                *ret_pre = find_fs(g, st.st_dev)->pre;
-                *ret_clones = find_fs(g, st.st_dev)->clones;
+        fs = find_fs(g, st.st_dev);
+        if (fs) {
+                *ret_pre = fs->pre;
+                *ret_clones = fs->clones;
                 return 0;
         }
         if (g->n_fs >= MAX_FS)
@@ -1671,7 +1672,8 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre, bool *ret_clone
          * its old extent, which a whole clone shares for the cost of its metadata. A range
          * copy would keep them twice. */
         struct statfs sfs;
-        fs->ranges = fstatfs(fs->store_fd, &sfs) == 0 && sfs.f_type != BTRFS_SUPER_MAGIC;
+        bool btrfs = fstatfs(fs->store_fd, &sfs) == 0 && sfs.f_type == BTRFS_SUPER_MAGIC;
+        fs->ranges = !btrfs;
         fs->pins_fd = openat(fs->store_fd, "pins", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (fs->shadow_fd < 0) {
                 r = log_error_errno(errno, "%s/shadow: cannot open: %m", p);
@@ -1682,7 +1684,7 @@ int hf_guard_add_fs(HfGuard *g, const char *root, bool *ret_pre, bool *ret_clone
          * subvolumes have device numbers of their own, so a second one is a new Fs while
          * the first one's marks hold the probe's open until the guard starts.
          */
-        fs->clones = !fs->ranges || probe_clones(fs->shadow_fd);
+        fs->clones = btrfs || probe_clones(fs->shadow_fd);
 
         fs->pre = false;
         if (g->mode == HF_MODE_PRE_CONTENT) {

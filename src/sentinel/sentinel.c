@@ -1842,6 +1842,18 @@ static int add_inside(void *ud, const char *mnt, const char *type)
         return 0;
 }
 
+/* Protects the filesystems mounted below the tree root not met before (add_inside). */
+static void add_mounts_below(Sentinel *s, const char *root, HfBuf *report)
+{
+        Inside in = { .s = s, .report = report };
+        struct stat st;
+
+        if (stat(root, &st) < 0)
+                return;
+        in.outer = st.st_dev;
+        (void)hf_mounts_below(root, add_inside, &in);
+}
+
 /*
  * The mount table changed: a filesystem mounted inside a tree since start (a data disk
  * attached later) is marked and given a store as the ones found at start were, and named in a
@@ -1854,14 +1866,8 @@ static void rescan_mounts(Sentinel *s)
 
         for (size_t i = 0; i < s->n_mounted; i++)
                 s->mounted[i].live = false;
-        for (size_t i = 0; i < s->n_roots; i++) {
-                Inside in = { .s = s, .report = &report };
-                struct stat st;
-                if (stat(s->roots[i].path, &st) < 0)
-                        continue;
-                in.outer = st.st_dev;
-                (void)hf_mounts_below(s->roots[i].path, add_inside, &in);
-        }
+        for (size_t i = 0; i < s->n_roots; i++)
+                add_mounts_below(s, s->roots[i].path, &report);
         for (size_t i = 0; i < s->n_mounted; i++) {
                 if (s->mounted[i].live)
                         s->mounted[kept++] = s->mounted[i];
@@ -2026,14 +2032,7 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                                     rt->fstype, strcmp(mnt, "/") ? mnt : "",
                                     capture_name(s, rt->pre, rt->clones));
                 s->n_roots++;
-                {
-                        struct stat st;
-                        Inside in = { .s = s, .report = &report };
-                        if (stat(c->paths[i], &st) == 0) {
-                                in.outer = st.st_dev;
-                                (void)hf_mounts_below(c->paths[i], add_inside, &in);
-                        }
-                }
+                add_mounts_below(s, rt->path, &report);
         }
         /* Answer permission events from now on: everything below touches the marked
          * filesystems (and would otherwise wait for itself). */

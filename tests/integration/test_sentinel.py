@@ -486,7 +486,8 @@ def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base, via_link)
             time.sleep(0.5)
             # The state folder's exception is for holdfast's binary there only: the same
             # binary opening the config for write (a library preloaded into it does) is denied
-            # and stopped like any other writer.
+            # and stopped like any other writer. Refused, it waits for the verdict: gone at
+            # once, its executable was once unknown to the incident (exe None).
             conf_before = sha(s.conf)
             src, so = os.path.join(base, "append.c"), os.path.join(base, "append.so")
             with open(src, "w") as f:
@@ -495,7 +496,9 @@ def test_state_on_a_protected_filesystem(holdfast, holdfast_bin, base, via_link)
                         "__attribute__((constructor)) static void append(void)\n{\n"
                         "        int fd = open(getenv(\"HF_APPEND_TO\"), O_WRONLY | O_APPEND);\n"
                         "        printf(\"open for append: %s\\n\", fd < 0 ? \"refused\" : \"allowed\");\n"
-                        "        fflush(stdout);\n        _exit(fd < 0 ? 7 : 0);\n}\n")
+                        "        fflush(stdout);\n"
+                        "        if (fd < 0)\n                sleep(30); /* until the verdict */\n"
+                        "        _exit(fd < 0 ? 7 : 0);\n}\n")
             h.run(["cc", "-shared", "-fPIC", "-o", so, src]).ok()
             # Preloaded into holdfast only (env sets it), not into setsid. An ASan build wants
             # its runtime first among the libraries.
