@@ -69,6 +69,12 @@ typedef struct HfBackendOps {
          * reading them in the background and returns without waiting. Errors are ignored.
          */
         void (*prefetch)(HfBackend *b, HfFileType t, const char *name, uint64_t off, size_t len);
+        /*
+         * Optional: true when a file of type t, once saved, is in every client's next listing
+         * of that type (a folder on a local filesystem). NULL or false: a listing may lag
+         * behind a save (network filesystems, servers, object stores).
+         */
+        bool (*lists_at_once)(HfBackend *b, HfFileType t);
 } HfBackendOps;
 
 struct HfBackend {
@@ -87,6 +93,12 @@ HfBackend *hf_backend_free(HfBackend *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HfBackend *, hf_backend_free);
 
 int hf_backend_local_open(const char *path, bool create, HfBackend **ret);
+/*
+ * Whether a filesystem type (statfs f_type) is one that keeps its namespace on this machine
+ * (ext4, XFS, btrfs, tmpfs, ...): a file linked into a folder there is in the next listing of
+ * every process. false for network and cluster filesystems, FUSE, and any type not known.
+ */
+bool hf_backend_local_fs_type(unsigned long f_type);
 /*
  * REST client (rest.c): url is "http(s)://[user:pass@]host:port/path" (after "rest:").
  * The CA bundle for TLS comes from $HOLDFAST_CACERT (or $RESTIC_CACERT, or --cacert). Safe
@@ -155,6 +167,10 @@ static inline void hf_backend_prefetch(HfBackend *b, HfFileType t, const char *n
 {
         if (b->ops->prefetch)
                 b->ops->prefetch(b, t, name, off, len);
+}
+static inline bool hf_backend_lists_at_once(HfBackend *b, HfFileType t)
+{
+        return b->ops->lists_at_once && b->ops->lists_at_once(b, t);
 }
 static inline int hf_backend_stat(HfBackend *b, HfFileType t, const char *name, uint64_t *ret_size)
 {

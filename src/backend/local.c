@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include "../base/log.h"
 #include "../base/util.h"
@@ -549,6 +550,48 @@ static void local_free(HfBackend *b)
         free(lb);
 }
 
+bool hf_backend_local_fs_type(unsigned long f_type)
+{
+        /* statfs(2) f_type values (linux/magic.h; ZFS's from OpenZFS). */
+        static const unsigned long local[] = {
+                0xEF53,     /* ext2, ext3, ext4 */
+                0x58465342, /* XFS */
+                0x9123683E, /* btrfs */
+                0x01021994, /* tmpfs */
+                0x858458F6, /* ramfs */
+                0xF2F52010, /* F2FS */
+                0x2FC12FC1, /* ZFS */
+                0xCA451A4E, /* bcachefs */
+                0x794C7630, /* overlayfs (its upper layer cannot be a network filesystem) */
+                0x3153464A, /* JFS */
+                0x52654973, /* ReiserFS */
+                0x2011BAB0, /* exFAT */
+                0x4D44,     /* FAT */
+                0x7366746E, /* NTFS (ntfs3) */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(local); i++)
+                if ((f_type & 0xFFFFFFFFul) == local[i])
+                        return true;
+        return false;
+}
+
+/*
+ * A link into a folder of a local filesystem is in the next readdir of any process: a lock
+ * written and then listed for by two clients is seen by at least the later one. Network
+ * filesystems cache folder listings (NFS for up to a minute), so they give no such promise.
+ */
+static bool local_lists_at_once(HfBackend *b, HfFileType t)
+{
+        LocalBackend *lb = (LocalBackend *)b;
+        struct statfs sf;
+        int fd = type_dirfd(lb, t);
+
+        if (fd < 0 || fstatfs(fd, &sf) < 0)
+                return false;
+        return hf_backend_local_fs_type((unsigned long)sf.f_type);
+}
+
 static const HfBackendOps local_ops = {
         .create = local_create,
         .save = local_save,
@@ -562,6 +605,7 @@ static const HfBackendOps local_ops = {
         .temp_open = local_temp_open,
         .temp_commit = local_temp_commit,
         .temp_abort = local_temp_abort,
+        .lists_at_once = local_lists_at_once,
 };
 
 int hf_backend_local_open(const char *path, bool create, HfBackend **ret)

@@ -12,6 +12,8 @@
 #define LOCK_MAX (64u * 1024)
 #define LOCK_REFRESH_SECONDS 300
 #define LOCK_STALE_SECONDS (30 * 60)
+/* restic's wait between saving a lock and looking for competing ones, in seconds. */
+#define LOCK_PAUSE 0.2
 
 struct HfLock {
         HfRepo *repo;
@@ -243,10 +245,22 @@ int hf_lock_confirm(HfLock **lp)
         double left;
         int k;
 
-        /* Another client may have locked at the same moment: look again after a pause. */
-        left = 0.2 - (hf_now_mono() - l->written);
-        if (left > 0)
-                (void)nanosleep(&(struct timespec){ .tv_nsec = (long)(left * 1e9) }, NULL);
+        /*
+         * Another client may have locked at the same moment: look again. Each client looks
+         * after its own lock is saved, so the later of two sees the earlier one, provided a
+         * listing shows every save made before it. On a local filesystem it does (restic's
+         * protocol, on any backend, pauses 200 ms first); elsewhere a listing may lag, so the
+         * second look waits until 200 ms after the save, as restic's does.
+         */
+        if (hf_backend_lists_at_once(hf_repo_backend(l->repo), HF_FILE_LOCK)) {
+                log_debug("lock: second look at once (the vault is on a local filesystem)");
+        } else {
+                left = LOCK_PAUSE - (hf_now_mono() - l->written);
+                log_debug("lock: second look after the protocol's pause (%.0f ms left of it)",
+                          MAX(left, 0.0) * 1e3);
+                if (left > 0)
+                        (void)nanosleep(&(struct timespec){ .tv_nsec = (long)(left * 1e9) }, NULL);
+        }
         k = check_conflicts(l->repo, &l->id, l->exclusive);
         if (k < 0) {
                 *lp = hf_lock_release(l);

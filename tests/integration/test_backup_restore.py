@@ -1449,6 +1449,23 @@ def test_restic_lock_refuses_check_allows_backup(holdfast, restic, tmp_path):
     restic_check(restic, vault)
 
 
+def test_lock_second_look_on_a_local_vault(holdfast, tmp_path):
+    """The lock protocol looks for competing locks again after saving its own. On a local
+    filesystem a listing shows every lock saved before it, so that look needs none of the
+    200 ms pause restic makes on every backend (a vault behind a server keeps it:
+    test_serve.py, client_round_trip). The debug log says which was done."""
+    src, vault = tmp_path / "src", tmp_path / "vault"
+    small_tree(src)
+    init(holdfast, vault)
+    backup(holdfast, vault, src)
+    for argv in (["restore", "latest", "--target", tmp_path / "t"], ["check"]):
+        res = holdfast("-vv", *argv, repo=vault).ok()
+        assert "lock: second look at once (the vault is on a local filesystem)" in res.err, \
+            res.describe()
+        assert "protocol's pause" not in res.err, res.describe()
+    assert lock_names(vault) == []
+
+
 F_SETLEASE, F_GETLEASE = 1024, 1025  # <linux/fcntl.h>
 
 

@@ -14,6 +14,7 @@
 #include <malloc.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -372,6 +373,35 @@ static void test_local_prefetch(void **state)
 
         assert_int_equal(munmap(im, mib), 0);
         assert_int_equal(munmap(m, len), 0);
+        temp_backend_close(&tb);
+}
+
+static void test_local_lists_at_once(void **state)
+{
+        TempBackend tb;
+        struct statfs sf;
+
+        (void)state;
+        assert_true(hf_backend_local_fs_type(0xEF53));     /* ext4 */
+        assert_true(hf_backend_local_fs_type(0x58465342)); /* XFS */
+        assert_true(hf_backend_local_fs_type(0x9123683E)); /* btrfs */
+        assert_true(hf_backend_local_fs_type(0x01021994)); /* tmpfs */
+        /* f_type is a signed long on some ABIs: btrfs's magic sign-extended. */
+        assert_true(hf_backend_local_fs_type((unsigned long)(long)(int32_t)0x9123683E));
+        assert_false(hf_backend_local_fs_type(0x6969));     /* NFS */
+        assert_false(hf_backend_local_fs_type(0xFF534D42)); /* CIFS */
+        assert_false(hf_backend_local_fs_type(0xFE534D42)); /* SMB2 */
+        assert_false(hf_backend_local_fs_type(0x65735546)); /* FUSE */
+        assert_false(hf_backend_local_fs_type(0x01021997)); /* 9p */
+        assert_false(hf_backend_local_fs_type(0x00C36400)); /* CephFS */
+        assert_false(hf_backend_local_fs_type(0x01161970)); /* GFS2 */
+        assert_false(hf_backend_local_fs_type(0));
+
+        /* The backend asks about the folder of the type, as statfs(2) sees it. */
+        temp_backend_open(&tb);
+        assert_int_equal(statfs(tb.path, &sf), 0);
+        assert_int_equal(hf_backend_lists_at_once(tb.b, HF_FILE_LOCK),
+                         hf_backend_local_fs_type((unsigned long)sf.f_type));
         temp_backend_close(&tb);
 }
 
@@ -1949,6 +1979,7 @@ int main(void)
                 cmocka_unit_test(test_pack_parse_header_errors),
                 cmocka_unit_test(test_pack_read_header_backend),
                 cmocka_unit_test(test_local_prefetch),
+                cmocka_unit_test(test_local_lists_at_once),
                 cmocka_unit_test(test_index_random),
                 cmocka_unit_test(test_index_reserve),
                 cmocka_unit_test(test_index_table_huge),
