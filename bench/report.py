@@ -145,7 +145,9 @@ def main(argv):
       f"first, for every operation); medians shown; vaults and sources on "
       f"{meta.get('bench_fs')}; restores into a fresh loop-mounted ext4 per restore")
     w(f"- holdfast vaults: `init --kdf-params 16384,8,1`, default compression; restic vaults: "
-      f"defaults (`--compression auto`, KDF {meta.get('restic_kdf', '?')})")
+      f"`restic init` (`--compression auto`), its key then replaced by one with the same KDF "
+      f"parameters (`holdfast key passwd --kdf-params 16384,8,1`; restic's key file now: "
+      f"{meta.get('restic_kdf', '?')})")
     for ds in ("A", "B"):
         if f"ds_{ds}_bytes" in meta:
             w(f"- dataset {ds} ({meta.get(f'ds_{ds}_desc')}): {int(meta[f'ds_{ds}_bytes']) / 1e9:.3f} GB "
