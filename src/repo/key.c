@@ -21,27 +21,41 @@ static double time_scrypt(const HfKdfParams *p)
         return hf_now_mono() - t0;
 }
 
-int hf_kdf_calibrate(unsigned target_ms, HfKdfParams *ret)
+int hf_kdf_calibrate_with(unsigned target_ms, double (*timer)(const HfKdfParams *),
+                          HfKdfParams *ret)
 {
         HfKdfParams p = { .N = 16384, .r = 8, .p = 1 };
         double target = target_ms / 1000.0, t;
 
-        /* Grow N within the memory cap first (as restic does), then p. */
-        t = time_scrypt(&p);
+        /*
+         * N first, as restic does: doubled while the memory (128 N r bytes) stays within the
+         * cap and one pass is estimated to stay under the target. The estimate only picks N;
+         * the time of a pass is then measured at that N, twice (the first pays for the fresh
+         * memory and the library's first use), and p passes fill the target.
+         */
+        t = timer(&p);
         if (t < 0)
                 return -EIO;
-        while (t < target && 128 * p.N * 2 * p.r <= KDF_MAX_MEM) {
+        while (t * 2 < target && 128 * p.N * 2 * p.r <= KDF_MAX_MEM) {
                 p.N *= 2;
                 t *= 2;
         }
-        if (t < target && t > 0) {
-                double scale = target / t;
-                p.p = (uint32_t)MIN(scale + 0.5, 64.0);
-                if (p.p < 1)
-                        p.p = 1;
+        for (int i = 0; i < 2; i++) {
+                double m = timer(&p);
+                if (m < 0)
+                        return -EIO;
+                if (i == 0 || m < t)
+                        t = m;
         }
+        if (t > 0 && t < target)
+                p.p = (uint32_t)MIN(target / t + 0.5, 64.0);
         *ret = p;
         return 0;
+}
+
+int hf_kdf_calibrate(unsigned target_ms, HfKdfParams *ret)
+{
+        return hf_kdf_calibrate_with(target_ms, time_scrypt, ret);
 }
 
 int hf_kdf_params_parse(const char *s, HfKdfParams *ret)

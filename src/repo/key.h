@@ -18,6 +18,9 @@ typedef struct HfKdfParams {
 
 /* Parameters that take about target_ms here, within restic's 60 MiB memory cap. */
 int hf_kdf_calibrate(unsigned target_ms, HfKdfParams *ret);
+/* The same with timer() telling how long scrypt takes with given parameters (for tests). */
+int hf_kdf_calibrate_with(unsigned target_ms, double (*timer)(const HfKdfParams *),
+                          HfKdfParams *ret);
 /* "N,r,p" as given on a command line. */
 int hf_kdf_params_parse(const char *s, HfKdfParams *ret);
 

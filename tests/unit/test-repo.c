@@ -1534,6 +1534,59 @@ static void test_kdf_params_parse(void **state)
         }
 }
 
+/* A machine where a pass of scrypt takes ms_per_kn milliseconds per 1024 of N (r 8), and the
+ * first call of all takes cold_factor times as long (fresh memory, first use). */
+static double fake_ms_per_kn, fake_cold_factor;
+static unsigned fake_calls;
+
+static double fake_timer(const HfKdfParams *p)
+{
+        double t = fake_ms_per_kn * 1e-3 * (double)(p->N / 1024) * p->r / 8.0 * p->p;
+
+        if (fake_calls++ == 0)
+                t *= fake_cold_factor;
+        return t;
+}
+
+static HfKdfParams fake_calibrate(unsigned target_ms, double ms_per_kn, double cold_factor)
+{
+        HfKdfParams p = { 0 };
+
+        fake_ms_per_kn = ms_per_kn;
+        fake_cold_factor = cold_factor;
+        fake_calls = 0;
+        assert_int_equal(hf_kdf_calibrate_with(target_ms, fake_timer, &p), 0);
+        return p;
+}
+
+static void test_kdf_calibrate(void **state)
+{
+        HfKdfParams p;
+
+        (void)state;
+        /* This machine's OpenSSL: 90 ms a pass at N 32768, the first call twice as long. The
+         * memory cap stops N at 32768 (32 MiB); p fills 500 ms: 6 passes (540 ms). A first
+         * call taken at its word gave p 3 (270 ms), half the target. */
+        p = fake_calibrate(500, 90.0 / 32, 2.0);
+        assert_int_equal(p.N, 32768);
+        assert_int_equal(p.r, 8);
+        assert_int_equal(p.p, 6);
+        assert_true(fake_timer(&p) >= 0.4 && fake_timer(&p) <= 0.6);
+        /* A slow machine: one pass at N 16384 takes 300 ms; doubling N would pass the
+         * target, so N stays and p is 2 (600 ms, nearer 500 than 300). */
+        p = fake_calibrate(500, 300.0 / 16, 1.0);
+        assert_int_equal(p.N, 16384);
+        assert_int_equal(p.p, 2);
+        /* Slower than the target already at the start: the minimum, one pass. */
+        p = fake_calibrate(500, 2000.0 / 16, 1.0);
+        assert_int_equal(p.N, 16384);
+        assert_int_equal(p.p, 1);
+        /* Very fast: p is capped at 64. */
+        p = fake_calibrate(500, 0.01, 1.0);
+        assert_int_equal(p.N, 32768);
+        assert_int_equal(p.p, 64);
+}
+
 /* --------------------------------------------------------------------------------------------
  * Codec */
 
@@ -1998,6 +2051,7 @@ int main(void)
                 cmocka_unit_test(test_keyfile_roundtrip),
                 cmocka_unit_test(test_keyfile_malformed),
                 cmocka_unit_test(test_kdf_params_parse),
+                cmocka_unit_test(test_kdf_calibrate),
                 cmocka_unit_test(test_codec_seal_open),
                 cmocka_unit_test(test_codec_open_inplace),
                 cmocka_unit_test(test_codec_open_foreign_frames),
