@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
+#include <linux/magic.h>
+
 #include "../base/log.h"
 #include "../base/util.h"
 #include "backend.h"
@@ -552,22 +554,18 @@ static void local_free(HfBackend *b)
 
 bool hf_backend_local_fs_type(unsigned long f_type)
 {
-        /* statfs(2) f_type values (linux/magic.h; ZFS's from OpenZFS). */
+        /* statfs(2) f_type values; those linux/magic.h lacks are written out. Left out on
+         * purpose: overlayfs (its statfs does not say what its layers are on) and every
+         * network, cluster and FUSE type. */
         static const unsigned long local[] = {
-                0xEF53,     /* ext2, ext3, ext4 */
-                0x58465342, /* XFS */
-                0x9123683E, /* btrfs */
-                0x01021994, /* tmpfs */
-                0x858458F6, /* ramfs */
-                0xF2F52010, /* F2FS */
-                0x2FC12FC1, /* ZFS */
-                0xCA451A4E, /* bcachefs */
-                0x794C7630, /* overlayfs (its upper layer cannot be a network filesystem) */
-                0x3153464A, /* JFS */
-                0x52654973, /* ReiserFS */
-                0x2011BAB0, /* exFAT */
-                0x4D44,     /* FAT */
-                0x7366746E, /* NTFS (ntfs3) */
+                EXT4_SUPER_MAGIC, /* ext2, ext3, ext4 */
+                XFS_SUPER_MAGIC,   BTRFS_SUPER_MAGIC, TMPFS_MAGIC,
+                RAMFS_MAGIC,       F2FS_SUPER_MAGIC,  REISERFS_SUPER_MAGIC,
+                EXFAT_SUPER_MAGIC, MSDOS_SUPER_MAGIC, /* FAT */
+                0x2FC12FC1,                           /* ZFS (OpenZFS) */
+                0xCA451A4E,                           /* bcachefs */
+                0x3153464A,                           /* JFS */
+                0x7366746E,                           /* NTFS (ntfs3) */
         };
 
         for (size_t i = 0; i < ELEMENTSOF(local); i++)

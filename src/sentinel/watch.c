@@ -261,6 +261,19 @@ static void cache_flush(HfWatch *w)
         }
 }
 
+/* Remembers a folder's path under its handle's key, and what dir_path() hands back with it. */
+static void cache_put(HfWatch *w, uint64_t key, int fs, int mount, const char *path, uint64_t dev)
+{
+        CacheEntry *c = &w->cache[key % CACHE];
+
+        free(c->path);
+        c->path = strdup(path);
+        c->key = key;
+        c->fs = fs;
+        c->mount = mount;
+        c->dev = dev;
+}
+
 /*
  * Path of the folder behind a handle, and the device number of what is in it (cached; ret_dev
  * may be NULL). The event's fsid names the filesystem, *fsp; it becomes the one whose mount
@@ -301,12 +314,7 @@ static int dir_path(HfWatch *w, int *fsp, struct file_handle *fh, char *out, siz
         if (k < 0)
                 return -errno;
         out[k] = 0;
-        free(c->path);
-        c->path = strdup(out);
-        c->key = key;
-        c->fs = fs;
-        c->mount = mount;
-        c->dev = st.st_dev;
+        cache_put(w, key, fs, mount, out, st.st_dev);
         if (ret_dev)
                 *ret_dev = st.st_dev;
         *fsp = mount;
@@ -341,14 +349,7 @@ void hf_watch_prime(HfWatch *w, const char *path)
         /* Keyed as events name the folder: by the filesystem's fsid, which for a btrfs
          * subvolume mounted on its own (/home from @home) is the first marked one's. */
         int fs = fs_of(w, &w->fs[mount].fsid);
-        uint64_t key = hash_handle(fs, &h.fh);
-        CacheEntry *c = &w->cache[key % CACHE];
-        free(c->path);
-        c->path = strdup(path);
-        c->key = key;
-        c->fs = fs;
-        c->mount = mount;
-        c->dev = st.st_dev;
+        cache_put(w, hash_handle(fs, &h.fh), fs, mount, path, st.st_dev);
 }
 
 void hf_fid_hex(const struct file_handle *fh, char *out, size_t n)
