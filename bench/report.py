@@ -2,11 +2,13 @@
 """Turn bench/vault.sh's raw measurements into the markdown report.
 
   report.py RESULTS.tsv META.env
+  report.py dd-mbps < DD_STDERR      MB/s from dd's closing line (LC_ALL=C)
 
 RESULTS.tsv: one line per measured command: run tool op wall_s user_s sys_s maxrss_kb vault_bytes
 (vault_bytes is "-" where it means nothing). META.env: KEY=VALUE lines written by vault.sh.
 """
 
+import re
 import statistics
 import sys
 
@@ -107,6 +109,8 @@ def bounds(meta):
     """Per-dataset bounds in bytes/s for two cores, and their formulas."""
     sha = float(meta["prim_sha256_MBps"]) * 1e6
     aes = float(meta["prim_aes_MBps"]) * 1e6
+    # Writing new page-cache pages; runs before it was measured leave it out.
+    pcw = float(meta["prim_pcw_MBps"]) * 1e6 if meta.get("prim_pcw_MBps") else None
     cores = int(meta.get("cores", "2"))
     out = {}
     for ds in ("A", "B"):
@@ -116,12 +120,27 @@ def bounds(meta):
             continue
         zc, zd = float(zc) * 1e6, float(zd) * 1e6
         out[(ds, "backup")] = cores / (1 / sha + 1 / zc + 1 / aes)
-        out[(ds, "restore")] = cores / (1 / aes + 1 / zd)
+        # Both tools check every restored blob's SHA-256 (restic 0.14 in StreamPack).
+        out[(ds, "restore")] = cores / (1 / sha + 1 / aes + 1 / zd + (1 / pcw if pcw else 0))
         out[(ds, "check")] = cores / (1 / sha + 1 / aes + 1 / zd)
     return out
 
 
+def dd_mbps(text):
+    """MB/s from the last line dd prints, "N bytes (...) copied, T s, R GB/s"; None if absent."""
+    m = re.search(r"^(\d+) bytes .* copied, ([0-9.]+) s, ", text, re.M)
+    if not m or float(m.group(2)) <= 0:
+        return None
+    return int(m.group(1)) / float(m.group(2)) / 1e6
+
+
 def main(argv):
+    if argv[1:] == ["dd-mbps"]:
+        v = dd_mbps(sys.stdin.read())
+        if v is None:
+            sys.exit("report.py: no 'N bytes ... copied, T s' line from dd on standard input")
+        print(f"{v:.0f}")
+        return
     if len(argv) != 3:
         sys.exit(__doc__)
     rows = load_results(argv[1])
@@ -138,6 +157,14 @@ def main(argv):
     w(f"- machine: {meta.get('cores')} cores, {meta.get('cpu')}, {meta.get('mem')} RAM, kernel "
       f"{meta.get('kernel')}; load average before {meta.get('load_before')}, after "
       f"{meta.get('load_after', '?')}")
+    if meta.get("free_page_reporting"):
+        handed = ""
+        before, after = meta.get("reported_kib_before"), meta.get("reported_kib_after")
+        if before and after:
+            handed = f", {(int(after) - int(before)) / 2**20:.1f} GiB handed back during the run"
+        w(f"- free page reporting to the hypervisor: {meta['free_page_reporting']}{handed} "
+          f"(memory handed back costs a fault on the host when next used: docs/PERFORMANCE.md, "
+          f"\"Fresh pages\")")
     w(f"- holdfast: `{meta.get('holdfast_version')}` (binary sha256 {meta.get('holdfast_sha')}, "
       f"copied from {meta.get('holdfast_src')}); restic: `{meta.get('restic_version')}`")
     w(f"- openssl: `{meta.get('openssl_version')}`; zstd: `{meta.get('zstd_version')}`")
@@ -213,6 +240,9 @@ def main(argv):
     w("|---|---:|")
     w(f"| SHA-256 (`openssl speed -evp sha256`, 16 KiB blocks) | {float(meta['prim_sha256_MBps']):.0f} |")
     w(f"| AES-256-CTR (`openssl speed -evp aes-256-ctr`, 16 KiB blocks) | {float(meta['prim_aes_MBps']):.0f} |")
+    if meta.get("prim_pcw_MBps"):
+        w(f"| page-cache write (`dd bs=1M` from /dev/zero into a new file on a fresh loop-mounted "
+          f"ext4, after a drop of the caches, as restores run) | {float(meta['prim_pcw_MBps']):.0f} |")
     for ds in ("A", "B"):
         if zmeta(meta, "c", ds) is not None:
             lv = zlevel(meta)
@@ -223,7 +253,7 @@ def main(argv):
     w("|---|---|---:|")
     z = f"zstd{zlevel(meta)}"
     forms = {"backup": f"2 / (1/sha256 + 1/{z}-c + 1/aes)",
-             "restore": f"2 / (1/aes + 1/{z}-d)",
+             "restore": f"2 / (1/sha256 + 1/aes + 1/{z}-d{' + 1/page-cache-write' if meta.get('prim_pcw_MBps') else ''})",
              "check": f"2 / (1/sha256 + 1/aes + 1/{z}-d)"}
     for (ds, kind), v in sorted(bnd.items()):
         if f"ds_{ds}_bytes" in meta:

@@ -263,12 +263,29 @@ zstd_bench() { # FILE -> "ratio comp_MBps decomp_MBps"
                 grep -E 'MB/s, +[0-9.]+ MB/s' | tail -n1 |
                 sed -E 's/.*\(x([0-9.]+)\), +([0-9.]+) MB\/s, +([0-9.]+) MB\/s.*/\1 \2 \3/'
 }
+# Writing new page-cache pages, as a restore does: dd from /dev/zero into a new file on a fresh
+# loop-mounted ext4, right after a drop of the caches (restores run the same way). Both tools
+# pay it per restored byte; on VMs that hand freed memory back to the host it is slow.
+pagecache_mbps() {
+        local img=$BENCH_DIR/fs-pcw.img mnt=$BENCH_DIR/mnt-pcw out
+        rm -f "$img"
+        truncate -s "$LOOP_SIZE" "$img"
+        mkfs.ext4 -q -F "$img"
+        mkdir -p "$mnt"
+        mount -o loop,noinit_itable "$img" "$mnt"
+        drop_caches
+        out=$(LC_ALL=C dd if=/dev/zero of="$mnt/pcw" bs=1M count=$((QUICK ? 256 : 1024)) 2>&1)
+        umount "$mnt"
+        rmdir "$mnt"
+        rm -f "$img"
+        $PY "$HERE/report.py" dd-mbps <<<"$out" || true
+}
 declare -A PRIM
 PRIM_LOG=()
 max_of() { awk -v a="$1" -v b="$2" 'BEGIN {print (a + 0 > b + 0) ? a : b}'; }
 measure_primitives() {
         local v r c d ds
-        local sv av
+        local sv av pv
         declare -A ZC ZD
         sv=$(openssl_mbps sha256 sha256)
         [[ $sv ]] || die "could not parse 'openssl speed -evp sha256'"
@@ -276,6 +293,9 @@ measure_primitives() {
         av=$(openssl_mbps aes-256-ctr AES-256-CTR)
         [[ $av ]] || die "could not parse 'openssl speed -evp aes-256-ctr'"
         if ((av > ${PRIM[aes]:-0})); then PRIM[aes]=$av; fi
+        pv=$(pagecache_mbps)
+        [[ $pv ]] || die "could not parse dd's speed writing into a fresh ext4"
+        if ((pv > ${PRIM[pcw]:-0})); then PRIM[pcw]=$pv; fi
         for ds in "${DATASETS[@]}"; do
                 local sample=$DATA/$A_NAME.zsample
                 if [[ $ds == B ]]; then sample=$DATA/B.zsample; fi
@@ -288,8 +308,8 @@ measure_primitives() {
                 PRIM[zc_$ds]=$(max_of "$c" "${PRIM[zc_$ds]:-0}")
                 PRIM[zd_$ds]=$(max_of "$d" "${PRIM[zd_$ds]:-0}")
         done
-        PRIM_LOG+=("$(date +%H:%M:%S): sha256 $sv, aes $av$(for ds in "${DATASETS[@]}"; do printf ', zstd -%s %s %s/%s' "$ZSTD_LEVEL" "$ds" "${ZC[$ds]}" "${ZD[$ds]}"; done)")
-        say "primitives, one core: sha256 ${PRIM[sha]} MB/s, aes-256-ctr ${PRIM[aes]} MB/s$(for ds in "${DATASETS[@]}"; do printf ', zstd -%s on %s: x%s, %s MB/s compress, %s MB/s decompress' "$ZSTD_LEVEL" "$ds" "${PRIM[ratio_$ds]}" "${PRIM[zc_$ds]}" "${PRIM[zd_$ds]}"; done) (best so far)"
+        PRIM_LOG+=("$(date +%H:%M:%S): sha256 $sv, aes $av, page-cache write $pv$(for ds in "${DATASETS[@]}"; do printf ', zstd -%s %s %s/%s' "$ZSTD_LEVEL" "$ds" "${ZC[$ds]}" "${ZD[$ds]}"; done)")
+        say "primitives, one core: sha256 ${PRIM[sha]} MB/s, aes-256-ctr ${PRIM[aes]} MB/s, page-cache write ${PRIM[pcw]} MB/s$(for ds in "${DATASETS[@]}"; do printf ', zstd -%s on %s: x%s, %s MB/s compress, %s MB/s decompress' "$ZSTD_LEVEL" "$ds" "${PRIM[ratio_$ds]}" "${PRIM[zc_$ds]}" "${PRIM[zd_$ds]}"; done) (best so far)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -311,6 +331,26 @@ meta restic_version "$("$RESTIC" version | head -n1)"
 meta openssl_version "$(openssl version)"
 meta zstd_version "$(zstd --version | grep -oE 'v[0-9.]+' | head -n1)"
 meta bench_fs "$(findmnt -n -o FSTYPE -T "$BENCH_DIR") ($(findmnt -n -o SOURCE -T "$BENCH_DIR"))"
+
+# Free page reporting: a guest kernel that hands memory it freed back to the hypervisor, which
+# then has to fault it in again on its next use (docs/PERFORMANCE.md, "Fresh pages").
+PR_DIR=/sys/module/page_reporting/parameters
+free_page_reporting() {
+        local d feat
+        for d in /sys/bus/virtio/devices/*; do
+                [[ -r $d/device && $(cat "$d/device") == 0x0005 ]] || continue
+                feat=$(cat "$d/features" 2>/dev/null || true)
+                # Feature bit 5 (VIRTIO_BALLOON_F_REPORTING), bits written first to last.
+                if [[ ${feat:5:1} == 1 ]]; then
+                        echo "on (virtio-balloon, page_reporting_order $(cat "$PR_DIR/page_reporting_order" 2>/dev/null || echo '?'))"
+                        return
+                fi
+        done
+        echo "off (no virtio-balloon device with it)"
+}
+reported_kib() { cat "$PR_DIR/reported_kib" 2>/dev/null || true; }
+meta free_page_reporting "$(free_page_reporting)"
+meta reported_kib_before "$(reported_kib)"
 
 load1=$(cut -d' ' -f1 /proc/loadavg)
 if $PY -c "import sys; sys.exit(0 if float('$load1') > 0.5 else 1)"; then
@@ -541,8 +581,10 @@ if ((!QUICK)); then
         measure_primitives
 fi
 meta load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta reported_kib_after "$(reported_kib)"
 meta prim_sha256_MBps "${PRIM[sha]}"
 meta prim_aes_MBps "${PRIM[aes]}"
+meta prim_pcw_MBps "${PRIM[pcw]}"
 meta prim_zstd_level "$ZSTD_LEVEL"
 for ds in "${DATASETS[@]}"; do
         meta "prim_zstd_c_${ds}_MBps" "${PRIM[zc_$ds]}"
