@@ -8,7 +8,7 @@
 static const CliOption options[] = {
         { "repository-version", 0, "N", "vault format version: 2 (default, compressed) or 1" },
         { "kdf-params", 0, "N,r,p",
-          "scrypt parameters for the key (default: calibrated to ~0.5 s here)" },
+          "scrypt parameters for the key (default: calibrated to ~0.5 s of one core here)" },
         { "object-lock", 0, "DAYS",
           "s3: vaults: a bucket with S3 Object Lock; everything written is kept from deletion for "
           "DAYS (created when missing; an existing bucket must have Object Lock)" },

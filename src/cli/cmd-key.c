@@ -20,7 +20,8 @@ static const CliOption options[] = {
         { "new-password-file", 0, "FILE",
           "add/passwd: read the new password from the first line of FILE" },
         { "kdf-params", 0, "N,r,p",
-          "add/passwd: scrypt parameters of the new key (default: calibrated to ~0.5 s here)" },
+          "add/passwd: scrypt parameters of the new key (default: calibrated to ~0.5 s of one core "
+          "here)" },
         { "user", 0, "NAME", "add/passwd: user name recorded in the new key (default: yours)" },
         { "host", 0, "NAME",
           "add/passwd: host name recorded in the new key (default: this host's)" },

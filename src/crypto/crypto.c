@@ -556,7 +556,6 @@ int hf_kdf_scrypt(const char *password, size_t pwlen, const uint8_t *salt, size_
                   uint64_t N, uint32_t r, uint32_t p, HfKey *ret)
 {
         uint8_t out[64];
-        uint64_t maxmem;
         int k;
 
         if ((!password && pwlen > 0) || (!salt && saltlen > 0) || !ret)
@@ -568,19 +567,13 @@ int hf_kdf_scrypt(const char *password, size_t pwlen, const uint8_t *salt, size_
         /* Written as divisions so that a huge N or r cannot overflow the product. */
         if (N > SCRYPT_MAX_MEM / 128 / r || p > SCRYPT_MAX_MEM / 128 / r)
                 return -EINVAL;
-        /* RFC 7914 requires N < 2^(128*r/8); OpenSSL enforces it, so say -EINVAL up front. */
+        /* RFC 7914 requires N < 2^(128*r/8) (OpenSSL enforces it too). */
         if (r < 4 && N >= (uint64_t)1 << (16 * r))
                 return -EINVAL;
-        /* OpenSSL's own accounting: B (128*r*p) plus V and XY (128*r*(N+2)). */
-        maxmem = 128 * (uint64_t)r * p + 128 * (uint64_t)r * (N + 2);
-
-        errno = 0;
-        k = EVP_PBE_scrypt(pwlen > 0 ? password : "", pwlen,
-                           saltlen > 0 ? salt : (const uint8_t *)"", saltlen, N, r, p, maxmem, out,
-                           sizeof(out));
-        if (k != 1) {
+        k = hf_scrypt(password, pwlen, salt, saltlen, N, r, p, 0, out, sizeof(out));
+        if (k < 0) {
                 OPENSSL_cleanse(out, sizeof(out));
-                return errno == ENOMEM ? -ENOMEM : -EIO;
+                return k;
         }
         memcpy(ret->encrypt, out, 32);
         memcpy(ret->mac_k, out + 32, 16);

@@ -121,5 +121,15 @@ void hf_crypto_setup_memory(void);
 int hf_kdf_scrypt(const char *password, size_t pwlen, const uint8_t *salt, size_t saltlen,
                   uint64_t N, uint32_t r, uint32_t p, HfKey *ret);
 
+/*
+ * scrypt itself (scrypt.c): outlen bytes of scrypt(password, salt, N, r, p) into out, its p
+ * lanes on up to `threads` threads (0: one per core, while their memory, 128*r*N bytes each,
+ * stays under 256 MiB together). The same bytes whatever the number of threads. Returns the
+ * number of threads that worked (the caller's included); -EINVAL for N not a power of two > 1,
+ * r or p 0, r*p >= 2^24; -ENOMEM; -EIO if OpenSSL's PBKDF2 fails.
+ */
+int hf_scrypt(const char *password, size_t pwlen, const uint8_t *salt, size_t saltlen, uint64_t N,
+              uint32_t r, uint32_t p, unsigned threads, uint8_t *out, size_t outlen);
+
 /* Constant-time comparison; 0 when equal. */
 int hf_memcmp_ct(const void *a, const void *b, size_t n);

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../src/base/macro.h"
+#include "../../src/base/util.h"
 #include "../../src/crypto/crypto.h"
 #include "smaps.h"
 
@@ -489,6 +491,56 @@ static void test_scrypt_rfc7914(void **state)
         }
 }
 
+/*
+ * The lanes on any number of threads give OpenSSL's EVP_PBE_scrypt output byte for byte: odd r,
+ * p above and below the thread count, empty password and salt, output lengths that are not a
+ * multiple of 32.
+ */
+static void test_scrypt_threads_match_openssl(void **state)
+{
+        static const struct {
+                const char *pw, *salt;
+                uint64_t N;
+                uint32_t r, p;
+                size_t outlen;
+        } v[] = {
+                { "", "", 16, 1, 1, 64 },
+                { "pw", "salt", 2, 1, 3, 64 },
+                { "password", "NaCl", 64, 3, 5, 37 },
+                { "x", "", 1024, 8, 7, 64 },
+                { "", "sel", 256, 2, 2, 100 },
+                { "restic", "vault", 4096, 8, 4, 64 },
+        };
+
+        (void)state;
+        for (size_t i = 0; i < ELEMENTSOF(v); i++) {
+                uint8_t want[128], got[128];
+                size_t pl = strlen(v[i].pw), sl = strlen(v[i].salt);
+
+                assert_int_equal(EVP_PBE_scrypt(v[i].pw, pl, (const uint8_t *)v[i].salt, sl, v[i].N,
+                                                v[i].r, v[i].p, 0, want, v[i].outlen),
+                                 1);
+                for (unsigned t = 0; t <= 5; t++) {
+                        /* 0: one per core; the lanes here are far below the memory cap. */
+                        unsigned want_threads = MIN(t ? t : (unsigned)hf_ncpus(), v[i].p);
+                        memset(got, 0xa5, sizeof(got));
+                        assert_int_equal(hf_scrypt(v[i].pw, pl, (const uint8_t *)v[i].salt, sl,
+                                                   v[i].N, v[i].r, v[i].p, t, got, v[i].outlen),
+                                         (int)want_threads);
+                        assert_memory_equal(got, want, v[i].outlen);
+                        assert_int_equal(got[v[i].outlen], 0xa5); /* nothing beyond outlen */
+                }
+        }
+        {
+                uint8_t out[64];
+                assert_int_equal(hf_scrypt("pw", 2, NULL, 0, 3, 1, 1, 1, out, 64), -EINVAL);
+                assert_int_equal(hf_scrypt("pw", 2, NULL, 0, 16, 1, 0, 1, out, 64), -EINVAL);
+                assert_int_equal(hf_scrypt("pw", 2, NULL, 0, 16, 1u << 12, 1u << 12, 1, out, 64),
+                                 -EINVAL);
+                assert_int_equal(hf_scrypt("pw", 2, NULL, 0, 16, 1, 1, 1, out, 0), -EINVAL);
+        }
+}
+
 static void test_scrypt_rejects(void **state)
 {
         static const uint8_t salt[64];
@@ -803,6 +855,7 @@ int main(void)
                 cmocka_unit_test(test_buf_helpers),
                 cmocka_unit_test(test_scrypt_rfc7914),
                 cmocka_unit_test(test_scrypt_rejects),
+                cmocka_unit_test(test_scrypt_threads_match_openssl),
                 cmocka_unit_test(test_sha256),
                 cmocka_unit_test(test_sha256_many),
                 cmocka_unit_test(test_memcmp_ct),
