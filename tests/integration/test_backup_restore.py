@@ -11,6 +11,7 @@ the harness skips only when not root; CI runs as root so they run there.
 import collections
 import contextlib
 import ctypes
+import errno
 import fcntl
 import hashlib
 import json
@@ -1464,6 +1465,74 @@ def test_lock_second_look_on_a_local_vault(holdfast, tmp_path):
             res.describe()
         assert "protocol's pause" not in res.err, res.describe()
     assert lock_names(vault) == []
+
+
+def test_two_exclusive_lockers_never_both_hold(holdfast, tmp_path):
+    ROUNDS = 60
+    """Without the pause (above), two clients that lock at the same moment must still not both
+    go on: each looks again after its own lock is saved, so the later one sees the earlier one's.
+    Two `key passwd` (exclusive locks) are released together, twenty times, by writing their
+    passwords into a FIFO each; each that gets the lock then waits for its new password, read
+    from another FIFO, while holding it. Never may both be waiting there at once; one that
+    backs off names the other's lock."""
+    vault = tmp_path / "vault"
+    init(holdfast, vault)
+    pw = (holdfast.password + "\n").encode()
+    env = h.clean_env({})
+    env.pop("HOLDFAST_PASSWORD", None)
+    held_by_one = 0
+    for rnd in range(ROUNDS):
+        fifos = []
+        for i in range(2):
+            pair = (tmp_path / f"pw{rnd}-{i}", tmp_path / f"new{rnd}-{i}")
+            for f in pair:
+                os.mkfifo(f)
+            fifos.append(pair)
+        procs = [subprocess.Popen([os.fspath(holdfast.binary), "-r", os.fspath(vault),
+                                   "--password-file", os.fspath(p), "key", "passwd",
+                                   "--new-password-file", os.fspath(n), *KDF],
+                                  env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE) for p, n in fifos]
+        holding = {}
+        try:
+            # Opening a FIFO to write waits for its reader: both are at their password file.
+            ends = [open(p, "wb") for p, _ in fifos]
+            for e in ends:
+                e.write(pw)
+            for e in ends:
+                e.close()
+            deadline = time.monotonic() + 60
+            # Until each has either ended or holds its lock (reads its new password: a FIFO
+            # opens to write without waiting only when it has a reader).
+            while any(pr.poll() is None and i not in holding for i, pr in enumerate(procs)):
+                for i, pr in enumerate(procs):
+                    if i in holding or pr.poll() is not None:
+                        continue
+                    try:
+                        holding[i] = os.open(fifos[i][1], os.O_WRONLY | os.O_NONBLOCK)
+                    except OSError as e:
+                        assert e.errno == errno.ENXIO, e
+                assert time.monotonic() < deadline, "neither ended nor took its lock in 60 s"
+                time.sleep(0.002)
+            assert len(holding) < 2, f"round {rnd}: both hold an exclusive lock at once"
+            for i, pr in enumerate(procs):
+                if i in holding:
+                    continue
+                err = pr.communicate(timeout=60)[1].decode(errors="replace")
+                assert pr.returncode == 1, err
+                assert "the vault is locked exclusively by PID" in err, err
+            held_by_one += len(holding)
+        finally:
+            for i, fd in holding.items():
+                os.write(fd, pw)
+                os.close(fd)
+            ends_of = [pr.communicate(timeout=60) for pr in procs]
+        for i in holding:
+            assert procs[i].returncode == 0, ends_of[i][1].decode(errors="replace")
+    # Each round, one of the two changed the password (or both backed off, which is safe).
+    assert held_by_one >= ROUNDS // 2, held_by_one
+    assert lock_names(vault) == []
+    assert len(list((vault / "keys").iterdir())) == 1
 
 
 F_SETLEASE, F_GETLEASE = 1024, 1025  # <linux/fcntl.h>
