@@ -3,9 +3,10 @@
 # repository v2), the same machine and the same run, tools alternating. See docs/PERFORMANCE.md.
 #
 # Run as root (loop mounts, drop_caches). Builds datasets A and B once under $BENCH_DIR, measures
-# the primitive bounds (openssl speed, zstd -b), runs every operation RUNS times per tool,
-# checks every restore against the source, runs `restic check --read-data` on holdfast-written
-# vaults, and prints a markdown report (also written to $BENCH_DIR/results-<date>.md).
+# the primitive bounds (openssl speed, zstd -b, dd into the page cache), runs every operation RUNS
+# times per tool, checks every restore against the source, runs `restic check --read-data` on
+# holdfast-written vaults, and prints a markdown report (also written to
+# $BENCH_DIR/results-<date>.md).
 set -euo pipefail
 
 usage() {
@@ -357,7 +358,7 @@ if $PY -c "import sys; sys.exit(0 if float('$load1') > 0.5 else 1)"; then
         say "note: load average is $load1 before the run: other work on this machine will add noise (only ratios from one run mean anything)"
 fi
 
-say "measuring primitive bounds (openssl speed, zstd -b$ZSTD_LEVEL)"
+say "measuring primitive bounds (openssl speed, zstd -b$ZSTD_LEVEL, dd into a fresh ext4)"
 measure_primitives
 
 # ---------------------------------------------------------------------------------------------
