@@ -120,7 +120,7 @@ def bounds(meta):
             continue
         zc, zd = float(zc) * 1e6, float(zd) * 1e6
         out[(ds, "backup")] = cores / (1 / sha + 1 / zc + 1 / aes)
-        # Both tools check every restored blob's SHA-256 (restic 0.14 in StreamPack).
+        # Both tools check every restored blob's SHA-256 (restic through its StreamPack).
         out[(ds, "restore")] = cores / (1 / sha + 1 / aes + 1 / zd + (1 / pcw if pcw else 0))
         out[(ds, "check")] = cores / (1 / sha + 1 / aes + 1 / zd)
     return out

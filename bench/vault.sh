@@ -264,21 +264,30 @@ zstd_bench() { # FILE -> "ratio comp_MBps decomp_MBps"
                 grep -E 'MB/s, +[0-9.]+ MB/s' | tail -n1 |
                 sed -E 's/.*\(x([0-9.]+)\), +([0-9.]+) MB\/s, +([0-9.]+) MB\/s.*/\1 \2 \3/'
 }
+# fresh_ext4 IMG MNT: a new sparse ext4 image of LOOP_SIZE, loop-mounted on MNT (restores write
+# into one each, and so does the page-cache primitive); gone_ext4 IMG MNT takes it away again.
+fresh_ext4() {
+        rm -f "$1"
+        truncate -s "$LOOP_SIZE" "$1"
+        mkfs.ext4 -q -F "$1"
+        mkdir -p "$2"
+        # noinit_itable: no lazy inode-table zeroing in the background while we measure.
+        mount -o loop,noinit_itable "$1" "$2"
+}
+gone_ext4() {
+        umount "$2"
+        rmdir "$2"
+        rm -f "$1"
+}
 # Writing new page-cache pages, as a restore does: dd from /dev/zero into a new file on a fresh
 # loop-mounted ext4, right after a drop of the caches (restores run the same way). Both tools
 # pay it per restored byte; on VMs that hand freed memory back to the host it is slow.
 pagecache_mbps() {
         local img=$BENCH_DIR/fs-pcw.img mnt=$BENCH_DIR/mnt-pcw out
-        rm -f "$img"
-        truncate -s "$LOOP_SIZE" "$img"
-        mkfs.ext4 -q -F "$img"
-        mkdir -p "$mnt"
-        mount -o loop,noinit_itable "$img" "$mnt"
+        fresh_ext4 "$img" "$mnt"
         drop_caches
         out=$(LC_ALL=C dd if=/dev/zero of="$mnt/pcw" bs=1M count=$((QUICK ? 256 : 1024)) 2>&1)
-        umount "$mnt"
-        rmdir "$mnt"
-        rm -f "$img"
+        gone_ext4 "$img" "$mnt"
         $PY "$HERE/report.py" dd-mbps <<<"$out" || true
 }
 declare -A PRIM
@@ -460,12 +469,7 @@ restore() {
         tool_argv "$tool" "$v"
         FSN=$((FSN + 1))
         local img=$BENCH_DIR/fs-$FSN.img mnt=$BENCH_DIR/mnt-$FSN
-        rm -f "$img"
-        truncate -s "$LOOP_SIZE" "$img"
-        mkfs.ext4 -q -F "$img"
-        mkdir -p "$mnt"
-        # noinit_itable: no lazy inode-table zeroing in the background while we measure.
-        mount -o loop,noinit_itable "$img" "$mnt"
+        fresh_ext4 "$img" "$mnt"
         drop_caches
         if [[ $temp == warm ]]; then
                 # Warm: the tool's own vault in the page cache, nothing else. Without the drop,
@@ -483,9 +487,7 @@ restore() {
                 cat "$WORK/logs/verify-run$run-$tool-$op.log" >&2
                 fail_or_note "$tool $op, run $run: restored tree differs from the source"
         fi
-        umount "$mnt"
-        rmdir "$mnt"
-        rm -f "$img"
+        gone_ext4 "$img" "$mnt"
 }
 
 # compat NAME CMD...: a pass/fail compatibility check, recorded in the report.

@@ -560,9 +560,8 @@ int hf_kdf_scrypt(const char *password, size_t pwlen, const uint8_t *salt, size_
 
         if ((!password && pwlen > 0) || (!salt && saltlen > 0) || !ret)
                 return -EINVAL;
-        if (N < 2 || (N & (N - 1)) != 0 || r == 0 || p == 0)
-                return -EINVAL;
-        if ((uint64_t)r * p >= (uint64_t)1 << 30)
+        /* N and the rest are checked by hf_scrypt(); here the limits a key file may ask for. */
+        if (r == 0 || p == 0)
                 return -EINVAL;
         /* Written as divisions so that a huge N or r cannot overflow the product. */
         if (N > SCRYPT_MAX_MEM / 128 / r || p > SCRYPT_MAX_MEM / 128 / r)

@@ -105,10 +105,10 @@ void hf_sha256_many_restrict(unsigned features);
 int hf_random_bytes(void *p, size_t n);
 
 /*
- * Routes OpenSSL's allocations through malloc with hf_mem_hint_huge() on the large ones:
- * scrypt's scratch (16-64 MiB) then faults in 2 MiB pages, not 4 KiB ones (tens of
- * milliseconds per key derivation on virtual machines). To be called before anything else
- * uses OpenSSL; later it does nothing.
+ * Routes OpenSSL's allocations through malloc with hf_mem_hint_huge() on the large ones, which
+ * then fault in 2 MiB pages, not 4 KiB ones. It was made for scrypt's scratch (16-64 MiB, tens
+ * of milliseconds per key derivation on virtual machines), which hf_scrypt() now maps itself.
+ * To be called before anything else uses OpenSSL; later it does nothing.
  */
 void hf_crypto_setup_memory(void);
 

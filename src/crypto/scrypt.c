@@ -147,9 +147,12 @@ typedef struct {
 } Lanes;
 
 /*
- * Takes lanes until none are left; each thread has its own V, a mapping of its own (zero, so
- * no word is ever read unset; advised huge pages, as a first touch of each 4 KiB page costs
- * more: util.h). Without memory for it, the thread takes no lane.
+ * Takes lanes until none are left; each thread has its own V, a mapping of its own: zero, so no
+ * word is ever read unset; advised huge pages, as a first touch of each 4 KiB page costs more
+ * (util.h); not from malloc (hf_alloc_huge), whose heap would keep the advice for the small
+ * allocations that land there later; and not scrubbed before munmap, as nothing can read
+ * its pages after it (the kernel zeroes a page before handing it out again). Without memory
+ * for it, the thread takes no lane.
  */
 static void *lane_worker(void *arg)
 {
@@ -165,10 +168,8 @@ static void *lane_worker(void *arg)
         if (v && xy)
                 while ((i = atomic_fetch_add(&l->next, 1)) < l->p)
                         romix(l->b + (size_t)i * 128 * l->r, l->r, l->N, v, xy);
-        if (v) {
-                OPENSSL_cleanse(v, vlen);
+        if (v)
                 (void)munmap(v, vlen);
-        }
         if (xy)
                 OPENSSL_cleanse(xy, 2 * words * 4);
         free(xy);

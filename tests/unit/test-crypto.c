@@ -811,8 +811,7 @@ static void test_iv_pool(void **state)
 
 /*
  * With hf_crypto_setup_memory() called first (main() does, as holdfast's does), OpenSSL's large
- * allocations, scrypt's scratch among them, are 2 MiB-aligned and advised huge pages; small
- * ones are not.
+ * allocations are 2 MiB-aligned and advised huge pages; small ones are not.
  */
 static void test_openssl_memory_hint(void **state)
 {
