@@ -2,10 +2,12 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -741,27 +743,60 @@ uint64_t hf_mount_id(int fd, const char *path)
         return sx.stx_mnt_id;
 }
 
-int hf_mounts_below(const char *path, int (*cb)(void *ud, const char *mnt, const char *type),
-                    void *ud)
+/*
+ * A line of /proc/self/mountinfo ("36 35 98:0 /root /mnt/point opts [tags] - type source
+ * superopts") read into *m, split in place, the mount point's escapes undone; -EPROTO for a
+ * line without those fields.
+ */
+static int parse_mountinfo_line(char *line, HfMountEntry *m)
 {
-        _cleanup_fclose_ FILE *f = fopen("/proc/self/mounts", "re");
+        char *f[5], *p = line, *sep;
+        unsigned maj, min;
+
+        for (size_t i = 0; i < ELEMENTSOF(f); i++) {
+                f[i] = p;
+                p = strchr(p, ' ');
+                if (!p)
+                        return -EPROTO;
+                *p++ = 0;
+        }
+        sep = strstr(p, " - ");
+        if (!sep)
+                return -EPROTO;
+        m->type = sep + 3;
+        p = strchr(m->type, ' ');
+        if (p)
+                *p = 0;
+        if (sscanf(f[0], "%" SCNu64, &m->id) != 1 || sscanf(f[2], "%u:%u", &maj, &min) != 2)
+                return -EPROTO;
+        m->dev = makedev(maj, min);
+        unescape_mount_field(f[4]);
+        m->path = f[4];
+        return 0;
+}
+
+int hf_mounts_below(const char *path, int (*cb)(void *ud, const HfMountEntry *m), void *ud)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
         _cleanup_free_ char *line = NULL;
         size_t cap = 0, pl = strlen(path);
         bool all = strcmp(path, "/") == 0;
+        ssize_t k;
 
         if (!f)
                 return -errno;
-        while (getline(&line, &cap, f) > 0) {
-                const char *type;
-                char *mnt = split_mount_line(line, &type);
+        while ((k = getline(&line, &cap, f)) > 0) {
+                HfMountEntry m;
                 int r;
 
-                if (!mnt)
+                if (line[k - 1] == '\n')
+                        line[k - 1] = 0;
+                if (parse_mountinfo_line(line, &m) < 0)
                         continue;
-                if (all ? mnt[0] != '/' || mnt[1] == 0
-                        : strncmp(mnt, path, pl) != 0 || mnt[pl] != '/')
+                if (all ? m.path[0] != '/' || m.path[1] == 0
+                        : strncmp(m.path, path, pl) != 0 || m.path[pl] != '/')
                         continue;
-                r = cb(ud, mnt, type);
+                r = cb(ud, &m);
                 if (r < 0)
                         return r;
         }

@@ -64,11 +64,18 @@ bool hf_page_cached(int fd, uint64_t off);
  * longest mount point of /proc/self/mounts (its escapes undone) above it in the same mount
  * (statx's mount ID; the same device where the kernel gives none). */
 int hf_mount_root(const char *path, char *out, size_t n);
-/* Calls cb(ud, mount point, filesystem type) for every mount point of /proc/self/mounts
- * strictly below path (a canonical path; every other one when path is "/"), in the order
- * mounted; stops at cb's first negative return, which it returns. */
-int hf_mounts_below(const char *path, int (*cb)(void *ud, const char *mnt, const char *type),
-                    void *ud);
+/* A mount as /proc/self/mountinfo gives it, read without touching the filesystem. */
+typedef struct HfMountEntry {
+        uint64_t id;      /* the mount ID (statx's stx_mnt_id); reused after an unmount */
+        dev_t dev;        /* the superblock's device: a btrfs subvolume's files stat otherwise */
+        const char *path; /* the mount point */
+        const char *type; /* the filesystem type */
+} HfMountEntry;
+
+/* Calls cb(ud, mount) for every mount point of /proc/self/mountinfo strictly below path (a
+ * canonical path; every other one when path is "/"), in the order mounted; stops at cb's first
+ * negative return, which it returns. */
+int hf_mounts_below(const char *path, int (*cb)(void *ud, const HfMountEntry *m), void *ud);
 /* The source (a device, for a disk filesystem) of the mount on mount point mnt, as
  * /proc/self/mounts gives it. -ENOENT when nothing is mounted there. */
 int hf_mount_source(const char *mnt, char *out, size_t n);

@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -147,12 +148,20 @@ typedef struct Group {
 typedef struct Root {
         char path[HF_PATH_MAX];
         char fstype[32];
+        dev_t dev; /* stat's, taken at start: a rescan touches no filesystem it has met */
         bool pre;
         bool clones; /* pre-images are clones (reflink), not copies */
 } Root;
 
-/* A filesystem mounted inside a tree, met at start or since. */
+/*
+ * A mount inside a tree, met at start or since, as /proc/self/mountinfo names it: a mount
+ * found there again is not looked at again. Its filesystem may have stopped answering since (a
+ * hard NFS mount whose server is gone, a FUSE daemon stopped) and the main loop must not wait
+ * on it. The ID alone would do but for its reuse after an unmount; with the device and the
+ * path, a mount taken for another is the same filesystem at the same place.
+ */
 typedef struct Mounted {
+        uint64_t id;
         dev_t dev;
         char *path;
         bool live; /* still in the mount table at the last reading */
@@ -1767,24 +1776,45 @@ typedef struct Inside {
         dev_t outer;
 } Inside;
 
-/* Whether mnt (dev) was met before; records it if not. Marks it as still mounted. */
-static bool mounted_before(Sentinel *s, const char *mnt, dev_t dev)
+/* Whether mount m was met before; marks it as still mounted if so. */
+static bool mounted_before(Sentinel *s, const HfMountEntry *m)
 {
-        Mounted *nv;
-
         for (size_t i = 0; i < s->n_mounted; i++)
-                if (s->mounted[i].dev == dev && strcmp(s->mounted[i].path, mnt) == 0) {
+                if (s->mounted[i].id == m->id && s->mounted[i].dev == m->dev &&
+                    strcmp(s->mounted[i].path, m->path) == 0) {
                         s->mounted[i].live = true;
                         return true;
                 }
-        nv = realloc(s->mounted, (s->n_mounted + 1) * sizeof(*nv));
+        return false;
+}
+
+static void remember_mount(Sentinel *s, const HfMountEntry *m)
+{
+        Mounted *nv = realloc(s->mounted, (s->n_mounted + 1) * sizeof(*nv));
+
         if (!nv)
-                return false;
+                return;
         s->mounted = nv;
-        nv[s->n_mounted] = (Mounted){ .dev = dev, .path = strdup(mnt), .live = true };
+        nv[s->n_mounted] = (Mounted){
+                .id = m->id, .dev = m->dev, .path = strdup(m->path), .live = true
+        };
         if (nv[s->n_mounted].path)
                 s->n_mounted++;
-        return false;
+}
+
+/*
+ * The device of mount point mnt as stat gives it (a btrfs subvolume's differs from the
+ * mountinfo's), from what the kernel has cached: a filesystem that no longer answers (a dead
+ * NFS server, a stopped FUSE daemon) is not asked.
+ */
+static int cached_dev(const char *mnt, dev_t *ret)
+{
+        struct statx sx = { 0 };
+
+        if (statx(AT_FDCWD, mnt, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT, STATX_INO, &sx) < 0)
+                return -errno;
+        *ret = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+        return 0;
 }
 
 /*
@@ -1792,17 +1822,21 @@ static bool mounted_before(Sentinel *s, const char *mnt, dev_t dev)
  * its own: marked and given a store of its own, or its files would go unwatched. One that
  * cannot be is named as unprotected; the sentinel still starts.
  */
-static int add_inside(void *ud, const char *mnt, const char *type)
+static int add_inside(void *ud, const HfMountEntry *m)
 {
         Inside *in = ud;
         Sentinel *s = in->s;
-        struct stat st;
+        const char *mnt = m->path, *type = m->type;
         bool pre = false, clones = false;
+        dev_t dev = 0;
         int r = 0;
 
-        if (nothing_to_keep(type) || stat(mnt, &st) < 0 || st.st_dev == in->outer ||
-            mounted_before(s, mnt, st.st_dev))
+        if (nothing_to_keep(type) || mounted_before(s, m) || cached_dev(mnt, &dev) < 0)
                 return 0;
+        /* Skipped or not, a rescan passes it by from now on. */
+        remember_mount(s, m);
+        if (dev == in->outer)
+                return 0; /* the tree's own filesystem, mounted again (a bind mount) */
         if (strcmp(type, "overlay") == 0) {
                 /* A container's root: its writes land in its upper directory, on a filesystem
                  * of its own (the tree's, often), and fanotify cannot mark the overlay. */
@@ -1843,15 +1877,11 @@ static int add_inside(void *ud, const char *mnt, const char *type)
 }
 
 /* Protects the filesystems mounted below the tree root not met before (add_inside). */
-static void add_mounts_below(Sentinel *s, const char *root, HfBuf *report)
+static void add_mounts_below(Sentinel *s, const Root *root, HfBuf *report)
 {
-        Inside in = { .s = s, .report = report };
-        struct stat st;
+        Inside in = { .s = s, .report = report, .outer = root->dev };
 
-        if (stat(root, &st) < 0)
-                return;
-        in.outer = st.st_dev;
-        (void)hf_mounts_below(root, add_inside, &in);
+        (void)hf_mounts_below(root->path, add_inside, &in);
 }
 
 /*
@@ -1867,7 +1897,7 @@ static void rescan_mounts(Sentinel *s)
         for (size_t i = 0; i < s->n_mounted; i++)
                 s->mounted[i].live = false;
         for (size_t i = 0; i < s->n_roots; i++)
-                add_mounts_below(s, s->roots[i].path, &report);
+                add_mounts_below(s, &s->roots[i], &report);
         for (size_t i = 0; i < s->n_mounted; i++) {
                 if (s->mounted[i].live)
                         s->mounted[kept++] = s->mounted[i];
@@ -1991,12 +2021,18 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                 Root *rt = &s->roots[s->n_roots];
                 char mnt[HF_PATH_MAX];
                 struct statfs sf;
+                struct stat st;
                 if (statfs(c->paths[i], &sf) < 0) {
+                        r = log_error_errno(errno, "%s: %m", c->paths[i]);
+                        goto out;
+                }
+                if (stat(c->paths[i], &st) < 0) {
                         r = log_error_errno(errno, "%s: %m", c->paths[i]);
                         goto out;
                 }
                 (void)snprintf(rt->path, sizeof(rt->path), "%s", c->paths[i]);
                 (void)snprintf(rt->fstype, sizeof(rt->fstype), "%s", fs_name(sf.f_type));
+                rt->dev = st.st_dev;
                 r = hf_mount_root(c->paths[i], mnt, sizeof(mnt));
                 if (r < 0) {
                         log_error_errno(r, "%s: %m", c->paths[i]);
@@ -2032,7 +2068,7 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                                     rt->fstype, strcmp(mnt, "/") ? mnt : "",
                                     capture_name(s, rt->pre, rt->clones));
                 s->n_roots++;
-                add_mounts_below(s, rt->path, &report);
+                add_mounts_below(s, rt, &report);
         }
         /* Answer permission events from now on: everything below touches the marked
          * filesystems (and would otherwise wait for itself). */

@@ -228,6 +228,58 @@ def test_mount_inside_tree(holdfast_bin, base, late):
             assert sha(os.path.join(root, ".holdfast", rel)) == before[path] == hb, path
 
 
+def test_mount_table_change_passes_a_stuck_filesystem_by(holdfast_bin, base):
+    """A filesystem inside a tree that stops answering (a hard NFS mount whose server is gone;
+    here a FUSE mount whose daemon is stopped) must not stop the sentinel: every change of the
+    mount table made it stat every mount point inside the trees again on its main loop, and a
+    stat of the stuck one waits as long as the daemon does. So a disk mounted later was never
+    named (nor protected), and no event was read meanwhile. Now a mount met before is known by
+    /proc/self/mountinfo's ID and not looked at again. The mount point has a space in its name,
+    which mountinfo escapes."""
+    with FsMount(base, "ext4") as m, contextlib.ExitStack() as undo:
+        tree = harness.scratch(m.mnt, "srv")
+        src, stuck, disk = (os.path.join(base, "fuse-src"), os.path.join(tree, "stuck mount"),
+                            os.path.join(tree, "data"))
+        img = os.path.join(base, "late.img")
+        for d in (src, stuck, disk):
+            os.makedirs(d)
+        with open(os.path.join(src, "a.txt"), "w") as f:
+            f.write("kept elsewhere\n")
+        with open(img, "wb") as f:
+            f.truncate(64 << 20)
+        h.run(["mkfs.ext4", "-q", "-F", img]).ok()
+        daemon = subprocess.Popen(["bindfs", "-f", src, stuck])
+        undo.callback(daemon.wait, 10)
+        undo.callback(daemon.kill)
+        undo.callback(os.kill, daemon.pid, signal.SIGCONT)
+        undo.callback(h.run, ["umount", "-l", stuck])
+        deadline = time.monotonic() + 10
+        while not os.path.ismount(stuck) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.ismount(stuck)
+        s = start(holdfast_bin, base, [tree], "stuck")
+        try:
+            assert f"{stuck} (fuse, mounted inside)" in s.mode_line, s.mode_line
+            os.kill(daemon.pid, signal.SIGSTOP)
+            time.sleep(1.5)  # past bindfs's attribute cache (1 s)
+            probe = subprocess.run(["timeout", "2", "stat", stuck], capture_output=True)
+            assert probe.returncode == 124, "a stat of the stopped FUSE mount did not wait"
+            h.run(["mount", "-o", "loop", img, disk]).ok()
+            undo.callback(h.run, ["umount", disk])
+            named = ""
+            deadline = time.monotonic() + 10
+            while f"{disk} (" not in named and time.monotonic() < deadline:
+                named = "\n".join(ln for ln in s.read_log().splitlines()
+                                  if ln.startswith("holdfast sentinel: mounted since start:"))
+                time.sleep(0.05)
+            assert f"{disk} (ext4, mounted inside, store {disk}/.holdfast): " in named, \
+                s.read_log()
+            assert "stuck mount" not in named, named
+        finally:
+            os.kill(daemon.pid, signal.SIGCONT)
+            s.stop()
+
+
 def test_overlay_tree(holdfast_bin, base):
     """A tree on an overlay filesystem (a container's root, say) is refused with the way out:
     fanotify cannot watch an overlay as a whole. With the overlay's upper directory protected

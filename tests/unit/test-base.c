@@ -842,39 +842,49 @@ typedef struct Mounts {
         bool proc_seen, root_seen;
         size_t n, outside;
         const char *below;
+        uint64_t proc_id;
+        dev_t proc_dev;
 } Mounts;
 
-static int collect_mount(void *ud, const char *mnt, const char *type)
+static int collect_mount(void *ud, const HfMountEntry *e)
 {
         Mounts *m = ud;
 
         m->n++;
-        if (strcmp(mnt, "/proc") == 0 && strcmp(type, "proc") == 0)
+        if (strcmp(e->path, "/proc") == 0 && strcmp(e->type, "proc") == 0) {
                 m->proc_seen = true;
-        if (strcmp(mnt, "/") == 0)
+                m->proc_id = e->id;
+                m->proc_dev = e->dev;
+        }
+        if (strcmp(e->path, "/") == 0)
                 m->root_seen = true;
-        if (strncmp(mnt, m->below, strlen(m->below)) != 0 || mnt[strlen(m->below)] != '/')
+        if (strncmp(e->path, m->below, strlen(m->below)) != 0 || e->path[strlen(m->below)] != '/')
                 m->outside++;
         return 0;
 }
 
-static int stop_at_first(void *ud, const char *mnt, const char *type)
+static int stop_at_first(void *ud, const HfMountEntry *e)
 {
-        (void)ud, (void)mnt, (void)type;
+        (void)ud, (void)e;
         return -ECANCELED;
 }
 
-/* Mount points strictly below a path: /proc below /, nothing outside /proc below /proc; the
- * source of the mount on /proc. */
+/* Mount points strictly below a path: /proc below /, with the mount ID statx gives and the
+ * device stat gives; nothing outside /proc below /proc; the source of the mount on /proc. */
 static void test_mounts_below(void **state)
 {
         Mounts all = { .below = "" }, proc = { .below = "/proc" };
+        struct stat st;
 
         (void)state;
         assert_int_equal(hf_mounts_below("/", collect_mount, &all), 0);
         assert_true(all.proc_seen);
         assert_false(all.root_seen);
         assert_int_equal(all.outside, 0);
+        assert_true(all.proc_id != 0);
+        assert_true(all.proc_id == hf_mount_id(AT_FDCWD, "/proc"));
+        assert_int_equal(stat("/proc", &st), 0);
+        assert_true(all.proc_dev == st.st_dev);
         assert_int_equal(hf_mounts_below("/proc", collect_mount, &proc), 0);
         assert_false(proc.proc_seen);
         assert_int_equal(proc.outside, 0);
