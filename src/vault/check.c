@@ -13,11 +13,13 @@
  * damaged pack can be named.
  */
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../base/gojson.h"
 #include "../base/log.h"
@@ -43,6 +45,7 @@ typedef struct Pack {
         bool header_ok;
         size_t first, n_claims; /* its entries in Check.claims */
         uint32_t index_file;    /* 1 + position in Check.index_ids of an index listing it */
+        size_t early;           /* 1 + its position in Check.early; 0 if not there */
         HfPackBlob *orphan;     /* header of a pack no index lists */
         size_t n_orphan;
         /* Blobs of this unreferenced pack that snapshots use, and the first such use. */
@@ -76,6 +79,17 @@ typedef enum Job {
 
 typedef struct Check Check;
 
+/* A thread beside the main one: the lock's second look, the early walk, the early read. */
+typedef struct Beside {
+        Check *c;
+        pthread_t thread;
+        bool started;
+        int r;
+} Beside;
+
+static int start_beside(Check *c, Beside *b, void *(*fn)(void *));
+static int join_beside(Beside *b);
+
 /* What check prints, kept for later: stdout and stderr apart. */
 typedef struct Held {
         HfBuf out, err;
@@ -89,6 +103,23 @@ typedef enum LockState {
         LOCK_PENDING, /* output is held */
         LOCK_FAILED,  /* output is dropped: check stops */
 } LockState;
+
+/*
+ * read_data: a pack of the listing made before the index is loaded, for the early read
+ * (start_early_read). state: EARLY_WAITING until the early read has read it.
+ */
+typedef struct EarlyPack {
+        HfId id;
+        uint64_t size;
+        atomic_uchar state;
+} EarlyPack;
+
+enum {
+        EARLY_WAITING,
+        EARLY_OK,     /* read early, no problem found */
+        EARLY_FAILED, /* read early, a problem found: to be read again */
+        EARLY_LATE,   /* taken by read_data */
+};
 
 /* read_data: a blob decrypted into Worker.plain, waiting for its hash. */
 typedef struct PendingBlob {
@@ -116,6 +147,8 @@ typedef struct Worker {
         PendingBlob pending[PENDING_MAX];
         size_t n_pending;
         size_t batch_max; /* bytes of plain a batch may fill */
+        bool quiet;       /* the early read (EarlyPack): problems are not reported, but */
+        bool failed;      /* set, and the pack is read again once the index is loaded */
 } Worker;
 
 struct Check {
@@ -171,7 +204,16 @@ struct Check {
         Worker *walkers;      /* the early walk's, with codecs of their own */
         unsigned n_walkers;   /* of them with a codec */
         LockState lock_state;
-        bool walk_early; /* the walk runs while the packs are read */
+        bool walk_early;        /* the walk runs while the packs are read */
+        atomic_bool early_stop; /* read_data has begun: the early read takes no more */
+
+        /* The early read: packs taken in order (early_next) by it and, once the index is
+         * loaded, by read_data, which sets early_stop. */
+        EarlyPack *early;
+        size_t n_early, cap_early;
+        atomic_size_t early_next;
+        Worker *early_worker;
+        atomic_uint_fast64_t early_bytes, early_files; /* read by it, no problem found */
 
         atomic_uint_fast64_t errors, data_read;
         atomic_int fatal; /* a negative errno that stops the check (out of memory) */
@@ -595,6 +637,16 @@ static int cmp_claim(const void *a, const void *b)
         return 0;
 }
 
+static void pack_name(Pack *p, const HfId *id)
+{
+        char hex[HF_ID_HEX_LEN + 1];
+
+        p->id = *id;
+        hf_id_hex(id, hex);
+        (void)snprintf(p->file, sizeof(p->file), "data/%.2s/%s", hex, hex);
+        p->hex = p->file + 8;
+}
+
 /* Lists the pack files and builds the pack table: indexed packs first, then the others. */
 static int build_packs(Check *c)
 {
@@ -615,12 +667,8 @@ static int build_packs(Check *c)
         }
         for (size_t i = 0; i < c->n_packs; i++) {
                 Pack *p = &c->packs[i];
-                char hex[HF_ID_HEX_LEN + 1];
 
-                p->id = *hf_index_pack_id(c->index, (uint32_t)i);
-                hf_id_hex(&p->id, hex);
-                (void)snprintf(p->file, sizeof(p->file), "data/%.2s/%s", hex, hex);
-                p->hex = p->file + 8;
+                pack_name(p, hf_index_pack_id(c->index, (uint32_t)i));
                 if (i < c->cap_pack_index_file)
                         p->index_file = c->pack_index_file[i];
         }
@@ -839,7 +887,17 @@ static void check_header(Worker *w, Pack *p)
 /* ---------------------------------------------------------------------------------------- */
 /* Read all data */
 
-/* Parses the header of a pack held in memory. *ret_data_end is where the blobs end. */
+/*
+ * In the early read (w->quiet) a problem is not reported, and nothing is marked: the index is
+ * still loading. The pack is read again, reporting, once it is loaded.
+ */
+static bool hush(Worker *w)
+{
+        if (!w->quiet)
+                return false;
+        w->failed = true;
+        return true;
+}
 
 static HfIndexEntry blob_entry(const Check *c, const Pack *p, const HfPackBlob *b)
 {
@@ -869,9 +927,10 @@ static void flush_blobs(Worker *w, Pack *p)
         hf_sha256_many(jobs, w->n_pending);
         for (size_t i = 0; i < w->n_pending; i++) {
                 const HfPackBlob *b = &w->pending[i].b;
-                HfIndexEntry e = blob_entry(c, p, b);
-                if (hf_id_eq(&got[i], &b->id))
+                HfIndexEntry e;
+                if (hf_id_eq(&got[i], &b->id) || hush(w))
                         continue;
+                e = blob_entry(c, p, b);
                 hf_id_hex(&got[i], hex);
                 report(c, p->file, &b->id,
                        "%s blob at offset %u decrypts, but its content hashes to %.16s, not to "
@@ -888,11 +947,14 @@ static void flush_blobs(Worker *w, Pack *p)
 static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_end, uint8_t *bytes)
 {
         Check *c = w->c;
-        HfIndexEntry e = blob_entry(c, p, b);
+        HfIndexEntry e;
         size_t need, start;
         int r;
 
         if ((uint64_t)b->offset + b->length > data_end) {
+                if (hush(w))
+                        return;
+                e = blob_entry(c, p, b);
                 report(c, p->file, &b->id,
                        "%s blob lies beyond the end of the pack's data (offset %u, length %u, "
                        "data ends at %llu)",
@@ -913,18 +975,20 @@ static void verify_blob(Worker *w, Pack *p, const HfPackBlob *b, uint64_t data_e
                 set_fatal(c, r);
                 return;
         }
-        if (r == -EBADMSG) {
-                report(c, p->file, &b->id,
-                       "%s blob at offset %u does not decrypt: MAC mismatch (its bytes are "
-                       "damaged)",
-                       blob_kind(b->type), b->offset);
-                (void)mark_bad(c, &e);
-                return;
-        }
         if (r < 0) {
-                report(c, p->file, &b->id,
-                       "%s blob at offset %u decrypts but does not decompress to %u bytes: %s",
-                       blob_kind(b->type), b->offset, b->uncompressed_length, strerror(-r));
+                if (hush(w))
+                        return;
+                if (r == -EBADMSG)
+                        report(c, p->file, &b->id,
+                               "%s blob at offset %u does not decrypt: MAC mismatch (its bytes "
+                               "are damaged)",
+                               blob_kind(b->type), b->offset);
+                else
+                        report(c, p->file, &b->id,
+                               "%s blob at offset %u decrypts but does not decompress to %u "
+                               "bytes: %s",
+                               blob_kind(b->type), b->offset, b->uncompressed_length, strerror(-r));
+                e = blob_entry(c, p, b);
                 (void)mark_bad(c, &e);
                 return;
         }
@@ -958,8 +1022,11 @@ static void stream_pack(Worker *w, Pack *p)
         HfId got;
         int r;
 
-        hf_progress_set_item(c->progress, p->file);
+        if (!w->quiet) /* the early read may run while c->progress is set up */
+                hf_progress_set_item(c->progress, p->file);
         if (p->size > PACK_READ_MAX) {
+                if (hush(w))
+                        return;
                 report(c, p->file, NULL, "pack is %llu bytes, larger than any valid pack: not read",
                        (unsigned long long)p->size);
                 mark_pack_bad(c, p);
@@ -1005,6 +1072,8 @@ static void stream_pack(Worker *w, Pack *p)
                 return;
         }
         if (r < 0) {
+                if (hush(w))
+                        return;
                 data_end = p->size;
                 n = p->n_claims;
                 blobs = calloc(MAX(n, (size_t)1), sizeof(HfPackBlob));
@@ -1031,6 +1100,8 @@ static void stream_pack(Worker *w, Pack *p)
                 uint64_t want = i < n ? MIN((uint64_t)blobs[i].offset + blobs[i].length, p->size)
                                       : p->size;
                 if (i < n && blobs[i].offset < base) {
+                        if (hush(w))
+                                return;
                         /* Overlapping claims (a malformed index): check this one apart. */
                         if ((uint64_t)blobs[i].offset + blobs[i].length <= p->size) {
                                 _cleanup_buf_ HfBuf own = HF_BUF_INIT(HF_BLOB_MAX_PLAIN + 64);
@@ -1056,6 +1127,8 @@ static void stream_pack(Worker *w, Pack *p)
                         r = hf_backend_read_at(c->backend, HF_FILE_PACK, p->hex, pos, k,
                                                w->pack.data + w->pack.len);
                         if (r < 0) {
+                                if (hush(w))
+                                        return;
                                 report(c, p->file, NULL, "cannot read the pack: %s",
                                        r == -ENODATA ? "it became shorter while being read"
                                                      : strerror(-r));
@@ -1065,8 +1138,10 @@ static void stream_pack(Worker *w, Pack *p)
                         hf_sha256_update(sha, w->pack.data + w->pack.len, k);
                         w->pack.len += k;
                         pos += k;
-                        atomic_fetch_add(&c->data_read, k);
-                        hf_progress_add_bytes(c->progress, k);
+                        if (!w->quiet) {
+                                atomic_fetch_add(&c->data_read, k);
+                                hf_progress_add_bytes(c->progress, k);
+                        }
                         if (i < n && pos <= blobs[i].offset) {
                                 /* Only gap bytes so far: drop them. */
                                 hf_buf_reset(&w->pack);
@@ -1090,10 +1165,11 @@ static void stream_pack(Worker *w, Pack *p)
                 }
         }
         hf_buf_trim(&w->pack, 2 * STREAM_BLOCK);
-        hf_progress_add_files(c->progress, 1);
+        if (!w->quiet)
+                hf_progress_add_files(c->progress, 1);
         flush_blobs(w, p);
         hf_sha256_final(sha, &got);
-        if (!hf_id_eq(&got, &p->id)) {
+        if (!hf_id_eq(&got, &p->id) && !hush(w)) {
                 hf_id_hex(&got, hex);
                 report(c, p->file, NULL,
                        "pack is damaged: its content hashes to %.16s, not to its name", hex);
@@ -1165,8 +1241,14 @@ static void free_workers(Check *c)
         c->n_workers = 0;
 }
 
-/* Hands every existing pack to the workers for job, and waits for them. */
-static int run_pool(Check *c, Job job)
+/* The packs run_pool hands out: every listed one, or those next() gives until NULL. */
+typedef struct PackSource {
+        Pack *(*next)(Check *c, void *ud);
+        void *ud;
+} PackSource;
+
+/* Hands the packs of src (NULL: every existing one) to the workers for job, and waits. */
+static int run_pool(Check *c, Job job, const PackSource *src)
 {
         _cleanup_(hf_queue_freep) HfQueue *q = NULL;
         unsigned started = 0;
@@ -1186,9 +1268,13 @@ static int run_pool(Check *c, Job job)
                 c->queue = NULL;
                 return log_error_errno(EAGAIN, "cannot start a worker thread");
         }
-        for (size_t i = 0; i < c->n_packs && r >= 0; i++)
-                if (c->packs[i].listed)
-                        r = hf_queue_push(q, &c->packs[i]);
+        if (src)
+                for (Pack *p; r >= 0 && (p = src->next(c, src->ud));)
+                        r = hf_queue_push(q, p);
+        else
+                for (size_t i = 0; i < c->n_packs && r >= 0; i++)
+                        if (c->packs[i].listed)
+                                r = hf_queue_push(q, &c->packs[i]);
         hf_queue_close(q);
         for (unsigned i = 0; i < started; i++)
                 pthread_join(c->workers[i].thread, NULL);
@@ -1215,7 +1301,7 @@ static int check_packs(Check *c)
                        hex, p->n_claims);
                 mark_pack_bad(c, p);
         }
-        r = run_pool(c, JOB_HEADER);
+        r = run_pool(c, JOB_HEADER, NULL);
         if (r < 0)
                 return r;
 
@@ -1251,10 +1337,46 @@ static int check_packs(Check *c)
         return 0;
 }
 
-static int read_data(Check *c)
+/* read_data's packs while the early read may still run: the ones it has not taken yet. */
+static Pack *next_early(Check *c, void *ud)
 {
+        (void)ud;
+        for (;;) {
+                size_t k = atomic_fetch_add(&c->early_next, 1);
+                uint32_t pos;
+
+                if (k >= c->n_early)
+                        return NULL;
+                atomic_store(&c->early[k].state, EARLY_LATE);
+                if (hf_index_find_pack(c->index, &c->early[k].id, &pos) >= 0 &&
+                    c->packs[pos].early == k + 1)
+                        return &c->packs[pos];
+        }
+}
+
+/* Then the packs the early read did not cover: listed only now, or read again to report. */
+static Pack *next_left(Check *c, void *ud)
+{
+        size_t *i = ud;
+
+        for (; *i < c->n_packs; (*i)++) {
+                Pack *p = &c->packs[*i];
+                if (p->listed &&
+                    (!p->early || atomic_load(&c->early[p->early - 1].state) == EARLY_FAILED)) {
+                        (*i)++;
+                        return p;
+                }
+        }
+        return NULL;
+}
+
+static int read_data(Check *c, Beside *early)
+{
+        PackSource from_early = { .next = next_early };
+        size_t left = 0;
+        PackSource rest = { .next = next_left, .ud = &left };
         uint64_t total = 0;
-        int r;
+        int r, k;
 
         for (size_t i = 0; i < c->n_packs; i++)
                 if (c->packs[i].listed)
@@ -1264,9 +1386,141 @@ static int read_data(Check *c)
                 return r;
         hf_progress_add_total(c->progress, c->n_listed, total);
         hf_progress_total_known(c->progress);
-        r = run_pool(c, JOB_READ);
+        if (!early->started) {
+                r = run_pool(c, JOB_READ, NULL);
+                goto out;
+        }
+        /* A pack read early counts if it is listed now with the size it had then. */
+        for (size_t i = 0; i < c->n_early; i++) {
+                uint32_t pos;
+                if (hf_index_find_pack(c->index, &c->early[i].id, &pos) >= 0 &&
+                    c->packs[pos].listed && c->packs[pos].size == c->early[i].size)
+                        c->packs[pos].early = i + 1;
+        }
+        atomic_store(&c->early_stop, true);
+        hf_progress_add_files(c->progress, atomic_load(&c->early_files));
+        hf_progress_add_bytes(c->progress, atomic_load(&c->early_bytes));
+        r = run_pool(c, JOB_READ, &from_early);
+        k = join_beside(early);
+        if (r >= 0)
+                r = k;
+        if (r >= 0)
+                r = run_pool(c, JOB_READ, &rest);
+out:
         c->progress = hf_progress_free(c->progress);
         return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The early read */
+
+static int list_early(void *ud, const char *name, uint64_t size)
+{
+        Check *c = ud;
+        HfId id;
+
+        if (hf_id_parse(name, strlen(name), &id) < 0)
+                return 0;
+        if (c->n_early == c->cap_early) {
+                size_t ncap = c->cap_early ? c->cap_early * 2 : 1024;
+                EarlyPack *nv = realloc(c->early, ncap * sizeof(*nv));
+                if (!nv)
+                        return -ENOMEM;
+                c->early = nv;
+                c->cap_early = ncap;
+        }
+        c->early[c->n_early].id = id;
+        c->early[c->n_early].size = size;
+        atomic_init(&c->early[c->n_early].state, EARLY_WAITING);
+        c->n_early++;
+        return 0;
+}
+
+/* Largest first: the last packs read, with a core waiting for them, are short ones. */
+static int cmp_early(const void *a, const void *b)
+{
+        const EarlyPack *x = a, *y = b;
+
+        if (x->size != y->size)
+                return x->size > y->size ? -1 : 1;
+        return hf_id_cmp(&x->id, &y->id);
+}
+
+static void *early_read_main(void *arg)
+{
+        Beside *b = arg;
+        Check *c = b->c;
+        Worker *w = c->early_worker;
+
+        while (!atomic_load(&c->early_stop) && !atomic_load(&c->fatal)) {
+                size_t k = atomic_fetch_add(&c->early_next, 1);
+                Pack p = { 0 };
+
+                if (k >= c->n_early)
+                        break;
+                pack_name(&p, &c->early[k].id);
+                p.size = c->early[k].size;
+                w->failed = false;
+                read_pack(w, &p);
+                if (!w->failed) {
+                        atomic_fetch_add(&c->early_files, 1);
+                        atomic_fetch_add(&c->early_bytes, p.size);
+                        atomic_fetch_add(&c->data_read, p.size);
+                }
+                atomic_store(&c->early[k].state, w->failed ? EARLY_FAILED : EARLY_OK);
+        }
+        return NULL;
+}
+
+/*
+ * With read_data, the other core need not wait while the index files load: the packs are
+ * listed first and one thread reads them, largest first, verifying them as read_pack() does
+ * but reporting nothing (nothing can be marked before the index is there). A pack with a
+ * problem is read again once the index is loaded, to report it; so is one listed only then
+ * (restic's order: the index first, then the packs, so that a pack a backup adds meanwhile is
+ * never missing from a listing that came after its index). Without the early read (no thread,
+ * no memory) the check goes on as before.
+ */
+static int start_early_read(Check *c, Beside *b)
+{
+        Worker *w;
+        int r;
+
+        r = hf_backend_list(c->backend, HF_FILE_PACK, list_early, c);
+        if (r < 0 || c->n_early == 0)
+                return r == -ENOMEM ? r : 0;
+        qsort(c->early, c->n_early, sizeof(*c->early), cmp_early);
+        w = c->early_worker = calloc(1, sizeof(Worker));
+        if (!w)
+                return -ENOMEM;
+        w->c = c;
+        w->quiet = true;
+        hf_buf_init(&w->pack, PACK_READ_MAX);
+        hf_buf_init(&w->plain, HF_BLOB_MAX_PLAIN + HF_PACK_HEADER_MAX);
+        r = hf_repo_new_codec(c->repo, &w->codec);
+        if (r < 0)
+                return r;
+        (void)start_beside(c, b, early_read_main); /* without it, read_data reads them all */
+        return 0;
+}
+
+/*
+ * For tests: HOLDFAST_CHECK_TEST_PAUSE names a FIFO; check waits there, between the early
+ * listing of the packs and the index, for a byte or the writer's close (a backup runs meanwhile).
+ */
+static void test_pause(void)
+{
+        const char *fifo = getenv("HOLDFAST_CHECK_TEST_PAUSE");
+        int fd;
+        char b;
+
+        if (!fifo || !*fifo)
+                return;
+        fd = open(fifo, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        (void)!read(fd, &b, 1);
+        close(fd);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1727,13 +1981,6 @@ static int check_snapshots(Check *c, Worker *ws, unsigned n)
 /* ---------------------------------------------------------------------------------------- */
 /* The lock's second look, and the walk, while the packs are read */
 
-typedef struct Beside {
-        Check *c;
-        pthread_t thread;
-        bool started;
-        int r;
-} Beside;
-
 static void *confirm_main(void *arg)
 {
         Beside *b = arg;
@@ -1904,7 +2151,7 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
                 .walk_held = { .out = HF_BUF_INIT(HELD_MAX), .err = HF_BUF_INIT(HELD_MAX) },
         };
         HfCheckResult res = { 0 };
-        Beside confirm = { 0 }, walk = { 0 };
+        Beside confirm = { 0 }, walk = { 0 }, early = { 0 };
         double t0 = hf_now_mono();
         int r, k;
 
@@ -1915,6 +2162,10 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
         atomic_init(&c.errors, 0);
         atomic_init(&c.data_read, 0);
         atomic_init(&c.fatal, 0);
+        atomic_init(&c.early_next, 0);
+        atomic_init(&c.early_stop, false);
+        atomic_init(&c.early_bytes, 0);
+        atomic_init(&c.early_files, 0);
 
         r = hf_repo_new_codec(repo, &c.codec);
         if (r >= 0)
@@ -1925,6 +2176,13 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
                 r = hf_index_new(&c.bad);
         if (r < 0)
                 goto out;
+
+        if (opts->read_data) {
+                r = start_early_read(&c, &early);
+                if (r < 0)
+                        goto out;
+                test_pause();
+        }
 
         /* Snapshots are listed before the index is loaded (restic's read order). */
         r = hf_repo_list_ids(repo, HF_FILE_SNAPSHOT, &c.snap_ids, &c.n_snaps);
@@ -1969,7 +2227,7 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
                 if (r < 0)
                         goto out;
                 phase(&c, "read all data");
-                r = read_data(&c);
+                r = read_data(&c, &early);
                 if (r < 0)
                         goto out;
         }
@@ -2001,6 +2259,8 @@ int hf_check(HfRepo *repo, const HfCheckOptions *opts, HfCheckResult *ret)
 out:
         if (r < 0)
                 set_fatal(&c, r);
+        atomic_store(&c.early_stop, true);
+        (void)join_beside(&early);
         (void)join_beside(&walk);
         k = join_beside(&confirm);
         /* A failed second look is the error to give: what else failed may be its doing. */
@@ -2009,6 +2269,13 @@ out:
         if (r == -ENOMEM)
                 (void)log_oom();
         free_workers(&c);
+        if (c.early_worker) {
+                hf_codec_free(c.early_worker->codec);
+                hf_buf_free(&c.early_worker->pack);
+                hf_buf_free(&c.early_worker->plain);
+                free(c.early_worker);
+        }
+        free(c.early);
         for (unsigned i = 0; i < c.n_walkers; i++)
                 hf_codec_free(c.walkers[i].codec);
         free(c.walkers);

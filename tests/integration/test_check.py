@@ -13,6 +13,8 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -282,6 +284,49 @@ def test_clean_holdfast_vault(holdfast, restic, tmp_path):
     c = check(holdfast, repo, "--read-data", rc=0)
     assert c.summary["snapshots"] == 2
     restic("check", "--read-data", repo=repo).ok()  # the oracle agrees
+
+
+def test_packs_added_between_the_two_listings(holdfast, tmp_path):
+    """check --read-data lists the packs before it loads the index (one thread reads them
+    meanwhile) and again after, as restic lists them after the index: a backup beside a
+    check --no-lock (its exclusive lock would keep the backup out) that adds packs and their
+    index in between leaves a clean vault, every pack of which is read once. Made to happen
+    through the test pause, a FIFO the check waits on right after its first listing."""
+    repo, src, fifo = tmp_path / "vault", make_source(tmp_path / "src"), tmp_path / "pause"
+    holdfast("init", "--kdf-params", "16384,8,1", repo=repo).ok()
+    holdfast("backup", src, repo=repo).ok()
+    os.mkfifo(fifo)
+    env = h.clean_env({"HOLDFAST_PASSWORD": holdfast.password,
+                       "HOLDFAST_CHECK_TEST_PAUSE": os.fspath(fifo)})
+    p = subprocess.Popen([os.fspath(holdfast.binary), "-r", os.fspath(repo), "check", "--json",
+                          "--read-data", "--no-lock"], env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # A FIFO opens to write without waiting only once its reader is there: the check
+        # has listed the packs and waits.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+                time.sleep(0.02)
+        before = {f.name for f in (repo / "data").glob("*/*")}
+        (src / "new.bin").write_bytes(secrets.token_bytes(3 << 20))
+        holdfast("backup", src, repo=repo).ok()
+        os.close(w)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    packs = list((repo / "data").glob("*/*"))
+    assert {f.name for f in packs} - before, "the second backup added no pack"
+    assert p.returncode == 0, (out, err)
+    summary = json.loads(out.decode().splitlines()[-1])
+    assert (summary["snapshots"], summary["packs"], summary["errors"]) == (2, len(packs), 0)
+    assert summary["data_read"] == sum(f.stat().st_size for f in packs), summary
 
 
 def test_quiet_clean_check_prints_nothing(holdfast, v2):
