@@ -161,7 +161,6 @@ int main(int argc, char **argv)
          * 69 -> 41 MB, backup 92 -> 64 MB on the benchmark's dataset A, same CPU time).
          */
         (void)mallopt(M_TRIM_THRESHOLD, 1 << 20);
-        hf_crypto_setup_memory();
 
         (void)setvbuf(stdout, NULL, _IOLBF, 0);
         hf_signal_setup();

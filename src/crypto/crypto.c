@@ -520,35 +520,6 @@ int hf_random_bytes(void *p, size_t n)
         return 0;
 }
 
-static void *ossl_malloc(size_t n, const char *file, int line)
-{
-        (void)file;
-        (void)line;
-        return n < HF_HUGE_HINT_MIN ? malloc(n) : hf_alloc_huge(n);
-}
-
-static void *ossl_realloc(void *old, size_t n, const char *file, int line)
-{
-        void *p = realloc(old, n);
-
-        (void)file;
-        (void)line;
-        hf_mem_hint_huge(p, n);
-        return p;
-}
-
-static void ossl_free(void *p, const char *file, int line)
-{
-        (void)file;
-        (void)line;
-        free(p);
-}
-
-void hf_crypto_setup_memory(void)
-{
-        (void)CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free);
-}
-
 /* Memory for scrypt's V array (128*r*N) and for B (128*r*p), each. restic uses 32-64 MiB. */
 #define SCRYPT_MAX_MEM ((uint64_t)1 << 30)
 

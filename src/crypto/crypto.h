@@ -105,14 +105,6 @@ void hf_sha256_many_restrict(unsigned features);
 int hf_random_bytes(void *p, size_t n);
 
 /*
- * Routes OpenSSL's allocations through malloc with hf_mem_hint_huge() on the large ones, which
- * then fault in 2 MiB pages, not 4 KiB ones. It was made for scrypt's scratch (16-64 MiB, tens
- * of milliseconds per key derivation on virtual machines), which hf_scrypt() now maps itself.
- * To be called before anything else uses OpenSSL; later it does nothing.
- */
-void hf_crypto_setup_memory(void);
-
-/*
  * scrypt(password, salt, N, r, p) -> 64 bytes split into a key: [0:32] encrypt, [32:48] mac_k,
  * [48:64] mac_r. -EINVAL for parameters that are not sane (N not a power of two > 1, r*p >= 2^30,
  * 128*N*r or 128*r*p above 1 GiB, N >= 2^(16r) as RFC 7914 forbids). ret is written only on

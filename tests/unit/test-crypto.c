@@ -809,34 +809,6 @@ static void test_iv_pool(void **state)
         hf_key_wipe(&k);
 }
 
-/*
- * With hf_crypto_setup_memory() called first (main() does, as holdfast's does), OpenSSL's large
- * allocations are 2 MiB-aligned and advised huge pages; small ones are not.
- */
-static void test_openssl_memory_hint(void **state)
-{
-        const uintptr_t huge = 2u << 20;
-        uint8_t *big = OPENSSL_malloc(8u << 20), *small = OPENSSL_malloc(64u << 10);
-
-        (void)state;
-        assert_non_null(big);
-        assert_non_null(small);
-        /* Aligned, so that none of it is left to 4 KiB pages. */
-        assert_int_equal((uintptr_t)big % (2u << 20), 0);
-        if (smaps_have_thp()) {
-                assert_int_equal(
-                        smaps_huge_advised((void *)(((uintptr_t)big + huge) & ~(huge - 1))), 1);
-                assert_int_equal(smaps_huge_advised(small), 0);
-        }
-        big = OPENSSL_realloc(big, 24u << 20);
-        assert_non_null(big);
-        if (smaps_have_thp())
-                assert_int_equal(
-                        smaps_huge_advised((void *)(((uintptr_t)big + 9 * huge) & ~(huge - 1))), 1);
-        OPENSSL_free(big);
-        OPENSSL_free(small);
-}
-
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -860,9 +832,7 @@ int main(void)
                 cmocka_unit_test(test_memcmp_ct),
                 cmocka_unit_test(test_random_bytes),
                 cmocka_unit_test(test_iv_pool),
-                cmocka_unit_test(test_openssl_memory_hint),
         };
 
-        hf_crypto_setup_memory();
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
