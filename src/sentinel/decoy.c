@@ -66,7 +66,7 @@ static int plant_one(const char *dir, void (*add)(void *, uint64_t, uint64_t, co
         return 0;
 }
 
-int hf_decoys_plant(const char *root, unsigned max,
+int hf_decoys_plant(const char *root, unsigned max, bool into_mounts,
                     void (*add)(void *ud, uint64_t dev, uint64_t ino, const char *path), void *ud)
 {
         unsigned n = 0;
@@ -76,17 +76,26 @@ int hf_decoys_plant(const char *root, unsigned max,
                 return log_warning_errno(r, "%s: cannot plant a decoy: %m", root);
         n++;
         _cleanup_(closedirp_) DIR *d = opendir(root);
-        if (!d)
-                return 0;
+        struct statx top = { 0 };
+        if (!d || statx(dirfd(d), "", AT_EMPTY_PATH, STATX_TYPE, &top) < 0)
+                return (int)n;
         struct dirent *de;
         while ((de = readdir(d)) && n < max) {
                 char path[HF_PATH_MAX];
-                struct stat st;
+                struct statx sx = { 0 };
                 if (de->d_name[0] == '.')
                         continue;
                 (void)snprintf(path, sizeof(path), "%s/%s", strcmp(root, "/") ? root : "",
                                de->d_name);
-                if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                /* What the kernel has cached: a mount point's own filesystem is not asked. */
+                if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_TYPE,
+                          &sx) < 0 ||
+                    !S_ISDIR(sx.stx_mode))
+                        continue;
+                /* Another filesystem, or a mount root (Linux 5.8 says which). */
+                if (!into_mounts && ((sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ||
+                                     sx.stx_dev_major != top.stx_dev_major ||
+                                     sx.stx_dev_minor != top.stx_dev_minor))
                         continue;
                 if (plant_one(path, add, ud) == 0)
                         n++;

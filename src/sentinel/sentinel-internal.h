@@ -271,7 +271,9 @@ int hf_respond_evidence(const char *state_dir, pid_t pid, char sha_hex[65], char
                         size_t pathn);
 
 /* ---- decoy.c ---- */
-/* Plants decoys in root and its first-level folders (at most max); calls add for each. */
-int hf_decoys_plant(const char *root, unsigned max,
+/* Plants decoys in root and its first-level folders (at most max); calls add for each. A
+ * folder that is another mount is passed by unless into_mounts: its filesystem may have stopped
+ * answering (a dead NFS server), and the main loop must not wait on it. */
+int hf_decoys_plant(const char *root, unsigned max, bool into_mounts,
                     void (*add)(void *ud, uint64_t dev, uint64_t ino, const char *path), void *ud);
 bool hf_decoy_name(const char *name);

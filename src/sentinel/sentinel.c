@@ -2108,7 +2108,7 @@ int hf_sentinel_run(const HfSentinelConfig *c)
         (void)hf_db_set_meta(s->db, "mode", mode_line);
         if (c->decoys)
                 for (size_t i = 0; i < s->n_roots; i++)
-                        (void)hf_decoys_plant(s->roots[i].path, 64, add_decoy_cb, s);
+                        (void)hf_decoys_plant(s->roots[i].path, 64, true, add_decoy_cb, s);
         r = control_open(s);
         if (r < 0)
                 log_warning_errno(r, "%s: control socket: %m", s->control_path);
@@ -2156,8 +2156,8 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                         s->last_rescan = hf_now_mono();
                         if (c->decoys)
                                 for (size_t i = 0; i < s->n_roots; i++)
-                                        (void)hf_decoys_plant(s->roots[i].path, 64, add_decoy_cb,
-                                                              s);
+                                        (void)hf_decoys_plant(s->roots[i].path, 64, false,
+                                                              add_decoy_cb, s);
                 }
                 drain_rawdisk(s);
                 if (s->db_in_tx && hf_now_mono() - s->tx_started > 0.2)

@@ -228,6 +228,66 @@ def test_mount_inside_tree(holdfast_bin, base, late):
             assert sha(os.path.join(root, ".holdfast", rel)) == before[path] == hb, path
 
 
+def overflow(s, tree):
+    """Makes the sentinel lose events: paused while 30,000 files are made in tree."""
+    os.kill(s.proc.pid, signal.SIGSTOP)
+    code = ("import os,sys\nd=sys.argv[1]\n"
+            "for i in range(30000):\n"
+            "  fd=os.open(os.path.join(d,'f%d'%i),os.O_CREAT|os.O_WRONLY,0o644); os.close(fd)\n")
+    h.run([sys.executable, "-c", code, tree]).ok()
+    os.kill(s.proc.pid, signal.SIGCONT)
+
+
+def stuck_setup(base, tree, name):
+    """Folders for a FUSE mount (its source, with a file, and tree/name) and for a disk mounted
+    later (tree/data, an empty ext4 image). Returns (source, mount point, data, image)."""
+    src, stuck, disk = (os.path.join(base, "fuse-src"), os.path.join(tree, name),
+                        os.path.join(tree, "data"))
+    img = os.path.join(base, "late.img")
+    for d in (src, stuck, disk):
+        os.makedirs(d)
+    with open(os.path.join(src, "a.txt"), "w") as f:
+        f.write("kept elsewhere\n")
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    h.run(["mkfs.ext4", "-q", "-F", img]).ok()
+    return src, stuck, disk, img
+
+
+def fuse_mount(src, mnt, undo):
+    """A bindfs mount of src on mnt whose daemon the caller may stop (SIGSTOP): a filesystem
+    that stops answering, as a hard NFS mount whose server is gone. Undone by undo (an
+    ExitStack): lazy unmount, daemon continued and killed."""
+    daemon = subprocess.Popen(["bindfs", "-f", src, mnt])
+    undo.callback(daemon.wait, 10)
+    undo.callback(daemon.kill)
+    undo.callback(os.kill, daemon.pid, signal.SIGCONT)
+    undo.callback(h.run, ["umount", "-l", mnt])
+    deadline = time.monotonic() + 10
+    while not os.path.ismount(mnt) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.ismount(mnt)
+    return daemon
+
+
+def stop_answering(daemon, mnt):
+    os.kill(daemon.pid, signal.SIGSTOP)
+    time.sleep(1.5)  # past bindfs's attribute cache (1 s)
+    probe = subprocess.run(["timeout", "2", "stat", mnt], capture_output=True)
+    assert probe.returncode == 124, "a stat of the stopped FUSE mount did not wait"
+
+
+def named_since_start(s, disk):
+    """Waits up to 10 s for the sentinel to name disk in a "mounted since start" line."""
+    named = ""
+    deadline = time.monotonic() + 10
+    while f"{disk} (" not in named and time.monotonic() < deadline:
+        named = "\n".join(ln for ln in s.read_log().splitlines()
+                          if ln.startswith("holdfast sentinel: mounted since start:"))
+        time.sleep(0.05)
+    return named
+
+
 def test_mount_table_change_passes_a_stuck_filesystem_by(holdfast_bin, base):
     """A filesystem inside a tree that stops answering (a hard NFS mount whose server is gone;
     here a FUSE mount whose daemon is stopped) must not stop the sentinel: every change of the
@@ -238,43 +298,47 @@ def test_mount_table_change_passes_a_stuck_filesystem_by(holdfast_bin, base):
     which mountinfo escapes."""
     with FsMount(base, "ext4") as m, contextlib.ExitStack() as undo:
         tree = harness.scratch(m.mnt, "srv")
-        src, stuck, disk = (os.path.join(base, "fuse-src"), os.path.join(tree, "stuck mount"),
-                            os.path.join(tree, "data"))
-        img = os.path.join(base, "late.img")
-        for d in (src, stuck, disk):
-            os.makedirs(d)
-        with open(os.path.join(src, "a.txt"), "w") as f:
-            f.write("kept elsewhere\n")
-        with open(img, "wb") as f:
-            f.truncate(64 << 20)
-        h.run(["mkfs.ext4", "-q", "-F", img]).ok()
-        daemon = subprocess.Popen(["bindfs", "-f", src, stuck])
-        undo.callback(daemon.wait, 10)
-        undo.callback(daemon.kill)
-        undo.callback(os.kill, daemon.pid, signal.SIGCONT)
-        undo.callback(h.run, ["umount", "-l", stuck])
-        deadline = time.monotonic() + 10
-        while not os.path.ismount(stuck) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert os.path.ismount(stuck)
+        src, stuck, disk, img = stuck_setup(base, tree, "stuck mount")
+        daemon = fuse_mount(src, stuck, undo)
         s = start(holdfast_bin, base, [tree], "stuck")
         try:
             assert f"{stuck} (fuse, mounted inside)" in s.mode_line, s.mode_line
-            os.kill(daemon.pid, signal.SIGSTOP)
-            time.sleep(1.5)  # past bindfs's attribute cache (1 s)
-            probe = subprocess.run(["timeout", "2", "stat", stuck], capture_output=True)
-            assert probe.returncode == 124, "a stat of the stopped FUSE mount did not wait"
+            stop_answering(daemon, stuck)
             h.run(["mount", "-o", "loop", img, disk]).ok()
             undo.callback(h.run, ["umount", disk])
-            named = ""
-            deadline = time.monotonic() + 10
-            while f"{disk} (" not in named and time.monotonic() < deadline:
-                named = "\n".join(ln for ln in s.read_log().splitlines()
-                                  if ln.startswith("holdfast sentinel: mounted since start:"))
-                time.sleep(0.05)
+            named = named_since_start(s, disk)
             assert f"{disk} (ext4, mounted inside, store {disk}/.holdfast): " in named, \
                 s.read_log()
             assert "stuck mount" not in named, named
+        finally:
+            os.kill(daemon.pid, signal.SIGCONT)
+            s.stop()
+
+
+def test_overflow_rescan_passes_a_stuck_filesystem_by(holdfast_bin, base):
+    """After events were lost (a full queue), the sentinel plants its decoys again in each
+    tree's first-level folders on its main loop; a mount point among them whose filesystem
+    stopped answering (a FUSE daemon stopped) held the loop there. Now, after start, a folder
+    that is another mount is passed by (statx from the kernel's cache says so): a disk mounted
+    after the overflow is named. At start the decoys still go into mounted filesystems too."""
+    with FsMount(base, "xfs") as m, contextlib.ExitStack() as undo:
+        tree = harness.scratch(m.mnt, "burst")
+        src, stuck, disk, img = stuck_setup(base, tree, "stuck")
+        daemon = fuse_mount(src, stuck, undo)
+        s = start(holdfast_bin, base, [tree], "stuck-overflow", mode="notify", decoys=True)
+        try:
+            assert list(Path(src).glob("!0-holdfast-*")), "no decoy in the mount at start"
+            stop_answering(daemon, stuck)
+            overflow(s, tree)
+            deadline = time.monotonic() + 10
+            while "overflow" not in s.read_log() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "overflow" in s.read_log(), s.read_log()[-2000:]
+            time.sleep(0.5)
+            h.run(["mount", "-o", "loop", img, disk]).ok()
+            undo.callback(h.run, ["umount", disk])
+            named = named_since_start(s, disk)
+            assert f"{disk} (ext4, mounted inside" in named, s.read_log()[-2000:]
         finally:
             os.kill(daemon.pid, signal.SIGCONT)
             s.stop()
@@ -698,12 +762,7 @@ def test_overflow_rescan(holdfast_bin, base):
         s = start(holdfast_bin, base, [tree], "overflow", mode="notify", decoys=True)
         try:
             decoy = next(Path(tree).glob("!0-holdfast-*"))
-            os.kill(s.proc.pid, signal.SIGSTOP)
-            code = ("import os,sys\nd=sys.argv[1]\n"
-                    "for i in range(30000):\n"
-                    "  fd=os.open(os.path.join(d,'f%d'%i),os.O_CREAT|os.O_WRONLY,0o644); os.close(fd)\n")
-            h.run([sys.executable, "-c", code, tree]).ok()
-            os.kill(s.proc.pid, signal.SIGCONT)
+            overflow(s, tree)
             time.sleep(7)
             assert s.proc.poll() is None, "sentinel died after the overflow"
         finally:
