@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/magic.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -741,6 +742,26 @@ uint64_t hf_mount_id(int fd, const char *path)
             !(sx.stx_mask & STATX_MNT_ID))
                 return 0;
         return sx.stx_mnt_id;
+}
+
+const char *hf_fs_type_name(unsigned long f_type)
+{
+        switch (f_type & 0xFFFFFFFFul) {
+        case EXT4_SUPER_MAGIC: /* ext2 and ext3 too */
+                return "ext4";
+        case XFS_SUPER_MAGIC:
+                return "xfs";
+        case BTRFS_SUPER_MAGIC:
+                return "btrfs";
+        case TMPFS_MAGIC:
+                return "tmpfs";
+        case OVERLAYFS_SUPER_MAGIC:
+                return "overlay";
+        case NFS_SUPER_MAGIC:
+                return "nfs";
+        default:
+                return NULL;
+        }
 }
 
 /*

@@ -64,6 +64,10 @@ bool hf_page_cached(int fd, uint64_t off);
  * longest mount point of /proc/self/mounts (its escapes undone) above it in the same mount
  * (statx's mount ID; the same device where the kernel gives none). */
 int hf_mount_root(const char *path, char *out, size_t n);
+/* The name of the filesystems holdfast tells apart, by statfs(2)'s f_type ("ext4", "xfs",
+ * "btrfs", "tmpfs", "overlay", "nfs"); NULL for any other. */
+const char *hf_fs_type_name(unsigned long f_type);
+
 /* A mount as /proc/self/mountinfo gives it, read without touching the filesystem. */
 typedef struct HfMountEntry {
         uint64_t id;      /* the mount ID (statx's stx_mnt_id); reused after an unmount */

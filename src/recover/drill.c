@@ -29,7 +29,6 @@
 #include "../sentinel/sentinel.h"
 #include "recover-internal.h"
 
-#define TMPFS_MAGIC_ 0x01021994
 #define IMAGE_SIZE (640ULL << 20)
 
 typedef struct Entry {
@@ -288,24 +287,6 @@ static bool file_has(const char *path, const char *needle, char *line, size_t n)
 }
 
 /* ---- the scratch filesystem ---- */
-
-static const char *fs_type_name(long t)
-{
-        switch ((unsigned long)t) {
-        case 0xEF53:
-                return "ext4";
-        case 0x58465342:
-                return "xfs";
-        case 0x9123683E:
-                return "btrfs";
-        case TMPFS_MAGIC_:
-                return "tmpfs";
-        case 0x794c7630:
-                return "overlay";
-        default:
-                return "another filesystem";
-        }
-}
 
 static int make_fs(Drill *d)
 {
@@ -832,7 +813,9 @@ int hf_drill(const HfDrillOptions *o)
         r = hf_db_path(d.state, d.db, sizeof(d.db));
         if (r < 0)
                 goto out;
-        const char *where = statfs(d.scratch, &sf) == 0 ? fs_type_name(sf.f_type) : "?";
+        const char *where = "?";
+        if (statfs(d.scratch, &sf) == 0)
+                where = hf_fs_type_name((unsigned long)sf.f_type) ?: "another filesystem";
         if (!json)
                 printf("holdfast drill in %s (%s)\n", d.scratch, where);
         r = make_fs(&d);

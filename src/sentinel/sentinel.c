@@ -1724,26 +1724,6 @@ int hf_allow_disk_exec(const char *state_dir, char **argv)
 
 /* ---- start-up ---- */
 
-static const char *fs_name(long t)
-{
-        switch ((unsigned long)t) {
-        case EXT4_SUPER_MAGIC:
-                return "ext4";
-        case 0x58465342:
-                return "xfs";
-        case BTRFS_SUPER_MAGIC:
-                return "btrfs";
-        case TMPFS_MAGIC:
-                return "tmpfs";
-        case OVERLAYFS_SUPER_MAGIC:
-                return "overlay";
-        case NFS_SUPER_MAGIC:
-                return "nfs";
-        default:
-                return "other";
-        }
-}
-
 /* How the mode line says a filesystem's files are kept before their first change. */
 static const char *capture_name(const Sentinel *s, bool pre, bool clones)
 {
@@ -2031,7 +2011,8 @@ int hf_sentinel_run(const HfSentinelConfig *c)
                         goto out;
                 }
                 (void)snprintf(rt->path, sizeof(rt->path), "%s", c->paths[i]);
-                (void)snprintf(rt->fstype, sizeof(rt->fstype), "%s", fs_name(sf.f_type));
+                (void)snprintf(rt->fstype, sizeof(rt->fstype), "%s",
+                               hf_fs_type_name((unsigned long)sf.f_type) ?: "other");
                 rt->dev = st.st_dev;
                 r = hf_mount_root(c->paths[i], mnt, sizeof(mnt));
                 if (r < 0) {

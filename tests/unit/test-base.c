@@ -898,6 +898,23 @@ static void test_mounts_below(void **state)
         assert_int_equal(hf_mount_source("/proc", src, 3), -ENAMETOOLONG);
 }
 
+/* Filesystem names by statfs's f_type: the ones told apart, NULL for others; a real tmpfs. */
+static void test_fs_type_name(void **state)
+{
+        struct statfs sf;
+
+        (void)state;
+        assert_string_equal(hf_fs_type_name(EXT4_SUPER_MAGIC), "ext4");
+        assert_string_equal(hf_fs_type_name(XFS_SUPER_MAGIC), "xfs");
+        assert_string_equal(hf_fs_type_name(BTRFS_SUPER_MAGIC), "btrfs");
+        assert_string_equal(hf_fs_type_name(OVERLAYFS_SUPER_MAGIC), "overlay");
+        assert_string_equal(hf_fs_type_name(NFS_SUPER_MAGIC), "nfs");
+        assert_null(hf_fs_type_name(PROC_SUPER_MAGIC));
+        assert_null(hf_fs_type_name(0));
+        assert_int_equal(statfs("/dev/shm", &sf), 0);
+        assert_string_equal(hf_fs_type_name((unsigned long)sf.f_type), "tmpfs");
+}
+
 /* A deleted file's content through a reopened fd, at an offset of its own; from an O_PATH fd
  * too. */
 static void test_fd_reopen(void **state)
@@ -1187,6 +1204,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_pread_mkdir, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_fd_reopen, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_mounts_below),
+                cmocka_unit_test(test_fs_type_name),
                 cmocka_unit_test_setup_teardown(test_page_cached, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test(test_format),
                 cmocka_unit_test(test_queue_mpmc),
