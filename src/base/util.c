@@ -744,6 +744,15 @@ uint64_t hf_mount_id(int fd, const char *path)
         return sx.stx_mnt_id;
 }
 
+int hf_statx_cached(const char *path, struct statx *ret)
+{
+        *ret = (struct statx){ 0 };
+        if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC,
+                  STATX_TYPE | STATX_INO, ret) < 0)
+                return -errno;
+        return 0;
+}
+
 const char *hf_fs_type_name(unsigned long f_type)
 {
         switch (f_type & 0xFFFFFFFFul) {

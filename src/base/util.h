@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -67,6 +68,11 @@ int hf_mount_root(const char *path, char *out, size_t n);
 /* The name of the filesystems holdfast tells apart, by statfs(2)'s f_type ("ext4", "xfs",
  * "btrfs", "tmpfs", "overlay", "nfs"); NULL for any other. */
 const char *hf_fs_type_name(unsigned long f_type);
+
+/* statx of path (not followed if a symlink or an automount point) from what the kernel has
+ * cached: a filesystem that no longer answers (a dead NFS server, a stopped FUSE daemon) is not
+ * asked. Type, inode, device and attributes (STATX_ATTR_MOUNT_ROOT from Linux 5.8). */
+int hf_statx_cached(const char *path, struct statx *ret);
 
 /* A mount as /proc/self/mountinfo gives it, read without touching the filesystem. */
 typedef struct HfMountEntry {

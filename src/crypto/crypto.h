@@ -106,9 +106,9 @@ int hf_random_bytes(void *p, size_t n);
 
 /*
  * scrypt(password, salt, N, r, p) -> 64 bytes split into a key: [0:32] encrypt, [32:48] mac_k,
- * [48:64] mac_r. -EINVAL for parameters that are not sane (N not a power of two > 1, r*p >= 2^30,
- * 128*N*r or 128*r*p above 1 GiB, N >= 2^(16r) as RFC 7914 forbids). ret is written only on
- * success.
+ * [48:64] mac_r. -EINVAL for parameters that are not sane (N not a power of two > 1, r*p >= 2^24,
+ * 128*N*r or 128*r*p above 1 GiB, N >= 2^(16r) as RFC 7914 forbids); -ENOMEM. ret is written
+ * only on success.
  */
 int hf_kdf_scrypt(const char *password, size_t pwlen, const uint8_t *salt, size_t saltlen,
                   uint64_t N, uint32_t r, uint32_t p, HfKey *ret);

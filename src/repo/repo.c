@@ -561,6 +561,22 @@ static int collect_pack(void *ud, const char *name, uint64_t size)
         return 0;
 }
 
+int hf_repo_list_packs(HfRepo *r, HfId **ret_ids, uint64_t **ret_sizes, size_t *ret_n)
+{
+        PackList l = { 0 };
+        int k = hf_backend_list(r->backend, HF_FILE_PACK, collect_pack, &l);
+
+        if (k < 0) {
+                free(l.ids);
+                free(l.sizes);
+                return k;
+        }
+        *ret_ids = l.ids;
+        *ret_sizes = l.sizes;
+        *ret_n = l.n;
+        return 0;
+}
+
 /* Adds the blobs of packs no index lists, read from their headers. */
 static int index_unindexed_packs(HfRepo *r, unsigned *errors)
 {
@@ -572,7 +588,7 @@ static int index_unindexed_packs(HfRepo *r, unsigned *errors)
         k = hf_cipher_new(&r->key, &cipher);
         if (k < 0)
                 return k;
-        k = hf_backend_list(r->backend, HF_FILE_PACK, collect_pack, &l);
+        k = hf_repo_list_packs(r, &l.ids, &l.sizes, &l.n);
         if (k < 0)
                 goto out;
         for (size_t i = 0; i < l.n; i++) {

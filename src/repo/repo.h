@@ -60,6 +60,9 @@ int hf_repo_load_file(HfRepo *r, HfFileType t, const HfId *id, HfBuf *out, bool 
 
 /* Lists the IDs of every file of type t (unsorted). The array is the caller's to free. */
 int hf_repo_list_ids(HfRepo *r, HfFileType t, HfId **ret, size_t *ret_n);
+/* Lists every pack file: IDs and sizes, in the same (unsorted) order; both arrays are the
+ * caller's to free, NULL when there are none. */
+int hf_repo_list_packs(HfRepo *r, HfId **ret_ids, uint64_t **ret_sizes, size_t *ret_n);
 /*
  * Resolves a full ID or a unique prefix of one (hex). -ENOENT when nothing matches,
  * -ENOTUNIQ when several do (both logged).

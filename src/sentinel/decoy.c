@@ -82,15 +82,13 @@ int hf_decoys_plant(const char *root, unsigned max, bool into_mounts,
         struct dirent *de;
         while ((de = readdir(d)) && n < max) {
                 char path[HF_PATH_MAX];
-                struct statx sx = { 0 };
+                struct statx sx;
                 if (de->d_name[0] == '.')
                         continue;
                 (void)snprintf(path, sizeof(path), "%s/%s", strcmp(root, "/") ? root : "",
                                de->d_name);
-                /* What the kernel has cached: a mount point's own filesystem is not asked. */
-                if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_TYPE,
-                          &sx) < 0 ||
-                    !S_ISDIR(sx.stx_mode))
+                /* From the kernel's cache: a mount point's own filesystem is not asked. */
+                if (hf_statx_cached(path, &sx) < 0 || !S_ISDIR(sx.stx_mode))
                         continue;
                 /* Another filesystem, or a mount root (Linux 5.8 says which). */
                 if (!into_mounts && ((sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ||

@@ -1783,21 +1783,6 @@ static void remember_mount(Sentinel *s, const HfMountEntry *m)
 }
 
 /*
- * The device of mount point mnt as stat gives it (a btrfs subvolume's differs from the
- * mountinfo's), from what the kernel has cached: a filesystem that no longer answers (a dead
- * NFS server, a stopped FUSE daemon) is not asked.
- */
-static int cached_dev(const char *mnt, dev_t *ret)
-{
-        struct statx sx = { 0 };
-
-        if (statx(AT_FDCWD, mnt, AT_STATX_DONT_SYNC | AT_NO_AUTOMOUNT, STATX_INO, &sx) < 0)
-                return -errno;
-        *ret = makedev(sx.stx_dev_major, sx.stx_dev_minor);
-        return 0;
-}
-
-/*
  * A filesystem mounted inside a protected tree (a data disk at /srv/data) is a filesystem of
  * its own: marked and given a store of its own, or its files would go unwatched. One that
  * cannot be is named as unprotected; the sentinel still starts.
@@ -1808,14 +1793,15 @@ static int add_inside(void *ud, const HfMountEntry *m)
         Sentinel *s = in->s;
         const char *mnt = m->path, *type = m->type;
         bool pre = false, clones = false;
-        dev_t dev = 0;
+        struct statx sx;
         int r = 0;
 
-        if (nothing_to_keep(type) || mounted_before(s, m) || cached_dev(mnt, &dev) < 0)
+        /* Its device as stat gives it (a btrfs subvolume's differs from the mountinfo's). */
+        if (nothing_to_keep(type) || mounted_before(s, m) || hf_statx_cached(mnt, &sx) < 0)
                 return 0;
         /* Skipped or not, a rescan passes it by from now on. */
         remember_mount(s, m);
-        if (dev == in->outer)
+        if (makedev(sx.stx_dev_major, sx.stx_dev_minor) == in->outer)
                 return 0; /* the tree's own filesystem, mounted again (a bind mount) */
         if (strcmp(type, "overlay") == 0) {
                 /* A container's root: its writes land in its upper directory, on a filesystem

@@ -115,10 +115,9 @@ typedef struct EarlyPack {
 } EarlyPack;
 
 enum {
-        EARLY_WAITING,
-        EARLY_OK,     /* read early, no problem found */
-        EARLY_FAILED, /* read early, a problem found: to be read again */
-        EARLY_LATE,   /* taken by read_data */
+        EARLY_WAITING, /* not read early (read_data takes it) */
+        EARLY_OK,      /* read early, no problem found */
+        EARLY_FAILED,  /* read early, a problem found: to be read again */
 };
 
 /* read_data: a blob decrypted into Worker.plain, waiting for its hash. */
@@ -210,7 +209,7 @@ struct Check {
         /* The early read: packs taken in order (early_next) by it and, once the index is
          * loaded, by read_data, which sets early_stop. */
         EarlyPack *early;
-        size_t n_early, cap_early;
+        size_t n_early;
         atomic_size_t early_next;
         Worker *early_worker;
         atomic_uint_fast64_t early_bytes, early_files; /* read by it, no problem found */
@@ -1362,7 +1361,6 @@ static Pack *next_early(Check *c, void *ud)
 
                 if (k >= c->n_early)
                         return NULL;
-                atomic_store(&c->early[k].state, EARLY_LATE);
                 if (hf_index_find_pack(c->index, &c->early[k].id, &pos) >= 0 &&
                     c->packs[pos].early == k + 1)
                         return &c->packs[pos];
@@ -1417,7 +1415,7 @@ static int read_data(Check *c, Beside *early)
         hf_progress_add_bytes(c->progress, atomic_load(&c->early_bytes));
         r = run_pool(c, JOB_READ, &from_early);
         k = join_beside(early);
-        free_early_worker(c); /* before the walkers join: check's peak of memory is there */
+        free_early_worker(c); /* check's peak of memory comes at its end */
         if (r >= 0)
                 r = k;
         if (r >= 0)
@@ -1429,28 +1427,6 @@ out:
 
 /* ---------------------------------------------------------------------------------------- */
 /* The early read */
-
-static int list_early(void *ud, const char *name, uint64_t size)
-{
-        Check *c = ud;
-        HfId id;
-
-        if (hf_id_parse(name, strlen(name), &id) < 0)
-                return 0;
-        if (c->n_early == c->cap_early) {
-                size_t ncap = c->cap_early ? c->cap_early * 2 : 1024;
-                EarlyPack *nv = realloc(c->early, ncap * sizeof(*nv));
-                if (!nv)
-                        return -ENOMEM;
-                c->early = nv;
-                c->cap_early = ncap;
-        }
-        c->early[c->n_early].id = id;
-        c->early[c->n_early].size = size;
-        atomic_init(&c->early[c->n_early].state, EARLY_WAITING);
-        c->n_early++;
-        return 0;
-}
 
 /* Largest first: the last packs read, with a core waiting for them, are short ones. */
 static int cmp_early(const void *a, const void *b)
@@ -1499,12 +1475,24 @@ static void *early_read_main(void *arg)
  */
 static int start_early_read(Check *c, Beside *b)
 {
+        _cleanup_free_ HfId *ids = NULL;
+        _cleanup_free_ uint64_t *sizes = NULL;
+        size_t n = 0;
         Worker *w;
         int r;
 
-        r = hf_backend_list(c->backend, HF_FILE_PACK, list_early, c);
-        if (r < 0 || c->n_early == 0)
+        r = hf_repo_list_packs(c->repo, &ids, &sizes, &n);
+        if (r < 0 || n == 0) /* build_packs lists them again, and says what fails */
                 return r == -ENOMEM ? r : 0;
+        c->early = calloc(n, sizeof(*c->early));
+        if (!c->early)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                c->early[i].id = ids[i];
+                c->early[i].size = sizes[i];
+                atomic_init(&c->early[i].state, EARLY_WAITING);
+        }
+        c->n_early = n;
         qsort(c->early, c->n_early, sizeof(*c->early), cmp_early);
         w = c->early_worker = calloc(1, sizeof(Worker));
         if (!w)

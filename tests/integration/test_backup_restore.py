@@ -1468,13 +1468,13 @@ def test_lock_second_look_on_a_local_vault(holdfast, tmp_path):
 
 
 def test_two_exclusive_lockers_never_both_hold(holdfast, tmp_path):
-    ROUNDS = 60
     """Without the pause (above), two clients that lock at the same moment must still not both
     go on: each looks again after its own lock is saved, so the later one sees the earlier one's.
-    Two `key passwd` (exclusive locks) are released together, twenty times, by writing their
+    Two `key passwd` (exclusive locks) are released together, sixty times, by writing their
     passwords into a FIFO each; each that gets the lock then waits for its new password, read
     from another FIFO, while holding it. Never may both be waiting there at once; one that
     backs off names the other's lock."""
+    ROUNDS = 60
     vault = tmp_path / "vault"
     init(holdfast, vault)
     pw = (holdfast.password + "\n").encode()

@@ -15,7 +15,6 @@
 #include "../../src/base/macro.h"
 #include "../../src/base/util.h"
 #include "../../src/crypto/crypto.h"
-#include "smaps.h"
 
 static void unhex(const char *s, uint8_t *out, size_t n)
 {

@@ -1567,8 +1567,9 @@ static void test_kdf_calibrate(void **state)
 
         (void)state;
         /* 90 ms a pass at N 32768 (OpenSSL's scrypt on the CI machine; holdfast's own lane
-         * takes ~55 ms there now), a slow first call (there 1.1-1.3x; 2x here). The memory cap stops N at 32768 (32 MiB); p fills 500 ms: 6
-         * passes (540 ms). The old rule, extrapolating the first call, gave p 3 (270 ms). */
+         * takes 55-65 ms on this kind of machine now), a slow first call (there 1.1-1.3x; 2x
+         * here). The memory cap stops N at 32768 (32 MiB); p fills 500 ms: 6 passes (540 ms).
+         * The old rule, extrapolating the first call, gave p 3 (270 ms). */
         p = fake_calibrate(500, 90.0 / 32, 2.0);
         assert_int_equal(p.N, 32768);
         assert_int_equal(p.r, 8);
